@@ -1,0 +1,139 @@
+//! The command line: `churnwatch replay | check-config | ...`.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    codec::Format,
+    config::{CoreConfig, TimeUnit},
+    replay::{self, ReplayOptions},
+    time::{parse_rfc3339, Span},
+};
+
+#[derive(Parser, Debug)]
+#[command(name = "churnwatch", version, about = "Event-sourced churn detection: fold customer events, score silent churn, emit proactive outreach.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Fold events from files and write states, scores, the model and outreach.
+    Replay(ReplayArgs),
+    /// Validate a configuration file without connecting anywhere.
+    CheckConfig {
+        /// TOML configuration file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Input file (repeatable); read in the order given.
+    #[arg(long = "input", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// jsonl: proto3 JSON, one event per line; protobuf: length-delimited.
+    #[arg(long, value_parser = parse_format, default_value = "jsonl")]
+    pub format: Format,
+    /// TOML configuration (the fold, model, score and outreach sections).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Exit with status 1 if any record was invalid.
+    #[arg(long)]
+    pub strict: bool,
+    /// Score as of this RFC 3339 time (default: the last event's time).
+    #[arg(long, value_parser = parse_time)]
+    pub as_of: Option<i64>,
+    /// Time unit of the buy-till-you-die model (overrides model.time_unit).
+    #[arg(long, value_enum)]
+    pub time_unit: Option<TimeUnitArg>,
+    /// Horizon of expected activity, e.g. 30d (overrides model.horizon).
+    #[arg(long)]
+    pub horizon: Option<Span>,
+    /// Write every customer's state (.jsonl: proto3 JSON; else length-delimited protobuf).
+    #[arg(long)]
+    pub state_out: Option<PathBuf>,
+    /// Write one CSV row per customer with x, t_x, T, P(alive), expected activity, risk, level and top reason.
+    #[arg(long)]
+    pub scores_out: Option<PathBuf>,
+    /// Write the fitted population model as JSON.
+    #[arg(long)]
+    pub model_out: Option<PathBuf>,
+    /// Write every outreach decided, proto3 JSON, one per line, in stream-time order.
+    #[arg(long)]
+    pub outreach_out: Option<PathBuf>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum TimeUnitArg {
+    Day,
+    Week,
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    match s {
+        "jsonl" | "json" => Ok(Format::Json),
+        "protobuf" | "pb" => Ok(Format::Protobuf),
+        _ => Err(format!("unknown format `{s}` (jsonl or protobuf)")),
+    }
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    parse_rfc3339(s).map_err(|e| e.to_string())
+}
+
+/// Reads a core configuration file (defaults for every missing key).
+pub fn load_core_config(path: Option<&PathBuf>) -> anyhow::Result<CoreConfig> {
+    let Some(path) = path else { return Ok(CoreConfig::default()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let cfg: CoreConfig = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let problems = cfg.problems();
+    if !problems.is_empty() {
+        let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+        anyhow::bail!("{} is invalid:\n{}", path.display(), lines.join("\n"));
+    }
+    Ok(cfg)
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Replay(a) => {
+            let cfg = load_core_config(a.config.as_ref())?;
+            let opts = ReplayOptions {
+                inputs: a.inputs,
+                format: a.format,
+                strict: a.strict,
+                as_of: a.as_of,
+                time_unit: a.time_unit.map(|u| match u {
+                    TimeUnitArg::Day => TimeUnit::Day,
+                    TimeUnitArg::Week => TimeUnit::Week,
+                }),
+                horizon: a.horizon,
+                state_out: a.state_out,
+                state_format: None,
+                scores_out: a.scores_out,
+                model_out: a.model_out,
+                outreach_out: a.outreach_out,
+                progress: !a.quiet,
+            };
+            let summary = replay::replay(cfg, &opts)?;
+            eprintln!("{}", serde_json::to_string_pretty(&summary)?);
+            if opts.strict && summary.invalid > 0 {
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { file } => {
+            let cfg = load_core_config(Some(&file))?;
+            println!("{} is valid", file.display());
+            println!("{}", toml::to_string(&cfg)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,565 @@
+//! Configuration of the pure core: the fold, the population model, the risk
+//! score and the outreach policy. One place for every key, its default (with
+//! where the default comes from) and the cross-field checks.
+//!
+//! The service configuration (`crate::settings`) embeds this as is, so a key
+//! means the same in `churnwatch replay` and in `churnwatch run`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    channel,
+    kind::{EventKind, KindSet},
+    model::{Family, Params},
+    pb::{Channel, Playbook},
+    score::Level,
+    time::Span,
+};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoreConfig {
+    pub fold: FoldConfig,
+    pub model: ModelConfig,
+    pub score: ScoreConfig,
+    pub outreach: OutreachConfig,
+}
+
+/// How events are folded into customer state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FoldConfig {
+    /// Kinds that count as activity for the buy-till-you-die model.
+    /// Default: purchase and session (the "active day" of the domain brief).
+    pub activity_kinds: KindSet,
+    /// How far behind the newest event an event may arrive and still be
+    /// folded. Older ones are counted and dropped. At most 60 days, because
+    /// the per-customer day bitmap that keeps the buy-till-you-die counts
+    /// order-independent covers 64 days.
+    pub lateness: Span,
+    /// How far ahead of stream time an event's timestamp may be before it is
+    /// rejected as absurd (producer clocks drift; a year ahead is a bug).
+    pub max_future_skew: Span,
+    /// Longest accepted string field (ids, reasons, plan), in bytes.
+    pub max_string_bytes: usize,
+    /// Half-life of the recency weighting of channel use.
+    pub channel_half_life: Span,
+    /// Weight of a new answer in the fast satisfaction average (EWMA).
+    pub satisfaction_fast_weight: f32,
+    /// Weight of a new answer in the slow satisfaction baseline (EWMA).
+    pub satisfaction_baseline_weight: f32,
+    /// The support team's first-response target; slower is friction.
+    pub first_response_sla: Span,
+    /// Window for repeated contacts (the domain brief's "short time").
+    pub contact_window: Span,
+}
+
+impl Default for FoldConfig {
+    fn default() -> Self {
+        FoldConfig {
+            activity_kinds: [EventKind::Purchase, EventKind::Session].into_iter().collect(),
+            lateness: Span::days(1),
+            max_future_skew: Span::hours(1),
+            max_string_bytes: 256,
+            channel_half_life: Span::days(30),
+            satisfaction_fast_weight: 0.5,
+            satisfaction_baseline_weight: 0.1,
+            first_response_sla: Span::hours(24),
+            contact_window: Span::days(7),
+        }
+    }
+}
+
+/// The time unit of the buy-till-you-die model's (x, t_x, T).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeUnit {
+    #[default]
+    Day,
+    Week,
+}
+
+impl TimeUnit {
+    pub fn days(self) -> f64 {
+        match self {
+            TimeUnit::Day => 1.0,
+            TimeUnit::Week => 7.0,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeUnit::Day => "day",
+            TimeUnit::Week => "week",
+        }
+    }
+}
+
+/// The population model (BG/NBD or MBG/NBD) behind P(alive).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    pub family: Family,
+    pub time_unit: TimeUnit,
+    /// Parameters used until the first fit, in `time_unit`. Default: Fader,
+    /// Hardie & Lee (2005)'s CDNOW estimates (r 0.243, alpha 4.414 weeks,
+    /// a 0.793, b 2.426), with alpha converted to days (x7) for `day`.
+    pub prior: Option<Params>,
+    /// Refit from the current state this often, in stream time.
+    pub refit_every: Span,
+    /// Do not fit on fewer customers than this; keep the previous model.
+    pub min_customers: u64,
+    /// Horizon of "expected activity".
+    pub horizon: Span,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            family: Family::BgNbd,
+            time_unit: TimeUnit::Day,
+            prior: None,
+            refit_every: Span::days(1),
+            min_customers: 100,
+            horizon: Span::days(30),
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The prior in this config's time unit.
+    pub fn prior_params(&self) -> Params {
+        self.prior.unwrap_or_else(|| {
+            let weeks = Params { r: 0.243, alpha: 4.414, a: 0.793, b: 2.426 };
+            match self.time_unit {
+                TimeUnit::Week => weeks,
+                TimeUnit::Day => Params { alpha: weeks.alpha * 7.0, ..weeks },
+            }
+        })
+    }
+}
+
+/// Weights of the logistic risk combination (each signal's strength is in [0, 1]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Weights {
+    /// 1 - P(alive) from the population model.
+    pub p_dead: f64,
+    /// Silence measured against the customer's own typical gap.
+    pub overdue: f64,
+    pub rate_drop: f64,
+    pub satisfaction_drop: f64,
+    pub friction: f64,
+    pub escalation: f64,
+    pub renewal: f64,
+}
+
+impl Default for Weights {
+    /// Chosen so that one strong signal of the kind the domain brief says to
+    /// act on at once (an escalation, a satisfaction drop, friction) reaches
+    /// `high` alone, while silence needs both the model and the customer's
+    /// own rhythm to agree before it does.
+    fn default() -> Self {
+        Weights {
+            p_dead: 2.5,
+            overdue: 2.0,
+            rate_drop: 1.5,
+            satisfaction_drop: 3.5,
+            friction: 3.5,
+            escalation: 4.0,
+            renewal: 1.5,
+        }
+    }
+}
+
+/// Lower bounds of the risk levels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    pub medium: f64,
+    pub high: f64,
+    pub critical: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds { medium: 0.3, high: 0.6, critical: 0.85 }
+    }
+}
+
+/// Parameters of the individual signals.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignalConfig {
+    /// Recent window of the rate-drop test (at most 63 days: the day bitmap).
+    pub rate_window: Span,
+    /// The rate-drop test stays silent until the customer's active life
+    /// (first to last active day) is at least this long ...
+    pub rate_min_baseline: Span,
+    /// ... and has at least this many repeat active days.
+    pub rate_min_repeats: u32,
+    /// Overdue starts at silence = typical gap x `overdue_start` and is full
+    /// at `overdue_full` x the gap.
+    pub overdue_start: f64,
+    pub overdue_full: f64,
+    /// Overdue needs at least this many repeat days to know a rhythm.
+    pub overdue_min_repeats: u32,
+    /// A detractor NPS or a CSAT of 1-2 counts for this long.
+    pub satisfaction_memory: Span,
+    /// A drop of the fast satisfaction average below the baseline by this
+    /// much (on the 0-1 scale) is a full-strength drift.
+    pub satisfaction_full_drop: f64,
+    /// An open ticket counts fully as friction after this age.
+    pub ticket_full_age: Span,
+    /// Complaints count as friction for this long.
+    pub complaint_memory: Span,
+    /// Escalate when at least this many contacts in the contact window ...
+    pub escalation_contacts: u32,
+    /// ... across at least this many channels.
+    pub escalation_channels: u32,
+    /// The renewal signal is on within this span before the renewal date ...
+    pub renewal_window: Span,
+    /// ... while another signal is at least this strong.
+    pub renewal_companion_strength: f64,
+}
+
+impl Default for SignalConfig {
+    fn default() -> Self {
+        SignalConfig {
+            rate_window: Span::days(28),
+            rate_min_baseline: Span::days(56),
+            rate_min_repeats: 4,
+            overdue_start: 1.5,
+            overdue_full: 4.0,
+            overdue_min_repeats: 2,
+            satisfaction_memory: Span::days(30),
+            satisfaction_full_drop: 0.3,
+            ticket_full_age: Span::days(7),
+            complaint_memory: Span::days(30),
+            escalation_contacts: 3,
+            escalation_channels: 2,
+            renewal_window: Span::days(30),
+            renewal_companion_strength: 0.3,
+        }
+    }
+}
+
+/// The explainable risk score.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoreConfig {
+    /// Logit of the risk with every signal at zero (sigmoid(-3) = 0.047).
+    pub bias: f64,
+    pub weights: Weights,
+    pub thresholds: Thresholds,
+    pub signals: SignalConfig,
+    /// How far ahead the silence timer looks for the next level change; a
+    /// customer with no change in sight is re-checked then.
+    pub timer_horizon: Span,
+}
+
+impl Default for ScoreConfig {
+    fn default() -> Self {
+        ScoreConfig {
+            bias: -3.0,
+            weights: Weights::default(),
+            thresholds: Thresholds::default(),
+            signals: SignalConfig::default(),
+            timer_horizon: Span::days(180),
+        }
+    }
+}
+
+/// Playbook per dominant reason; `*_high_value` apply to customers whose
+/// lifetime value reaches `OutreachConfig::high_value`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlaybookMap {
+    #[serde(with = "playbook_name")]
+    pub silence: Playbook,
+    #[serde(with = "playbook_name")]
+    pub silence_high_value: Playbook,
+    #[serde(with = "playbook_name")]
+    pub rate_drop: Playbook,
+    #[serde(with = "playbook_name")]
+    pub rate_drop_high_value: Playbook,
+    #[serde(with = "playbook_name")]
+    pub satisfaction_drop: Playbook,
+    #[serde(with = "playbook_name")]
+    pub friction: Playbook,
+    #[serde(with = "playbook_name")]
+    pub escalation: Playbook,
+    #[serde(with = "playbook_name")]
+    pub renewal: Playbook,
+}
+
+impl Default for PlaybookMap {
+    /// The domain brief's calls to action.
+    fn default() -> Self {
+        PlaybookMap {
+            silence: Playbook::CheckIn,
+            silence_high_value: Playbook::WinBack,
+            rate_drop: Playbook::CheckIn,
+            rate_drop_high_value: Playbook::WinBack,
+            satisfaction_drop: Playbook::FeedbackFollowUp,
+            friction: Playbook::ServiceRecovery,
+            escalation: Playbook::EscalateToAgent,
+            renewal: Playbook::RenewalSave,
+        }
+    }
+}
+
+/// When and how to reach out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutreachConfig {
+    /// Outreach fires on an upward crossing into this level.
+    pub trigger_level: Level,
+    /// After an episode, the customer re-arms once the level is at or below this.
+    pub re_arm_level: Level,
+    /// Minimum time between two outreach to one customer (domain: rare, not stalking).
+    pub cooldown: Span,
+    /// At most `cap` outreach per customer in any `cap_window`.
+    pub cap: u32,
+    pub cap_window: Span,
+    /// Whether a customer who never stated consent may be contacted.
+    pub assume_consent: bool,
+    /// Channels outreach can be sent on, in order of preference for ties.
+    #[serde(with = "channel::serde_names")]
+    pub channels: Vec<Channel>,
+    /// Channel used when no preferred, consented channel is known.
+    #[serde(with = "channel::serde_name")]
+    pub fallback_channel: Channel,
+    /// Lifetime value from which a customer counts as high value.
+    pub high_value: f64,
+    pub playbooks: PlaybookMap,
+}
+
+impl Default for OutreachConfig {
+    fn default() -> Self {
+        OutreachConfig {
+            trigger_level: Level::High,
+            re_arm_level: Level::Low,
+            cooldown: Span::days(14),
+            cap: 2,
+            cap_window: Span::days(30),
+            assume_consent: true,
+            channels: vec![
+                Channel::Email,
+                Channel::Phone,
+                Channel::Sms,
+                Channel::App,
+                Channel::Chat,
+                Channel::Web,
+            ],
+            fallback_channel: Channel::Email,
+            high_value: 500.0,
+            playbooks: PlaybookMap::default(),
+        }
+    }
+}
+
+/// One configuration problem, with the key it concerns.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct ConfigProblem {
+    pub key: String,
+    pub problem: String,
+}
+
+impl ConfigProblem {
+    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigProblem { key: key.into(), problem: problem.into() }
+    }
+}
+
+impl CoreConfig {
+    /// Every cross-field problem at once (empty = valid).
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut p = Vec::new();
+        let f = &self.fold;
+        if f.activity_kinds == KindSet::default() {
+            p.push(ConfigProblem::new("fold.activity_kinds", "must name at least one kind"));
+        }
+        if f.lateness.as_secs() < 0 || f.lateness > Span::days(60) {
+            p.push(ConfigProblem::new("fold.lateness", "must be between 0s and 60d"));
+        }
+        if f.max_future_skew.as_secs() < 0 {
+            p.push(ConfigProblem::new("fold.max_future_skew", "must not be negative"));
+        }
+        if f.max_string_bytes == 0 {
+            p.push(ConfigProblem::new("fold.max_string_bytes", "must be positive"));
+        }
+        if f.channel_half_life.as_secs() <= 0 {
+            p.push(ConfigProblem::new("fold.channel_half_life", "must be positive"));
+        }
+        for (key, w) in [
+            ("fold.satisfaction_fast_weight", f.satisfaction_fast_weight),
+            ("fold.satisfaction_baseline_weight", f.satisfaction_baseline_weight),
+        ] {
+            if !(w > 0.0 && w <= 1.0) {
+                p.push(ConfigProblem::new(key, "must be in (0, 1]"));
+            }
+        }
+        if f.contact_window.as_secs() <= 0 {
+            p.push(ConfigProblem::new("fold.contact_window", "must be positive"));
+        }
+        let m = &self.model;
+        let prior = m.prior_params();
+        if ![prior.r, prior.alpha, prior.a, prior.b].iter().all(|v| v.is_finite() && *v > 0.0) {
+            p.push(ConfigProblem::new("model.prior", "r, alpha, a and b must be positive"));
+        }
+        if m.refit_every.as_secs() <= 0 {
+            p.push(ConfigProblem::new("model.refit_every", "must be positive"));
+        }
+        if m.horizon.as_secs() <= 0 {
+            p.push(ConfigProblem::new("model.horizon", "must be positive"));
+        }
+        let s = &self.score;
+        let t = &s.thresholds;
+        if !(0.0 < t.medium && t.medium < t.high && t.high < t.critical && t.critical < 1.0) {
+            p.push(ConfigProblem::new(
+                "score.thresholds",
+                "need 0 < medium < high < critical < 1",
+            ));
+        }
+        let w = &s.weights;
+        for (key, v) in [
+            ("score.weights.p_dead", w.p_dead),
+            ("score.weights.overdue", w.overdue),
+            ("score.weights.rate_drop", w.rate_drop),
+            ("score.weights.satisfaction_drop", w.satisfaction_drop),
+            ("score.weights.friction", w.friction),
+            ("score.weights.escalation", w.escalation),
+            ("score.weights.renewal", w.renewal),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                p.push(ConfigProblem::new(key, "must be a finite number >= 0"));
+            }
+        }
+        if !s.bias.is_finite() {
+            p.push(ConfigProblem::new("score.bias", "must be finite"));
+        }
+        let g = &s.signals;
+        if g.rate_window.as_secs() <= 0 || g.rate_window > Span::days(63) {
+            p.push(ConfigProblem::new("score.signals.rate_window", "must be between 1d and 63d"));
+        }
+        if !(g.overdue_start >= 1.0 && g.overdue_full > g.overdue_start) {
+            p.push(ConfigProblem::new(
+                "score.signals.overdue_full",
+                "need 1 <= overdue_start < overdue_full",
+            ));
+        }
+        if !(g.satisfaction_full_drop > 0.0 && g.satisfaction_full_drop <= 1.0) {
+            p.push(ConfigProblem::new("score.signals.satisfaction_full_drop", "must be in (0, 1]"));
+        }
+        if g.ticket_full_age.as_secs() <= 0 {
+            p.push(ConfigProblem::new("score.signals.ticket_full_age", "must be positive"));
+        }
+        if g.escalation_contacts == 0 || g.escalation_channels == 0 {
+            p.push(ConfigProblem::new(
+                "score.signals.escalation_contacts",
+                "contacts and channels must be at least 1",
+            ));
+        }
+        if s.timer_horizon < Span::days(1) {
+            p.push(ConfigProblem::new("score.timer_horizon", "must be at least 1d"));
+        }
+        let o = &self.outreach;
+        if o.re_arm_level >= o.trigger_level {
+            p.push(ConfigProblem::new(
+                "outreach.re_arm_level",
+                "must be below outreach.trigger_level (hysteresis)",
+            ));
+        }
+        if o.trigger_level == Level::Low {
+            p.push(ConfigProblem::new("outreach.trigger_level", "must be above low"));
+        }
+        if o.cap == 0 || o.cap > 16 {
+            p.push(ConfigProblem::new("outreach.cap", "must be between 1 and 16"));
+        }
+        if o.cap_window.as_secs() <= 0 {
+            p.push(ConfigProblem::new("outreach.cap_window", "must be positive"));
+        }
+        if o.cooldown.as_secs() < 0 {
+            p.push(ConfigProblem::new("outreach.cooldown", "must not be negative"));
+        }
+        if o.channels.is_empty() {
+            p.push(ConfigProblem::new("outreach.channels", "must name at least one channel"));
+        }
+        if !(o.high_value.is_finite() && o.high_value > 0.0) {
+            p.push(ConfigProblem::new("outreach.high_value", "must be positive"));
+        }
+        p
+    }
+}
+
+/// serde for a playbook written as its enum name (`WIN_BACK`) or in lower case.
+pub mod playbook_name {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    use crate::pb::Playbook;
+
+    pub fn serialize<S: Serializer>(p: &Playbook, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.as_str_name().to_ascii_lowercase())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Playbook, D::Error> {
+        let text = String::deserialize(d)?;
+        match Playbook::from_str_name(&text.to_ascii_uppercase()) {
+            Some(Playbook::Unspecified) | None => {
+                Err(de::Error::custom(format!("unknown playbook `{text}`")))
+            }
+            Some(p) => Ok(p),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip_through_toml() {
+        let c = CoreConfig::default();
+        assert_eq!(c.problems(), vec![]);
+        let text = toml::to_string(&c).unwrap_or_default();
+        let back: CoreConfig = toml::from_str(&text).unwrap_or_default();
+        assert_eq!(back, c);
+        assert!(text.contains("activity_kinds = [\"purchase\", \"session\"]"), "{text}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let text = r#"
+            [fold]
+            lateness = "90d"
+            [score.thresholds]
+            medium = 0.7
+            [outreach]
+            trigger_level = "low"
+            cap = 0
+        "#;
+        let c: CoreConfig = match toml::from_str(text) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let keys: Vec<String> = c.problems().into_iter().map(|p| p.key).collect();
+        for k in ["fold.lateness", "score.thresholds", "outreach.re_arm_level", "outreach.cap"] {
+            assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = toml::from_str::<CoreConfig>("[fold]\nlatenes = \"1d\"\n");
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn day_prior_is_the_cdnow_prior_in_days() {
+        let m = ModelConfig::default();
+        let p = m.prior_params();
+        assert!((p.alpha - 4.414 * 7.0).abs() < 1e-9);
+        let w = ModelConfig { time_unit: TimeUnit::Week, ..m };
+        assert!((w.prior_params().alpha - 4.414).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,29 @@
+//! churnwatch: an event-sourced churn-detection stream processor.
+//!
+//! The flow, folder by folder: events come in ([`pb`], [`codec`],
+//! [`validate`]), are folded into per-customer state ([`fold`], [`state`]),
+//! scored by the signals ([`signals`], [`model`], [`population`], [`score`]),
+//! and turned into outreach decisions ([`outreach`]). [`processor`] runs one
+//! partition's stream through all of that, with silence timers ([`timers`]).
+//! Everything so far is the pure core: no Kafka, no clock, no I/O.
+//! [`replay`] drives it from files.
+
+pub mod channel;
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod events;
+pub mod fold;
+pub mod kind;
+pub mod model;
+pub mod outreach;
+pub mod pb;
+pub mod population;
+pub mod processor;
+pub mod replay;
+pub mod score;
+pub mod signals;
+pub mod state;
+pub mod time;
+pub mod timers;
+pub mod validate;

@@ -1,0 +1,144 @@
+//! Proactive-outreach decisions (pure core): when a customer's risk crosses
+//! into the trigger level, choose a playbook, a channel and a priority, or
+//! suppress the outreach and say why. The decision is recorded in the
+//! customer's state, so a replay gives the same outreach, byte for byte, and
+//! never a second one for the same episode.
+//!
+//! Episodes: an upward crossing into the trigger level while armed starts an
+//! episode; the customer re-arms once the level is back at or below the
+//! re-arm level (hysteresis). While an episode's outreach is suppressed it
+//! stays pending and is sent as soon as nothing suppresses it (cooldown over,
+//! ticket closed, consent given). After the cooldown, a still-high customer
+//! whose dominant reason now calls for a different playbook starts a new
+//! episode; the same risk persisting does not (outreach stays rare).
+
+mod channel_choice;
+mod id;
+mod message;
+mod playbook;
+mod priority;
+mod suppression;
+
+pub use channel_choice::choose_channel;
+pub use id::outreach_id;
+pub use message::profile;
+pub use playbook::choose_playbook;
+pub use priority::priority;
+pub use suppression::{suppression_code, Suppression};
+
+use crate::{
+    config::OutreachConfig,
+    pb::{OutreachRequested, Playbook},
+    score::Score,
+    signals::Context,
+    state::{CustomerState, OutreachRecord},
+    time::Timestamp,
+};
+
+/// What the policy decided at one scoring.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    Send(Box<OutreachRequested>),
+    Suppressed { reason: Suppression, playbook: Playbook },
+}
+
+/// Applies the policy after a (re)score at `now`, recording any decision in
+/// the state.
+pub fn decide(
+    s: &mut CustomerState,
+    customer_id: &str,
+    score: &Score,
+    now: Timestamp,
+    ctx: &Context<'_>,
+    cfg: &OutreachConfig,
+) -> Option<Decision> {
+    if s.outreach.is_none() && score.level < cfg.trigger_level {
+        return None; // never high: nothing to record (keeps typical state small)
+    }
+    let playbook = choose_playbook(score, s.value.amount, cfg);
+    let h = s.outreach_mut();
+    let window = cfg.cap_window.as_secs();
+    h.recent.retain(|t| *t > now - window);
+
+    if score.level <= cfg.re_arm_level {
+        h.armed = true;
+        h.episode_started_at = None;
+        h.episode_done = false;
+        h.suppressed = None;
+        return None;
+    }
+    if score.level < cfg.trigger_level {
+        return None;
+    }
+    if h.armed {
+        h.armed = false;
+        h.episode_started_at = Some(now);
+        h.episode_done = false;
+        h.suppressed = None;
+    } else if h.episode_done {
+        let renewed = h.last.as_ref().is_some_and(|l| {
+            now >= l.decided_at + cfg.cooldown.as_secs() && l.playbook != playbook
+        });
+        if !renewed {
+            return None;
+        }
+        h.episode_started_at = Some(now);
+        h.episode_done = false;
+        h.suppressed = None;
+    }
+    let episode_start = h.episode_started_at?;
+
+    if let Some(reason) = suppression::check(s, playbook, now, cfg) {
+        return note_suppressed(s, reason, playbook);
+    }
+    let Some(channel) = choose_channel(s, cfg) else {
+        return note_suppressed(s, Suppression::NoConsent, playbook);
+    };
+    let id = outreach_id(customer_id, playbook, episode_start);
+    let msg = message::build(s, customer_id, &id, score, playbook, channel, episode_start, now, ctx, cfg);
+    let h = s.outreach_mut();
+    h.recent.push(now);
+    h.sent += 1;
+    h.episode_done = true;
+    h.suppressed = None;
+    h.last = Some(OutreachRecord {
+        outreach_id: id,
+        decided_at: now,
+        playbook,
+        channel,
+        episode_started_at: episode_start,
+        outcome: 0,
+    });
+    Some(Decision::Send(Box::new(msg)))
+}
+
+/// Counts a suppression once per episode and reason.
+fn note_suppressed(s: &mut CustomerState, reason: Suppression, playbook: Playbook) -> Option<Decision> {
+    let h = s.outreach_mut();
+    if h.suppressed == Some(reason.code()) {
+        return None;
+    }
+    h.suppressed = Some(reason.code());
+    Some(Decision::Suppressed { reason, playbook })
+}
+
+/// When the policy itself needs another look without a level change: the
+/// end of a cooldown or a cap window that holds back a pending episode or
+/// allows a new one.
+pub fn next_wakeup(s: &CustomerState, now: Timestamp, cfg: &OutreachConfig) -> Option<Timestamp> {
+    let h = s.outreach.as_deref()?;
+    h.episode_started_at?;
+    let mut times = Vec::with_capacity(2);
+    if let Some(l) = &h.last {
+        times.push(l.decided_at + cfg.cooldown.as_secs());
+    }
+    if h.recent.len() as u32 >= cfg.cap {
+        if let Some(oldest) = h.recent.first() {
+            times.push(oldest + cfg.cap_window.as_secs());
+        }
+    }
+    times.into_iter().filter(|t| *t > now).min()
+}
+
+#[cfg(test)]
+mod tests;

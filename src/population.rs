@@ -1,0 +1,106 @@
+//! The population model in use: the configured prior until the first fit,
+//! then the latest maximum-likelihood fit over the customers' (x, t_x, T).
+//! Bridges customer state (UTC days) and the model's time unit.
+
+use serde::Serialize;
+
+use crate::{
+    config::{ModelConfig, TimeUnit},
+    model::{self, Family, FitOptions, ModelError, Params, Triple, TripleCounts},
+    state::Activity,
+    time::{day_of, Day, Span, Timestamp},
+};
+
+/// What one fit produced (exported as metrics and `--model-out`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FitRecord {
+    pub params: Params,
+    pub log_likelihood: f64,
+    pub customers: u64,
+    pub distinct_triples: u64,
+    pub iterations: u64,
+    pub converged: bool,
+    /// Stream time the fit was made at (unix seconds).
+    pub fitted_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PopulationModel {
+    pub family: Family,
+    pub time_unit: TimeUnit,
+    pub params: Params,
+    /// `None` while the prior is in use.
+    pub fit: Option<FitRecord>,
+}
+
+impl PopulationModel {
+    pub fn prior(cfg: &ModelConfig) -> Self {
+        PopulationModel { family: cfg.family, time_unit: cfg.time_unit, params: cfg.prior_params(), fit: None }
+    }
+
+    /// (x, t_x, T) of a customer as of `now_day`, in the model's time unit.
+    pub fn triple(&self, a: &Activity, now_day: Day) -> Triple {
+        let unit = self.time_unit.days();
+        let age = (now_day.max(a.last_day) - a.first_day) as f64;
+        Triple { x: f64::from(a.repeat_days), t_x: f64::from(a.span_days()) / unit, t: age / unit }
+    }
+
+    pub fn p_alive(&self, a: &Activity, now_day: Day) -> f64 {
+        let t = self.triple(a, now_day);
+        model::p_alive(self.family, &self.params, t.x, t.t_x, t.t)
+    }
+
+    /// Expected active days in the `horizon` after `now_day`.
+    pub fn expected_activity(&self, a: &Activity, now_day: Day, horizon: Span) -> Result<f64, ModelError> {
+        let t = self.triple(a, now_day);
+        let h = horizon.as_days_f64() / self.time_unit.days();
+        model::expected_activity(self.family, &self.params, t.x, t.t_x, t.t, h)
+    }
+
+    /// A short, stable name of the model in use (goes into every outreach).
+    pub fn version(&self) -> String {
+        let p = &self.params;
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for v in [p.r, p.alpha, p.a, p.b] {
+            h.update(&v.to_bits().to_le_bytes());
+        }
+        let family = match self.family {
+            Family::BgNbd => "bgnbd",
+            Family::MbgNbd => "mbgnbd",
+        };
+        let source = if self.fit.is_some() { "fit" } else { "prior" };
+        format!("{family}-{}-{source}-{:08x}", self.time_unit.as_str(), h.digest() as u32)
+    }
+
+    /// Fits the model on the customers' activity as of `now`; the result
+    /// replaces this model. Fewer customers than `cfg.min_customers` is an
+    /// error and the caller keeps the current model.
+    pub fn refit<'a>(
+        &self,
+        cfg: &ModelConfig,
+        activities: impl Iterator<Item = &'a Activity>,
+        now: Timestamp,
+    ) -> Result<PopulationModel, ModelError> {
+        let now_day = day_of(now);
+        let counts: TripleCounts = activities.map(|a| self.triple(a, now_day)).collect();
+        if (counts.customers() as u64) < cfg.min_customers.max(1) {
+            return Err(ModelError::NoData);
+        }
+        let opts = FitOptions { initial: self.params, ..FitOptions::default() };
+        let r = model::fit_grouped(self.family, &counts, &opts)?;
+        Ok(PopulationModel {
+            family: self.family,
+            time_unit: self.time_unit,
+            params: r.params,
+            fit: Some(FitRecord {
+                params: r.params,
+                log_likelihood: r.log_likelihood,
+                customers: r.customers,
+                distinct_triples: r.distinct_triples,
+                iterations: r.iterations,
+                converged: r.converged,
+                fitted_at: now,
+            }),
+        })
+    }
+}

@@ -1,0 +1,314 @@
+//! `churnwatch replay`: the offline face of event sourcing. Reads events from
+//! files, folds, scores and decides exactly as the service does, and writes
+//! the states, scores, the fitted model and the outreach decided.
+
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    io::{self, BufReader, BufWriter, Write},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use prost::Message;
+use serde::Serialize;
+
+use crate::{
+    codec::{self, Format, Records},
+    config::{CoreConfig, TimeUnit},
+    fold::Folded,
+    pb::OutreachRequested,
+    population::{FitRecord, PopulationModel},
+    processor::{Effect, Processed, Processor},
+    score,
+    signals::Context,
+    time::{day_of, rfc3339, Span, Timestamp},
+};
+
+/// Invalid records printed one by one before only counting.
+const REPORT_LIMIT: u64 = 1000;
+
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOptions {
+    pub inputs: Vec<PathBuf>,
+    pub format: Format,
+    pub strict: bool,
+    /// Score as of this time (default: the last event's time).
+    pub as_of: Option<Timestamp>,
+    pub time_unit: Option<TimeUnit>,
+    pub horizon: Option<Span>,
+    pub state_out: Option<PathBuf>,
+    pub state_format: Option<Format>,
+    pub scores_out: Option<PathBuf>,
+    pub model_out: Option<PathBuf>,
+    pub outreach_out: Option<PathBuf>,
+    pub progress: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ReplayError + '_ {
+    move |source| ReplayError::Io { path: path.to_owned(), source }
+}
+
+/// What a replay did, for the closing report.
+#[derive(Debug, Default, Serialize)]
+pub struct ReplaySummary {
+    pub records: u64,
+    pub folded: u64,
+    pub duplicates: u64,
+    pub late: u64,
+    pub forgotten: u64,
+    pub invalid: u64,
+    pub invalid_by_reason: BTreeMap<&'static str, u64>,
+    pub customers: u64,
+    pub outreach: u64,
+    pub suppressed_by_reason: BTreeMap<&'static str, u64>,
+    pub refits: u64,
+    pub as_of: Option<String>,
+    pub model: Option<FitRecord>,
+    pub model_error: Option<String>,
+}
+
+pub fn replay(mut cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
+    if let Some(u) = opts.time_unit {
+        // alpha is a time scale: convert an explicit prior to the new unit.
+        if let Some(p) = cfg.model.prior.as_mut() {
+            p.alpha *= cfg.model.time_unit.days() / u.days();
+        }
+        cfg.model.time_unit = u;
+    }
+    if let Some(h) = opts.horizon {
+        cfg.model.horizon = h;
+    }
+    let problems = cfg.problems();
+    if !problems.is_empty() {
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(ReplayError::Config(text.join("; ")));
+    }
+    let cfg = Arc::new(cfg);
+    let mut proc = Processor::new(cfg.clone(), Arc::new(PopulationModel::prior(&cfg.model)));
+    let mut summary = ReplaySummary::default();
+    let mut outreach: Vec<OutreachRequested> = Vec::new();
+    let mut effects = Vec::new();
+    let refit_every = cfg.model.refit_every.as_secs();
+    let mut next_refit: Option<Timestamp> = None;
+
+    let total: u64 = opts.inputs.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    let bar = if opts.progress { ProgressBar::new(total) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} replay [{bar:40}] {bytes}/{total_bytes} {per_sec} eta {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+
+    for path in &opts.inputs {
+        let file = File::open(path).map_err(io_err(path))?;
+        let reader = BufReader::with_capacity(1 << 20, bar.wrap_read(file));
+        for rec in Records::new(reader, opts.format) {
+            let rec = match rec {
+                Ok(r) => r,
+                Err(e) => {
+                    summary.invalid += 1;
+                    *summary.invalid_by_reason.entry("truncated_file").or_default() += 1;
+                    bar.suspend(|| eprintln!("{}: after record {}: truncated_file: {e}", path.display(), summary.records));
+                    break;
+                }
+            };
+            summary.records += 1;
+            let outcome = codec::decode(&rec.bytes, opts.format)
+                .map_err(|e| (e.reason(), e.to_string()))
+                .and_then(|ev| proc.process(&ev, None, &mut effects).map_err(|r| (r.reason(), r.to_string())));
+            match outcome {
+                Ok(Processed::Folded(Folded::Duplicate)) => summary.duplicates += 1,
+                Ok(Processed::Folded(Folded::Late)) | Ok(Processed::Late) => summary.late += 1,
+                Ok(Processed::Forgotten) => summary.forgotten += 1,
+                Ok(Processed::Folded(_)) => summary.folded += 1,
+                Err((reason, detail)) => {
+                    summary.invalid += 1;
+                    *summary.invalid_by_reason.entry(reason).or_default() += 1;
+                    if summary.invalid <= REPORT_LIMIT {
+                        bar.suspend(|| eprintln!("{}:{}: {reason}: {detail}", path.display(), rec.position));
+                    }
+                }
+            }
+            if let Some(st) = proc.stream_time() {
+                proc.advance_to(st, &mut effects);
+                if next_refit.is_none_or(|t| st >= t) {
+                    if next_refit.is_some() {
+                        refit(&mut proc, st, &mut summary);
+                    }
+                    next_refit = Some((st.div_euclid(refit_every) + 1) * refit_every);
+                }
+            }
+            collect(&mut effects, &mut outreach, &mut summary);
+        }
+    }
+    bar.finish_and_clear();
+    if summary.invalid > REPORT_LIMIT {
+        eprintln!("... {} more invalid records not shown", summary.invalid - REPORT_LIMIT);
+    }
+
+    let as_of = opts.as_of.or(proc.max_event_time());
+    if let Some(t) = as_of {
+        proc.advance_to(t, &mut effects);
+        collect(&mut effects, &mut outreach, &mut summary);
+        summary.as_of = Some(rfc3339(t));
+        match proc.refit(t) {
+            Ok(m) => {
+                summary.model = m.fit.clone();
+                proc.set_model(Arc::new(m));
+            }
+            Err(e) => summary.model_error = Some(e.to_string()),
+        }
+    }
+    summary.customers = proc.len() as u64;
+    outreach.sort_by_key(|o| o.decided_at.as_ref().map_or(0, |t| t.seconds));
+    summary.outreach = outreach.len() as u64;
+
+    if let Some(path) = &opts.state_out {
+        let format = opts.state_format.unwrap_or_else(|| format_of(path));
+        write_states(&proc, path, format)?;
+    }
+    if let (Some(path), Some(t)) = (&opts.scores_out, as_of) {
+        write_scores(&proc, t, path)?;
+    }
+    if let Some(path) = &opts.model_out {
+        write_model(&proc, &summary, path)?;
+    }
+    if let Some(path) = &opts.outreach_out {
+        let mut w = BufWriter::new(File::create(path).map_err(io_err(path))?);
+        for o in &outreach {
+            let line = serde_json::to_string(o).map_err(|e| ReplayError::Io { path: path.clone(), source: e.into() })?;
+            writeln!(w, "{line}").map_err(io_err(path))?;
+        }
+        w.flush().map_err(io_err(path))?;
+    }
+    Ok(summary)
+}
+
+fn refit(proc: &mut Processor, at: Timestamp, summary: &mut ReplaySummary) {
+    if let Ok(m) = proc.refit(at) {
+        summary.refits += 1;
+        proc.set_model(Arc::new(m));
+    }
+}
+
+fn collect(effects: &mut Vec<Effect>, outreach: &mut Vec<OutreachRequested>, summary: &mut ReplaySummary) {
+    for e in effects.drain(..) {
+        match e {
+            Effect::Outreach(o) => outreach.push(*o),
+            Effect::Suppressed { reason, .. } => *summary.suppressed_by_reason.entry(reason.code()).or_default() += 1,
+            Effect::Outcome { .. } => {}
+        }
+    }
+}
+
+/// `.jsonl` / `.json` files are JSON Lines, anything else length-delimited protobuf.
+pub fn format_of(path: &Path) -> Format {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("jsonl") | Some("json") | Some("ndjson") => Format::Json,
+        _ => Format::Protobuf,
+    }
+}
+
+fn write_states(proc: &Processor, path: &Path, format: Format) -> Result<(), ReplayError> {
+    let mut w = BufWriter::new(File::create(path).map_err(io_err(path))?);
+    for (id, state) in proc.sorted() {
+        let snap = state.to_snapshot(id);
+        match format {
+            Format::Json => {
+                let line = serde_json::to_string(&snap).map_err(|e| ReplayError::Io { path: path.to_owned(), source: e.into() })?;
+                writeln!(w, "{line}").map_err(io_err(path))?;
+            }
+            Format::Protobuf => {
+                let mut buf = Vec::with_capacity(snap.encoded_len() + 4);
+                let _ = snap.encode_length_delimited(&mut buf);
+                w.write_all(&buf).map_err(io_err(path))?;
+            }
+        }
+    }
+    w.flush().map_err(io_err(path))
+}
+
+fn write_scores(proc: &Processor, now: Timestamp, path: &Path) -> Result<(), ReplayError> {
+    let cfg = proc.config();
+    let model = proc.model();
+    let ctx = Context { cfg: &cfg.score, fold: &cfg.fold, model };
+    let file = File::create(path).map_err(io_err(path))?;
+    let mut w = csv::Writer::from_writer(BufWriter::new(file));
+    let csv_err = |e: csv::Error| ReplayError::Io { path: path.to_owned(), source: io::Error::other(e) };
+    w.write_record([
+        "customer_id", "x", "t_x", "T", "p_alive", "expected_activity", "risk", "level", "top_reason", "top_evidence",
+    ])
+    .map_err(csv_err)?;
+    for (id, state) in proc.sorted() {
+        let s = score::score(state, now, &ctx);
+        let (x, t_x, t, p_alive, expected) = match &state.activity {
+            Some(a) => {
+                let tr = model.triple(a, day_of(now));
+                let expected = model.expected_activity(a, day_of(now), cfg.model.horizon).unwrap_or(f64::NAN);
+                (tr.x, tr.t_x, tr.t, model.p_alive(a, day_of(now)), expected)
+            }
+            None => (0.0, 0.0, 0.0, f64::NAN, f64::NAN),
+        };
+        let top = s.reasons.first();
+        w.write_record([
+            id.to_string(),
+            format!("{x}"),
+            format!("{t_x:.4}"),
+            format!("{t:.4}"),
+            format!("{p_alive:.6}"),
+            format!("{expected:.6}"),
+            format!("{:.6}", s.risk),
+            s.level.as_str().to_owned(),
+            top.map_or("", |r| r.code).to_owned(),
+            top.map_or(String::new(), |r| r.evidence.clone()),
+        ])
+        .map_err(csv_err)?;
+    }
+    w.flush().map_err(io_err(path))
+}
+
+#[derive(Serialize)]
+struct ModelFile<'a> {
+    family: crate::model::Family,
+    params: crate::model::Params,
+    time_unit: TimeUnit,
+    source: &'static str,
+    log_likelihood: Option<f64>,
+    customers: u64,
+    distinct_triples: Option<u64>,
+    iterations: Option<u64>,
+    converged: Option<bool>,
+    fitted_at: Option<String>,
+    error: Option<&'a str>,
+    version: String,
+}
+
+fn write_model(proc: &Processor, summary: &ReplaySummary, path: &Path) -> Result<(), ReplayError> {
+    let m = proc.model();
+    let fit = m.fit.as_ref();
+    let out = ModelFile {
+        family: m.family,
+        params: m.params,
+        time_unit: m.time_unit,
+        source: if fit.is_some() { "fit" } else { "prior" },
+        log_likelihood: fit.map(|f| f.log_likelihood),
+        customers: fit.map_or(proc.len() as u64, |f| f.customers),
+        distinct_triples: fit.map(|f| f.distinct_triples),
+        iterations: fit.map(|f| f.iterations),
+        converged: fit.map(|f| f.converged),
+        fitted_at: fit.map(|f| rfc3339(f.fitted_at)),
+        error: summary.model_error.as_deref(),
+        version: m.version(),
+    };
+    let text = serde_json::to_string_pretty(&out).map_err(|e| ReplayError::Io { path: path.to_owned(), source: e.into() })?;
+    std::fs::write(path, text + "\n").map_err(io_err(path))
+}

@@ -1,0 +1,56 @@
+//! The churn signals. Each is a pure function of one customer's state and
+//! "now" (stream time), in its own file, returning a strength in [0, 1], the
+//! evidence in words, and the future times at which it may fall without a new
+//! event (its breakpoints). Between breakpoints a signal never falls while
+//! the customer stays silent: that is what lets the silence timer find the
+//! next level change by bisection instead of scanning.
+
+pub mod escalation;
+pub mod friction;
+pub mod overdue;
+pub mod p_alive;
+pub mod rate_drop;
+pub mod renewal;
+pub mod satisfaction;
+
+use crate::{
+    config::{FoldConfig, ScoreConfig},
+    population::PopulationModel,
+    time::Timestamp,
+};
+
+/// What the signals need besides the state.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub cfg: &'a ScoreConfig,
+    pub fold: &'a FoldConfig,
+    pub model: &'a PopulationModel,
+}
+
+/// The strengths of all signals for one customer at one time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Strengths {
+    pub p_dead: f64,
+    pub overdue: f64,
+    pub rate_drop: f64,
+    pub satisfaction_drop: f64,
+    pub friction: f64,
+    pub escalation: f64,
+    pub renewal: f64,
+}
+
+/// Formats a count of days the way a person says it.
+pub(crate) fn days(n: i64) -> String {
+    if n == 1 {
+        "1 day".to_owned()
+    } else {
+        format!("{n} days")
+    }
+}
+
+/// Pushes `t` if it lies after `now`.
+pub(crate) fn push_after(out: &mut Vec<Timestamp>, now: Timestamp, t: Timestamp) {
+    if t > now {
+        out.push(t);
+    }
+}

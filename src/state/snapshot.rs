@@ -1,0 +1,273 @@
+//! The customer state as the `CustomerState` protobuf (changelog value,
+//! `replay --state-out`), and back.
+
+use prost::Message;
+
+use super::{
+    Activity, ChannelUsage, Consent, ContactMark, CustomerState, OpenTicket, OutreachHistory,
+    OutreachRecord, RecentEvents, Satisfaction, ScoreMark, SubscriptionFacts, Support, Value,
+};
+use crate::{channel, pb, score::Level};
+
+/// The snapshot format this build writes. Readers accept every version up to
+/// their own (fields are only ever added).
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot does not decode: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("snapshot version {0} is newer than this build's {SCHEMA_VERSION}; upgrade churnwatch")]
+    TooNew(u32),
+}
+
+fn opt(ts: i64) -> Option<i64> {
+    (ts != 0).then_some(ts)
+}
+
+impl CustomerState {
+    pub fn to_snapshot(&self, customer_id: &str) -> pb::CustomerState {
+        pb::CustomerState {
+            schema_version: SCHEMA_VERSION,
+            customer_id: customer_id.to_owned(),
+            first_seen_unix: self.first_seen_at,
+            last_event_unix: self.last_event_at,
+            activity: self.activity.map(|a| pb::ActivitySnapshot {
+                first_day: a.first_day,
+                last_day: a.last_day,
+                repeat_days: a.repeat_days,
+                recent_days: a.recent,
+            }),
+            value: Some(pb::ValueSnapshot { purchases: self.value.purchases, amount: self.value.amount }),
+            channels: Some(pb::ChannelUsageSnapshot {
+                weights: self.channels.weights.to_vec(),
+                reference_day: self.channels.reference_day,
+            }),
+            support: self.support.as_deref().map(support_snapshot),
+            satisfaction: self.satisfaction.as_deref().map(|s| pb::SatisfactionSnapshot {
+                last_nps: s.last_nps.map_or(-1, i32::from),
+                last_csat: s.last_csat.map_or(-1, i32::from),
+                ewma: s.ewma,
+                baseline: s.baseline,
+                answers: s.answers,
+                last_answer_unix: s.last_answer_at,
+                last_detractor_unix: s.last_detractor_at.unwrap_or(0),
+                last_low_csat_unix: s.last_low_csat_at.unwrap_or(0),
+            }),
+            subscription: self.subscription.as_deref().map(|s| pb::SubscriptionSnapshot {
+                plan: s.plan.to_string(),
+                renews_unix: s.renews_at,
+                cancelled: s.cancelled,
+                updated_unix: s.updated_at,
+            }),
+            consent: Some(pb::ConsentSnapshot {
+                global: match self.consent.global {
+                    None => 0,
+                    Some(true) => 1,
+                    Some(false) => 2,
+                },
+                allowed_mask: u32::from(self.consent.allowed),
+                denied_mask: u32::from(self.consent.denied),
+                updated_unix: self.consent.updated_at,
+            }),
+            outreach: self.outreach.as_deref().map(outreach_snapshot),
+            recent_event_hashes: self.recent_events.oldest_first().collect(),
+            score: Some(pb::ScoreSnapshot {
+                risk: self.score.risk,
+                level: self.score.level as u32,
+                next_check_unix: self.score.next_check_at,
+                scored_unix: self.score.scored_at,
+            }),
+        }
+    }
+
+    pub fn encode_snapshot(&self, customer_id: &str) -> Vec<u8> {
+        self.to_snapshot(customer_id).encode_to_vec()
+    }
+
+    /// The state and customer id in a snapshot.
+    pub fn from_snapshot(s: &pb::CustomerState) -> Result<CustomerState, SnapshotError> {
+        if s.schema_version > SCHEMA_VERSION {
+            return Err(SnapshotError::TooNew(s.schema_version));
+        }
+        let mut weights = [0f32; channel::COUNT];
+        if let Some(c) = &s.channels {
+            for (w, v) in weights.iter_mut().zip(&c.weights) {
+                *w = *v;
+            }
+        }
+        Ok(CustomerState {
+            first_seen_at: s.first_seen_unix,
+            last_event_at: s.last_event_unix,
+            activity: s.activity.as_ref().map(|a| Activity {
+                first_day: a.first_day,
+                last_day: a.last_day,
+                repeat_days: a.repeat_days,
+                recent: a.recent_days,
+            }),
+            value: s.value.as_ref().map_or_else(Value::default, |v| Value { purchases: v.purchases, amount: v.amount }),
+            channels: ChannelUsage {
+                weights,
+                reference_day: s.channels.as_ref().map_or(0, |c| c.reference_day),
+            },
+            support: s.support.as_ref().map(|x| Box::new(support_from(x))),
+            satisfaction: s.satisfaction.as_ref().map(|x| {
+                Box::new(Satisfaction {
+                    last_nps: u8::try_from(x.last_nps).ok(),
+                    last_csat: u8::try_from(x.last_csat).ok(),
+                    ewma: x.ewma,
+                    baseline: x.baseline,
+                    answers: x.answers,
+                    last_answer_at: x.last_answer_unix,
+                    last_detractor_at: opt(x.last_detractor_unix),
+                    last_low_csat_at: opt(x.last_low_csat_unix),
+                })
+            }),
+            subscription: s.subscription.as_ref().map(|x| {
+                Box::new(SubscriptionFacts {
+                    plan: x.plan.as_str().into(),
+                    renews_at: x.renews_unix,
+                    cancelled: x.cancelled,
+                    updated_at: x.updated_unix,
+                })
+            }),
+            consent: s.consent.as_ref().map_or_else(Consent::default, |c| Consent {
+                global: match c.global {
+                    1 => Some(true),
+                    2 => Some(false),
+                    _ => None,
+                },
+                allowed: u16::try_from(c.allowed_mask).unwrap_or(0),
+                denied: u16::try_from(c.denied_mask).unwrap_or(0),
+                updated_at: c.updated_unix,
+            }),
+            outreach: s.outreach.as_ref().map(|x| Box::new(outreach_from(x))),
+            recent_events: RecentEvents::from_oldest_first(s.recent_event_hashes.iter().copied()),
+            score: s.score.as_ref().map_or_else(ScoreMark::default, |x| ScoreMark {
+                risk: x.risk,
+                level: Level::from_number(x.level),
+                next_check_at: x.next_check_unix,
+                scored_at: x.scored_unix,
+            }),
+        })
+    }
+
+    /// Decodes a snapshot: the customer id and the state.
+    pub fn decode_snapshot(bytes: &[u8]) -> Result<(String, CustomerState), SnapshotError> {
+        let s = pb::CustomerState::decode(bytes)?;
+        let state = CustomerState::from_snapshot(&s)?;
+        Ok((s.customer_id, state))
+    }
+}
+
+fn mark(at: i64, channel: u32) -> ContactMark {
+    ContactMark { at, channel: channel::from_number(channel) }
+}
+
+fn support_snapshot(s: &Support) -> pb::SupportSnapshot {
+    pb::SupportSnapshot {
+        open_tickets: s
+            .open_tickets
+            .iter()
+            .map(|t| pb::OpenTicketSnapshot {
+                ticket_hash: t.ticket,
+                opened_unix: t.opened_at,
+                severity: u32::from(t.severity),
+                first_response_unix: t.first_response_at,
+                reopened: t.reopened,
+                channel: t.channel as u32,
+            })
+            .collect(),
+        tickets_opened: s.tickets_opened,
+        reopened: s.reopened,
+        first_responses: s.first_responses,
+        first_response_seconds_total: s.first_response_secs_total,
+        slow_first_responses: s.slow_first_responses,
+        complaints: s.complaints,
+        last_complaint_unix: s.last_complaint_at.unwrap_or(0),
+        recent_contacts: s
+            .recent_contacts
+            .iter()
+            .map(|c| pb::ContactSnapshot { at_unix: c.at, channel: c.channel as u32 })
+            .collect(),
+        negative_experiences: s.negative_experiences,
+        last_negative_unix: s.last_negative.map_or(0, |n| n.at),
+        last_negative_channel: s.last_negative.map_or(0, |n| n.channel as u32),
+        resolved: s.resolved,
+    }
+}
+
+fn support_from(s: &pb::SupportSnapshot) -> Support {
+    Support {
+        open_tickets: s
+            .open_tickets
+            .iter()
+            .map(|t| OpenTicket {
+                ticket: t.ticket_hash,
+                opened_at: t.opened_unix,
+                severity: u8::try_from(t.severity).unwrap_or(0),
+                first_response_at: t.first_response_unix,
+                reopened: t.reopened,
+                channel: channel::from_number(t.channel),
+            })
+            .collect(),
+        tickets_opened: s.tickets_opened,
+        resolved: s.resolved,
+        reopened: s.reopened,
+        first_responses: s.first_responses,
+        first_response_secs_total: s.first_response_seconds_total,
+        slow_first_responses: s.slow_first_responses,
+        complaints: s.complaints,
+        last_complaint_at: opt(s.last_complaint_unix),
+        recent_contacts: s.recent_contacts.iter().map(|c| mark(c.at_unix, c.channel)).collect(),
+        negative_experiences: s.negative_experiences,
+        last_negative: opt(s.last_negative_unix).map(|at| mark(at, s.last_negative_channel)),
+    }
+}
+
+fn outreach_snapshot(h: &OutreachHistory) -> pb::OutreachSnapshot {
+    pb::OutreachSnapshot {
+        recent_unix: h.recent.clone(),
+        last: h.last.as_ref().map(|l| pb::OutreachRecord {
+            outreach_id: l.outreach_id.clone(),
+            decided_unix: l.decided_at,
+            playbook: l.playbook as u32,
+            channel: l.channel as u32,
+            outcome: u32::try_from(l.outcome).unwrap_or(0),
+            episode_start_unix: l.episode_started_at,
+        }),
+        armed: h.armed,
+        episode_start_unix: h.episode_started_at.unwrap_or(0),
+        suppressed: h.suppressed.unwrap_or_default().to_owned(),
+        sent: h.sent,
+        outcomes: h.outcomes.to_vec(),
+        episode_done: h.episode_done,
+    }
+}
+
+fn outreach_from(s: &pb::OutreachSnapshot) -> OutreachHistory {
+    let mut outcomes = [0u32; 7];
+    for (o, v) in outcomes.iter_mut().zip(&s.outcomes) {
+        *o = *v;
+    }
+    OutreachHistory {
+        recent: s.recent_unix.clone(),
+        last: s.last.as_ref().map(|l| OutreachRecord {
+            outreach_id: l.outreach_id.clone(),
+            decided_at: l.decided_unix,
+            playbook: i32::try_from(l.playbook)
+                .ok()
+                .and_then(|p| pb::Playbook::try_from(p).ok())
+                .unwrap_or(pb::Playbook::Unspecified),
+            channel: channel::from_number(l.channel),
+            episode_started_at: l.episode_start_unix,
+            outcome: i32::try_from(l.outcome).unwrap_or(0),
+        }),
+        armed: s.armed,
+        episode_started_at: opt(s.episode_start_unix),
+        episode_done: s.episode_done,
+        suppressed: crate::outreach::suppression_code(&s.suppressed),
+        sent: s.sent,
+        outcomes,
+    }
+}

@@ -1,0 +1,69 @@
+//! The silence-timer queue: customers ordered by the stream time at which
+//! their score must be looked at again. Advanced by stream time; never scans
+//! every customer.
+
+use std::{cmp::Reverse, collections::BinaryHeap, sync::Arc};
+
+use crate::time::Timestamp;
+
+/// A min-queue of (due time, customer). Entries are not removed when a
+/// customer is rescheduled; the caller skips an entry whose time no longer
+/// matches the customer's state (lazy deletion), and [`TimerQueue::compact`]
+/// rebuilds the queue when stale entries pile up.
+#[derive(Default, Debug)]
+pub struct TimerQueue {
+    heap: BinaryHeap<Reverse<(Timestamp, Arc<str>)>>,
+}
+
+impl TimerQueue {
+    pub fn schedule(&mut self, at: Timestamp, customer: Arc<str>) {
+        self.heap.push(Reverse((at, customer)));
+    }
+
+    /// The earliest entry due at or before `now` (ties: by customer id).
+    pub fn pop_due(&mut self, now: Timestamp) -> Option<(Timestamp, Arc<str>)> {
+        match self.heap.peek() {
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
+            _ => None,
+        }
+    }
+
+    pub fn next_due(&self) -> Option<Timestamp> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// Rebuilds the queue from the live timers only.
+    pub fn compact(&mut self, live: impl Iterator<Item = (Timestamp, Arc<str>)>) {
+        self.heap = live.map(Reverse).collect();
+    }
+
+    pub fn clear(&mut self) {
+        self.heap.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pops_in_time_order_then_by_customer() {
+        let mut q = TimerQueue::default();
+        q.schedule(30, "b".into());
+        q.schedule(10, "z".into());
+        q.schedule(30, "a".into());
+        assert_eq!(q.pop_due(5), None);
+        assert_eq!(q.pop_due(100).map(|e| e.1.to_string()), Some("z".into()));
+        assert_eq!(q.pop_due(100).map(|e| e.1.to_string()), Some("a".into()));
+        assert_eq!(q.pop_due(29), None);
+        assert_eq!(q.next_due(), Some(30));
+    }
+}

@@ -1,0 +1,365 @@
+//! Validation of decoded events: every way an event can be unusable is a
+//! typed, named rejection (its `reason()` is the stable code used in the
+//! dead-letter headers and the `churnwatch_events_rejected_total` metric).
+
+use crate::{
+    config::FoldConfig,
+    pb::{
+        interaction_event::Kind, survey::Score, Channel, InteractionEvent, Outcome, TicketSeverity,
+        TicketStatus,
+    },
+    time::Timestamp,
+};
+
+/// Latest accepted event time whatever the stream time: 2100-01-01. No real
+/// interaction happens later; a producer that writes year 9999 is broken.
+pub const MAX_PLAUSIBLE_TIME: Timestamp = 4_102_444_800;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    #[error("customer_id is missing")]
+    MissingCustomerId,
+    #[error("event_id is missing")]
+    MissingEventId,
+    #[error("occurred_at is missing")]
+    MissingTimestamp,
+    #[error("occurred_at ({0} s) is before 1970")]
+    TimestampBeforeEpoch(i64),
+    #[error("occurred_at ({0} s) is after 2100")]
+    TimestampOutOfRange(i64),
+    #[error("occurred_at has invalid nanos {0}")]
+    InvalidNanos(i32),
+    #[error("occurred_at is {ahead_secs} s ahead of stream time (max skew {max_secs} s)")]
+    TimestampInFuture { ahead_secs: i64, max_secs: i64 },
+    #[error("the event has no kind (empty or unknown oneof case)")]
+    MissingKind,
+    #[error("nps {0} is outside 0-10")]
+    NpsOutOfRange(i32),
+    #[error("csat {0} is outside 1-5")]
+    CsatOutOfRange(i32),
+    #[error("survey has neither nps nor csat")]
+    SurveyWithoutScore,
+    #[error("amount {0} is negative")]
+    NegativeAmount(f64),
+    #[error("amount is not a finite number")]
+    NonFiniteAmount,
+    #[error("{field} is {len} bytes, over the {max}-byte limit")]
+    OversizeString { field: &'static str, len: usize, max: usize },
+    #[error("{field} has unknown enum value {value}")]
+    UnknownEnum { field: &'static str, value: i32 },
+    #[error("{0} is missing")]
+    MissingField(&'static str),
+}
+
+impl Rejection {
+    /// Stable snake_case code (metrics label, dead-letter header).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::MissingCustomerId => "missing_customer_id",
+            Rejection::MissingEventId => "missing_event_id",
+            Rejection::MissingTimestamp => "missing_timestamp",
+            Rejection::TimestampBeforeEpoch(_) => "timestamp_before_epoch",
+            Rejection::TimestampOutOfRange(_) => "timestamp_out_of_range",
+            Rejection::InvalidNanos(_) => "invalid_timestamp_nanos",
+            Rejection::TimestampInFuture { .. } => "timestamp_in_future",
+            Rejection::MissingKind => "missing_kind",
+            Rejection::NpsOutOfRange(_) => "nps_out_of_range",
+            Rejection::CsatOutOfRange(_) => "csat_out_of_range",
+            Rejection::SurveyWithoutScore => "survey_without_score",
+            Rejection::NegativeAmount(_) => "negative_amount",
+            Rejection::NonFiniteAmount => "non_finite_amount",
+            Rejection::OversizeString { .. } => "oversize_string",
+            Rejection::UnknownEnum { .. } => "unknown_enum",
+            Rejection::MissingField(_) => "missing_field",
+        }
+    }
+
+    /// Every reason code, for metric pre-registration and documentation.
+    pub const REASONS: [&'static str; 16] = [
+        "missing_customer_id",
+        "missing_event_id",
+        "missing_timestamp",
+        "timestamp_before_epoch",
+        "timestamp_out_of_range",
+        "invalid_timestamp_nanos",
+        "timestamp_in_future",
+        "missing_kind",
+        "nps_out_of_range",
+        "csat_out_of_range",
+        "survey_without_score",
+        "negative_amount",
+        "non_finite_amount",
+        "oversize_string",
+        "unknown_enum",
+        "missing_field",
+    ];
+}
+
+/// A checked event: its time in unix seconds and its kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Valid<'a> {
+    pub event: &'a InteractionEvent,
+    pub at: Timestamp,
+    pub kind: &'a Kind,
+    pub channel: Channel,
+}
+
+/// Checks an event. `reference` is the latest time the caller trusts (stream
+/// time, or in live mode the later of stream time and the wall clock); an
+/// event further than `max_future_skew` ahead of it is rejected.
+pub fn validate<'a>(
+    ev: &'a InteractionEvent,
+    reference: Option<Timestamp>,
+    cfg: &FoldConfig,
+) -> Result<Valid<'a>, Rejection> {
+    let max = cfg.max_string_bytes;
+    let check_len = |field: &'static str, s: &str| {
+        if s.len() > max {
+            Err(Rejection::OversizeString { field, len: s.len(), max })
+        } else {
+            Ok(())
+        }
+    };
+    check_len("customer_id", &ev.customer_id)?;
+    check_len("event_id", &ev.event_id)?;
+    if ev.customer_id.trim().is_empty() {
+        return Err(Rejection::MissingCustomerId);
+    }
+    if ev.event_id.trim().is_empty() {
+        return Err(Rejection::MissingEventId);
+    }
+    let ts = ev.occurred_at.as_ref().ok_or(Rejection::MissingTimestamp)?;
+    if !(0..1_000_000_000).contains(&ts.nanos) {
+        return Err(Rejection::InvalidNanos(ts.nanos));
+    }
+    let at = ts.seconds;
+    if at < 0 {
+        return Err(Rejection::TimestampBeforeEpoch(at));
+    }
+    if at >= MAX_PLAUSIBLE_TIME {
+        return Err(Rejection::TimestampOutOfRange(at));
+    }
+    if let Some(reference) = reference {
+        let ahead = at - reference;
+        if ahead > cfg.max_future_skew.as_secs() {
+            return Err(Rejection::TimestampInFuture {
+                ahead_secs: ahead,
+                max_secs: cfg.max_future_skew.as_secs(),
+            });
+        }
+    }
+    let channel = Channel::try_from(ev.channel)
+        .map_err(|_| Rejection::UnknownEnum { field: "channel", value: ev.channel })?;
+    let kind = ev.kind.as_ref().ok_or(Rejection::MissingKind)?;
+    validate_kind(kind, &check_len)?;
+    Ok(Valid { event: ev, at, kind, channel })
+}
+
+fn validate_kind(
+    kind: &Kind,
+    check_len: &dyn Fn(&'static str, &str) -> Result<(), Rejection>,
+) -> Result<(), Rejection> {
+    match kind {
+        Kind::Purchase(p) => {
+            check_len("purchase.order_id", &p.order_id)?;
+            check_len("purchase.currency", &p.currency)?;
+            if !p.amount.is_finite() {
+                return Err(Rejection::NonFiniteAmount);
+            }
+            if p.amount < 0.0 {
+                return Err(Rejection::NegativeAmount(p.amount));
+            }
+        }
+        Kind::Session(_) | Kind::Erasure(_) => {}
+        Kind::TicketOpened(t) => {
+            check_len("ticket_opened.ticket_id", &t.ticket_id)?;
+            if t.ticket_id.is_empty() {
+                return Err(Rejection::MissingField("ticket_opened.ticket_id"));
+            }
+            if TicketSeverity::try_from(t.severity).is_err() {
+                return Err(Rejection::UnknownEnum { field: "ticket_opened.severity", value: t.severity });
+            }
+        }
+        Kind::TicketUpdated(t) => {
+            check_len("ticket_updated.ticket_id", &t.ticket_id)?;
+            if t.ticket_id.is_empty() {
+                return Err(Rejection::MissingField("ticket_updated.ticket_id"));
+            }
+            match TicketStatus::try_from(t.status) {
+                Ok(TicketStatus::Unspecified) => {
+                    return Err(Rejection::MissingField("ticket_updated.status"))
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(Rejection::UnknownEnum { field: "ticket_updated.status", value: t.status })
+                }
+            }
+        }
+        Kind::Contact(c) => check_len("contact.reason", &c.reason)?,
+        Kind::Complaint(c) => check_len("complaint.reason", &c.reason)?,
+        Kind::Survey(s) => match s.score {
+            Some(Score::Nps(n)) if !(0..=10).contains(&n) => return Err(Rejection::NpsOutOfRange(n)),
+            Some(Score::Csat(c)) if !(1..=5).contains(&c) => return Err(Rejection::CsatOutOfRange(c)),
+            Some(_) => {}
+            None => return Err(Rejection::SurveyWithoutScore),
+        },
+        Kind::Subscription(s) => {
+            check_len("subscription.plan", &s.plan)?;
+            if let Some(r) = &s.renews_at {
+                if !(0..MAX_PLAUSIBLE_TIME).contains(&r.seconds) {
+                    return Err(Rejection::TimestampOutOfRange(r.seconds));
+                }
+            }
+        }
+        Kind::Consent(c) => {
+            if Channel::try_from(c.channel).is_err() {
+                return Err(Rejection::UnknownEnum { field: "consent.channel", value: c.channel });
+            }
+        }
+        Kind::OutreachOutcome(o) => {
+            check_len("outreach_outcome.outreach_id", &o.outreach_id)?;
+            if o.outreach_id.is_empty() {
+                return Err(Rejection::MissingField("outreach_outcome.outreach_id"));
+            }
+            match Outcome::try_from(o.outcome) {
+                Ok(Outcome::Unspecified) => {
+                    return Err(Rejection::MissingField("outreach_outcome.outcome"))
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(Rejection::UnknownEnum { field: "outreach_outcome.outcome", value: o.outcome })
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        events,
+        pb::{Purchase, Subscription, Survey},
+    };
+
+    const T: Timestamp = 1_700_000_000;
+
+    fn reason(ev: &InteractionEvent) -> &'static str {
+        reason_at(ev, Some(T))
+    }
+
+    fn reason_at(ev: &InteractionEvent, reference: Option<Timestamp>) -> &'static str {
+        match validate(ev, reference, &FoldConfig::default()) {
+            Ok(_) => "ok",
+            Err(r) => r.reason(),
+        }
+    }
+
+    fn with_kind(kind: Kind) -> InteractionEvent {
+        events::event("e", "c", T, Channel::Web, kind)
+    }
+
+    #[test]
+    fn a_good_event_passes() {
+        let ev = events::purchase("e", "c", T, 10.0);
+        let v = validate(&ev, Some(T), &FoldConfig::default());
+        assert_eq!(v.map(|v| (v.at, v.channel)).ok(), Some((T, Channel::Web)));
+    }
+
+    #[test]
+    fn identity_and_time_rejections() {
+        let good = events::purchase("e", "c", T, 10.0);
+        assert_eq!(reason(&InteractionEvent { customer_id: String::new(), ..good.clone() }), "missing_customer_id");
+        assert_eq!(reason(&InteractionEvent { customer_id: "  ".into(), ..good.clone() }), "missing_customer_id");
+        assert_eq!(reason(&InteractionEvent { event_id: String::new(), ..good.clone() }), "missing_event_id");
+        assert_eq!(reason(&InteractionEvent { occurred_at: None, ..good.clone() }), "missing_timestamp");
+        let at = |seconds, nanos| Some(pbjson_types::Timestamp { seconds, nanos });
+        assert_eq!(reason(&InteractionEvent { occurred_at: at(-62_135_596_800, 0), ..good.clone() }), "timestamp_before_epoch");
+        assert_eq!(reason(&InteractionEvent { occurred_at: at(253_402_300_799, 0), ..good.clone() }), "timestamp_out_of_range");
+        assert_eq!(reason_at(&InteractionEvent { occurred_at: at(253_402_300_799, 0), ..good.clone() }, None), "timestamp_out_of_range");
+        assert_eq!(reason(&InteractionEvent { occurred_at: at(T, -1), ..good.clone() }), "invalid_timestamp_nanos");
+        assert_eq!(reason(&InteractionEvent { occurred_at: at(T + 7200, 0), ..good.clone() }), "timestamp_in_future");
+        assert_eq!(reason(&InteractionEvent { occurred_at: at(T + 3600, 0), ..good.clone() }), "ok");
+        assert_eq!(reason_at(&InteractionEvent { occurred_at: at(T + 7200, 0), ..good.clone() }, None), "ok");
+        assert_eq!(reason(&InteractionEvent { kind: None, ..good.clone() }), "missing_kind");
+        assert_eq!(reason(&InteractionEvent { channel: 42, ..good.clone() }), "unknown_enum");
+        let long = "x".repeat(257);
+        assert_eq!(reason(&InteractionEvent { customer_id: long.clone(), ..good.clone() }), "oversize_string");
+        assert_eq!(reason(&InteractionEvent { event_id: long, ..good }), "oversize_string");
+    }
+
+    #[test]
+    fn payload_rejections() {
+        let purchase = |amount| with_kind(Kind::Purchase(Purchase { order_id: "o".into(), amount, currency: "EUR".into() }));
+        assert_eq!(reason(&purchase(-1.0)), "negative_amount");
+        assert_eq!(reason(&purchase(f64::NAN)), "non_finite_amount");
+        assert_eq!(reason(&purchase(f64::INFINITY)), "non_finite_amount");
+        assert_eq!(reason(&purchase(0.0)), "ok");
+        assert_eq!(reason(&events::nps("e", "c", T, 11)), "nps_out_of_range");
+        assert_eq!(reason(&events::nps("e", "c", T, -1)), "nps_out_of_range");
+        assert_eq!(reason(&events::nps("e", "c", T, 0)), "ok");
+        assert_eq!(reason(&events::csat("e", "c", T, 0)), "csat_out_of_range");
+        assert_eq!(reason(&events::csat("e", "c", T, 6)), "csat_out_of_range");
+        assert_eq!(reason(&events::csat("e", "c", T, 5)), "ok");
+        assert_eq!(reason(&with_kind(Kind::Survey(Survey { score: None }))), "survey_without_score");
+        let mut ticket = events::ticket_opened("e", "c", T, Channel::Phone, "t1");
+        if let Some(Kind::TicketOpened(t)) = ticket.kind.as_mut() {
+            t.severity = 9;
+        }
+        assert_eq!(reason(&ticket), "unknown_enum");
+        assert_eq!(reason(&events::ticket_opened("e", "c", T, Channel::Phone, "")), "missing_field");
+        let update = events::ticket_updated("e", "c", T, "t1", TicketStatus::Unspecified, None);
+        assert_eq!(reason(&update), "missing_field");
+        let mut outcome = events::outcome("e", "c", T, "o1", Outcome::Replied);
+        assert_eq!(reason(&outcome), "ok");
+        if let Some(Kind::OutreachOutcome(o)) = outcome.kind.as_mut() {
+            o.outcome = 77;
+        }
+        assert_eq!(reason(&outcome), "unknown_enum");
+        assert_eq!(reason(&events::consent("e", "c", T, true, Channel::Unspecified)), "ok");
+        let mut consent = events::consent("e", "c", T, true, Channel::Sms);
+        if let Some(Kind::Consent(c)) = consent.kind.as_mut() {
+            c.channel = 100;
+        }
+        assert_eq!(reason(&consent), "unknown_enum");
+        let sub = with_kind(Kind::Subscription(Subscription {
+            plan: "p".repeat(300),
+            renews_at: None,
+            cancelled: false,
+        }));
+        assert_eq!(reason(&sub), "oversize_string");
+        let sub = with_kind(Kind::Subscription(Subscription {
+            plan: "pro".into(),
+            renews_at: Some(pbjson_types::Timestamp { seconds: -5, nanos: 0 }),
+            cancelled: false,
+        }));
+        assert_eq!(reason(&sub), "timestamp_out_of_range");
+        assert_eq!(reason(&events::complaint("e", "c", T, Channel::Phone, &"r".repeat(300))), "oversize_string");
+    }
+
+    #[test]
+    fn every_reason_code_is_listed() {
+        for r in [
+            Rejection::MissingCustomerId,
+            Rejection::MissingEventId,
+            Rejection::MissingTimestamp,
+            Rejection::TimestampBeforeEpoch(0),
+            Rejection::TimestampOutOfRange(0),
+            Rejection::InvalidNanos(0),
+            Rejection::TimestampInFuture { ahead_secs: 0, max_secs: 0 },
+            Rejection::MissingKind,
+            Rejection::NpsOutOfRange(0),
+            Rejection::CsatOutOfRange(0),
+            Rejection::SurveyWithoutScore,
+            Rejection::NegativeAmount(0.0),
+            Rejection::NonFiniteAmount,
+            Rejection::OversizeString { field: "f", len: 0, max: 0 },
+            Rejection::UnknownEnum { field: "f", value: 0 },
+            Rejection::MissingField("f"),
+        ] {
+            assert!(Rejection::REASONS.contains(&r.reason()), "{}", r.reason());
+            assert!(!r.to_string().is_empty());
+        }
+    }
+}
