@@ -157,7 +157,9 @@ impl Default for Weights {
     /// Chosen so that one strong signal of the kind the domain brief says to
     /// act on at once (an escalation, a satisfaction drop, friction) reaches
     /// `high` alone, while silence needs both the model and the customer's
-    /// own rhythm to agree before it does.
+    /// own rhythm to agree before it does. An upcoming renewal weighs enough
+    /// that, with any real companion signal, it reaches `high` (renewal
+    /// reminders are the classic proactive move).
     fn default() -> Self {
         Weights {
             p_dead: 2.5,
@@ -166,7 +168,7 @@ impl Default for Weights {
             satisfaction_drop: 3.5,
             friction: 3.5,
             escalation: 4.0,
-            renewal: 1.5,
+            renewal: 2.5,
         }
     }
 }

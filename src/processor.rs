@@ -118,18 +118,18 @@ impl Processor {
     }
 
     /// Validates and processes one event; effects are appended to `out`.
-    /// `wall_clock` (live mode only) lets the future-skew check work before
-    /// the partition has seen any event.
+    /// `wall_clock` (live mode only) is the reference of the future-skew
+    /// check, with stream time.
     pub fn process(
         &mut self,
         ev: &InteractionEvent,
         wall_clock: Option<Timestamp>,
         out: &mut Vec<Effect>,
     ) -> Result<Processed, Rejection> {
-        let reference = match (self.max_event_at, wall_clock) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
+        // Live: an event far ahead of both the wall clock and stream time is
+        // a broken producer clock. Offline there is no trusted "now" (gaps of
+        // months are normal in a file), so only the absolute bound applies.
+        let reference = wall_clock.map(|w| self.max_event_at.map_or(w, |m| m.max(w)));
         let valid = validate(ev, reference, &self.cfg.fold)?;
         let at = valid.at;
         if self.stream_time().is_some_and(|st| at < st) {

@@ -139,6 +139,7 @@ fn outcomes_close_the_episode_of_the_outreach_they_answer() {
         channel: Channel::Email,
         episode_started_at: T0,
         outcome: 0,
+        reasons: 1,
     });
     let opened = events::outcome("e1", "c", T0 + 10, "o1", Outcome::Opened);
     let replied = events::outcome("e2", "c", T0 + 20, "o1", Outcome::Replied);

@@ -9,8 +9,9 @@
 //! re-arm level (hysteresis). While an episode's outreach is suppressed it
 //! stays pending and is sent as soon as nothing suppresses it (cooldown over,
 //! ticket closed, consent given). After the cooldown, a still-high customer
-//! whose dominant reason now calls for a different playbook starts a new
-//! episode; the same risk persisting does not (outreach stays rare).
+//! whose dominant reason is one the last outreach did not mention (a new
+//! problem) starts a new episode; the same risk persisting does not, however
+//! long it lasts (outreach stays rare).
 
 mod channel_choice;
 mod id;
@@ -29,7 +30,7 @@ pub use suppression::{suppression_code, Suppression};
 use crate::{
     config::OutreachConfig,
     pb::{OutreachRequested, Playbook},
-    score::Score,
+    score::{reason_mask, Score},
     signals::Context,
     state::{CustomerState, OutreachRecord},
     time::Timestamp,
@@ -76,8 +77,9 @@ pub fn decide(
         h.episode_done = false;
         h.suppressed = None;
     } else if h.episode_done {
+        let dominant = score.reasons.first().map_or(0, |r| reason_mask([r.code]));
         let renewed = h.last.as_ref().is_some_and(|l| {
-            now >= l.decided_at + cfg.cooldown.as_secs() && l.playbook != playbook
+            now >= l.decided_at + cfg.cooldown.as_secs() && dominant != 0 && l.reasons & dominant == 0
         });
         if !renewed {
             return None;
@@ -108,6 +110,7 @@ pub fn decide(
         channel,
         episode_started_at: episode_start,
         outcome: 0,
+        reasons: reason_mask(score.reasons.iter().map(|r| r.code)),
     });
     Some(Decision::Send(Box::new(msg)))
 }

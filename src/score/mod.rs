@@ -19,6 +19,14 @@ use crate::{
 /// Stable reason codes, in a fixed order (ties in contribution keep it).
 pub const REASON_CODES: [&str; 6] = ["silence", "rate_drop", "satisfaction_drop", "friction", "escalation", "renewal"];
 
+/// A bit set of reason codes (bit i = `REASON_CODES[i]`).
+pub fn reason_mask<'a>(codes: impl IntoIterator<Item = &'a str>) -> u8 {
+    codes
+        .into_iter()
+        .filter_map(|c| REASON_CODES.iter().position(|k| *k == c))
+        .fold(0, |m, i| m | (1 << i))
+}
+
 /// One signal's part in a score.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Reason {

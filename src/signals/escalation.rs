@@ -43,7 +43,7 @@ pub fn evidence(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> String 
         .filter(|c| mask & (1 << (**c as u16)) != 0)
         .map(|c| channel::name(*c))
         .collect();
-    format!("{n} contacts in {} over {}", window, names.join(", "))
+    format!("{n} contacts in {} over {}", super::days(window.whole_days()), names.join(", "))
 }
 
 /// Each contact leaves the window at `at + window`.

@@ -159,6 +159,8 @@ pub struct OutreachRecord {
     pub episode_started_at: Timestamp,
     /// Last outcome reported (protobuf `Outcome` number), 0 = none yet.
     pub outcome: i32,
+    /// The reason codes it carried, as a bit set over `score::REASON_CODES`.
+    pub reasons: u8,
 }
 
 /// Risk episodes and outreach history (the decisions are state too: event sourcing).

@@ -235,6 +235,12 @@ fn outreach_snapshot(h: &OutreachHistory) -> pb::OutreachSnapshot {
             channel: l.channel as u32,
             outcome: u32::try_from(l.outcome).unwrap_or(0),
             episode_start_unix: l.episode_started_at,
+            reason_codes: crate::score::REASON_CODES
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| l.reasons & (1 << i) != 0)
+                .map(|(_, c)| (*c).to_owned())
+                .collect(),
         }),
         armed: h.armed,
         episode_start_unix: h.episode_started_at.unwrap_or(0),
@@ -262,6 +268,7 @@ fn outreach_from(s: &pb::OutreachSnapshot) -> OutreachHistory {
             channel: channel::from_number(l.channel),
             episode_started_at: l.episode_start_unix,
             outcome: i32::try_from(l.outcome).unwrap_or(0),
+            reasons: crate::score::reason_mask(l.reason_codes.iter().map(String::as_str)),
         }),
         armed: s.armed,
         episode_started_at: opt(s.episode_start_unix),
