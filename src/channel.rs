@@ -87,7 +87,9 @@ pub mod serde_names {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Channel>, D::Error> {
         Vec::<String>::deserialize(d)?
             .iter()
-            .map(|t| super::parse(t).ok_or_else(|| de::Error::custom(format!("unknown channel `{t}`"))))
+            .map(|t| {
+                super::parse(t).ok_or_else(|| de::Error::custom(format!("unknown channel `{t}`")))
+            })
             .collect()
     }
 }

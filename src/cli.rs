@@ -13,7 +13,11 @@ use crate::{
 };
 
 #[derive(Parser, Debug)]
-#[command(name = "churnwatch", version, about = "Event-sourced churn detection: fold customer events, score silent churn, emit proactive outreach.")]
+#[command(
+    name = "churnwatch",
+    version,
+    about = "Event-sourced churn detection: fold customer events, score silent churn, emit proactive outreach."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -23,6 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Fold events from files and write states, scores, the model and outreach.
     Replay(ReplayArgs),
+    /// Write a seeded synthetic population's events to a file (or stdout).
+    Generate(GenerateArgs),
     /// Validate a configuration file without connecting anywhere.
     CheckConfig {
         /// TOML configuration file.
@@ -70,6 +76,34 @@ pub struct ReplayArgs {
     pub quiet: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Number of customers.
+    #[arg(long, default_value_t = 10_000)]
+    pub customers: u64,
+    /// Random seed: the same seed gives the same events.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Simulated start, RFC 3339.
+    #[arg(long, value_parser = parse_time, default_value = "2026-01-01T00:00:00Z")]
+    pub start: i64,
+    /// Simulated span, e.g. 90d.
+    #[arg(long, default_value = "90d")]
+    pub span: Span,
+    /// Share of customers who go silent.
+    #[arg(long, default_value_t = 0.2)]
+    pub silent_share: f64,
+    /// Stop after this many events (0 = until the span ends).
+    #[arg(long, default_value_t = 0)]
+    pub max_events: u64,
+    /// jsonl or protobuf (length-delimited).
+    #[arg(long, value_parser = parse_format, default_value = "jsonl")]
+    pub format: Format,
+    /// Output file; `-` for standard output.
+    #[arg(long, default_value = "-")]
+    pub out: PathBuf,
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum TimeUnitArg {
     Day,
@@ -90,9 +124,13 @@ fn parse_time(s: &str) -> Result<i64, String> {
 
 /// Reads a core configuration file (defaults for every missing key).
 pub fn load_core_config(path: Option<&PathBuf>) -> anyhow::Result<CoreConfig> {
-    let Some(path) = path else { return Ok(CoreConfig::default()) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let cfg: CoreConfig = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let Some(path) = path else {
+        return Ok(CoreConfig::default());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let cfg: CoreConfig =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let problems = cfg.problems();
     if !problems.is_empty() {
         let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
@@ -129,6 +167,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Generate(a) => {
+            generate_to_file(a)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig { file } => {
             let cfg = load_core_config(Some(&file))?;
             println!("{} is valid", file.display());
@@ -136,4 +178,50 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn generate_to_file(a: GenerateArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    use crate::generate::{GenConfig, Generator};
+
+    let cfg = GenConfig {
+        customers: a.customers,
+        seed: a.seed,
+        start: a.start,
+        span: a.span,
+        silent_share: a.silent_share,
+        max_events: a.max_events,
+        ..GenConfig::default()
+    };
+    let sink: Box<dyn Write> = if a.out.as_os_str() == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(
+            std::fs::File::create(&a.out)
+                .with_context(|| format!("creating {}", a.out.display()))?,
+        )
+    };
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, sink);
+    let bar = if a.out.as_os_str() == "-" {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new_spinner()
+    };
+    let mut buf = Vec::with_capacity(512);
+    let mut n = 0u64;
+    for ev in Generator::new(cfg) {
+        buf.clear();
+        crate::codec::write_framed(&mut buf, &ev, a.format);
+        w.write_all(&buf)?;
+        n += 1;
+        if n % 100_000 == 0 {
+            bar.set_message(format!("{n} events"));
+            bar.tick();
+        }
+    }
+    w.flush()?;
+    bar.finish_and_clear();
+    eprintln!("wrote {n} events for {} customers", a.customers);
+    Ok(())
 }

@@ -15,7 +15,17 @@ pub const MAX_EVENT_BYTES: usize = 1 << 20;
 /// Deepest JSON nesting accepted before parsing (an event is 3 deep).
 const MAX_JSON_DEPTH: usize = 32;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Protobuf binary (files: length-delimited).
@@ -54,8 +64,14 @@ impl DecodeError {
         }
     }
 
-    pub const REASONS: [&'static str; 6] =
-        ["empty", "too_large", "undecodable_protobuf", "invalid_utf8", "json_too_deep", "undecodable_json"];
+    pub const REASONS: [&'static str; 6] = [
+        "empty",
+        "too_large",
+        "undecodable_protobuf",
+        "invalid_utf8",
+        "json_too_deep",
+        "undecodable_json",
+    ];
 }
 
 /// Decodes one message in the given format.
@@ -135,7 +151,12 @@ pub struct Records<R> {
 
 impl<R: BufRead> Records<R> {
     pub fn new(reader: R, format: Format) -> Self {
-        Records { reader, format, position: 0, done: false }
+        Records {
+            reader,
+            format,
+            position: 0,
+            done: false,
+        }
     }
 
     fn next_line(&mut self) -> io::Result<Option<Record>> {
@@ -152,7 +173,10 @@ impl<R: BufRead> Records<R> {
             if buf.iter().all(u8::is_ascii_whitespace) {
                 continue; // blank lines are not events
             }
-            return Ok(Some(Record { position: self.position, bytes: buf }));
+            return Ok(Some(Record {
+                position: self.position,
+                bytes: buf,
+            }));
         }
     }
 
@@ -162,7 +186,12 @@ impl<R: BufRead> Records<R> {
             let mut byte = [0u8; 1];
             match self.reader.read(&mut byte)? {
                 0 if i == 0 => return Ok(None),
-                0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated length prefix")),
+                0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "truncated length prefix",
+                    ))
+                }
                 _ => {}
             }
             len |= u64::from(byte[0] & 0x7f) << (7 * i);
@@ -173,11 +202,17 @@ impl<R: BufRead> Records<R> {
         self.position += 1;
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         if len > MAX_EVENT_BYTES {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("record of {len} bytes exceeds the limit")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("record of {len} bytes exceeds the limit"),
+            ));
         }
         let mut bytes = vec![0u8; len];
         self.reader.read_exact(&mut bytes)?;
-        Ok(Some(Record { position: self.position, bytes }))
+        Ok(Some(Record {
+            position: self.position,
+            bytes,
+        }))
     }
 }
 
@@ -225,14 +260,19 @@ mod tests {
 
     #[test]
     fn both_formats_round_trip_and_frame() {
-        let evs = [events::purchase("e1", "c1", 1_700_000_000, 12.5), events::nps("e2", "c1", 1_700_000_100, 3)];
+        let evs = [
+            events::purchase("e1", "c1", 1_700_000_000, 12.5),
+            events::nps("e2", "c1", 1_700_000_100, 3),
+        ];
         for format in [Format::Protobuf, Format::Json] {
             let mut file = Vec::new();
             for e in &evs {
                 write_framed(&mut file, e, format);
             }
             let back: Vec<InteractionEvent> = Records::new(&file[..], format)
-                .map(|r| decode(&r.map(|r| r.bytes).unwrap_or_default(), format).unwrap_or_default())
+                .map(|r| {
+                    decode(&r.map(|r| r.bytes).unwrap_or_default(), format).unwrap_or_default()
+                })
                 .collect();
             assert_eq!(back, evs, "{format:?}");
         }
@@ -243,7 +283,10 @@ mod tests {
         let e = events::nps("e2", "c1", 1_700_000_100, 3);
         let text = String::from_utf8(encode(&e, Format::Json)).unwrap_or_default();
         // pbjson writes RFC 3339 with an explicit offset; both forms parse.
-        assert!(text.contains("\"occurredAt\":\"2023-11-14T22:15:00+00:00\""), "{text}");
+        assert!(
+            text.contains("\"occurredAt\":\"2023-11-14T22:15:00+00:00\""),
+            "{text}"
+        );
         assert!(text.contains("\"eventId\":\"e2\""), "{text}");
         assert!(text.contains("\"survey\":{\"nps\":3}"), "{text}");
         let snake = r#"{"event_id":"x","customer_id":"c","occurred_at":"2024-01-01T00:00:00Z","channel":"CHANNEL_EMAIL","session":{}}"#;
@@ -254,20 +297,50 @@ mod tests {
 
     #[test]
     fn bad_bytes_are_named_errors() {
-        assert_eq!(decode(b"", Format::Protobuf).err().map(|e| e.reason()), Some("empty"));
-        assert_eq!(decode(&[0xff, 0xff, 0xff], Format::Protobuf).err().map(|e| e.reason()), Some("undecodable_protobuf"));
-        assert_eq!(decode(&[0xc3, 0x28], Format::Json).err().map(|e| e.reason()), Some("invalid_utf8"));
+        assert_eq!(
+            decode(b"", Format::Protobuf).err().map(|e| e.reason()),
+            Some("empty")
+        );
+        assert_eq!(
+            decode(&[0xff, 0xff, 0xff], Format::Protobuf)
+                .err()
+                .map(|e| e.reason()),
+            Some("undecodable_protobuf")
+        );
+        assert_eq!(
+            decode(&[0xc3, 0x28], Format::Json)
+                .err()
+                .map(|e| e.reason()),
+            Some("invalid_utf8")
+        );
         let deep = "[".repeat(100);
-        assert_eq!(decode(deep.as_bytes(), Format::Json).err().map(|e| e.reason()), Some("json_too_deep"));
-        assert_eq!(decode(b"{\"channel\": 7.5}", Format::Json).err().map(|e| e.reason()), Some("undecodable_json"));
+        assert_eq!(
+            decode(deep.as_bytes(), Format::Json)
+                .err()
+                .map(|e| e.reason()),
+            Some("json_too_deep")
+        );
+        assert_eq!(
+            decode(b"{\"channel\": 7.5}", Format::Json)
+                .err()
+                .map(|e| e.reason()),
+            Some("undecodable_json")
+        );
         let huge = vec![b' '; MAX_EVENT_BYTES + 1];
-        assert_eq!(decode(&huge, Format::Json).err().map(|e| e.reason()), Some("too_large"));
+        assert_eq!(
+            decode(&huge, Format::Json).err().map(|e| e.reason()),
+            Some("too_large")
+        );
     }
 
     #[test]
     fn truncated_delimited_file_ends_with_an_error() {
         let mut file = Vec::new();
-        write_framed(&mut file, &events::purchase("e1", "c1", 1_700_000_000, 1.0), Format::Protobuf);
+        write_framed(
+            &mut file,
+            &events::purchase("e1", "c1", 1_700_000_000, 1.0),
+            Format::Protobuf,
+        );
         file.truncate(file.len() - 3);
         let mut r = Records::new(&file[..], Format::Protobuf);
         assert!(matches!(r.next(), Some(Err(_))));

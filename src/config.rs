@@ -57,7 +57,9 @@ pub struct FoldConfig {
 impl Default for FoldConfig {
     fn default() -> Self {
         FoldConfig {
-            activity_kinds: [EventKind::Purchase, EventKind::Session].into_iter().collect(),
+            activity_kinds: [EventKind::Purchase, EventKind::Session]
+                .into_iter()
+                .collect(),
             lateness: Span::days(1),
             max_future_skew: Span::hours(1),
             max_string_bytes: 256,
@@ -129,10 +131,18 @@ impl ModelConfig {
     /// The prior in this config's time unit.
     pub fn prior_params(&self) -> Params {
         self.prior.unwrap_or_else(|| {
-            let weeks = Params { r: 0.243, alpha: 4.414, a: 0.793, b: 2.426 };
+            let weeks = Params {
+                r: 0.243,
+                alpha: 4.414,
+                a: 0.793,
+                b: 2.426,
+            };
             match self.time_unit {
                 TimeUnit::Week => weeks,
-                TimeUnit::Day => Params { alpha: weeks.alpha * 7.0, ..weeks },
+                TimeUnit::Day => Params {
+                    alpha: weeks.alpha * 7.0,
+                    ..weeks
+                },
             }
         })
     }
@@ -184,7 +194,11 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { medium: 0.3, high: 0.6, critical: 0.85 }
+        Thresholds {
+            medium: 0.3,
+            high: 0.6,
+            critical: 0.85,
+        }
     }
 }
 
@@ -232,7 +246,7 @@ impl Default for SignalConfig {
             rate_min_repeats: 4,
             overdue_start: 1.5,
             overdue_full: 4.0,
-            overdue_min_repeats: 2,
+            overdue_min_repeats: 4,
             satisfaction_memory: Span::days(30),
             satisfaction_full_drop: 0.3,
             ticket_full_age: Span::days(7),
@@ -370,7 +384,10 @@ pub struct ConfigProblem {
 
 impl ConfigProblem {
     pub fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
-        ConfigProblem { key: key.into(), problem: problem.into() }
+        ConfigProblem {
+            key: key.into(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -380,35 +397,62 @@ impl CoreConfig {
         let mut p = Vec::new();
         let f = &self.fold;
         if f.activity_kinds == KindSet::default() {
-            p.push(ConfigProblem::new("fold.activity_kinds", "must name at least one kind"));
+            p.push(ConfigProblem::new(
+                "fold.activity_kinds",
+                "must name at least one kind",
+            ));
         }
         if f.lateness.as_secs() < 0 || f.lateness > Span::days(60) {
-            p.push(ConfigProblem::new("fold.lateness", "must be between 0s and 60d"));
+            p.push(ConfigProblem::new(
+                "fold.lateness",
+                "must be between 0s and 60d",
+            ));
         }
         if f.max_future_skew.as_secs() < 0 {
-            p.push(ConfigProblem::new("fold.max_future_skew", "must not be negative"));
+            p.push(ConfigProblem::new(
+                "fold.max_future_skew",
+                "must not be negative",
+            ));
         }
         if f.max_string_bytes == 0 {
-            p.push(ConfigProblem::new("fold.max_string_bytes", "must be positive"));
+            p.push(ConfigProblem::new(
+                "fold.max_string_bytes",
+                "must be positive",
+            ));
         }
         if f.channel_half_life.as_secs() <= 0 {
-            p.push(ConfigProblem::new("fold.channel_half_life", "must be positive"));
+            p.push(ConfigProblem::new(
+                "fold.channel_half_life",
+                "must be positive",
+            ));
         }
         for (key, w) in [
             ("fold.satisfaction_fast_weight", f.satisfaction_fast_weight),
-            ("fold.satisfaction_baseline_weight", f.satisfaction_baseline_weight),
+            (
+                "fold.satisfaction_baseline_weight",
+                f.satisfaction_baseline_weight,
+            ),
         ] {
             if !(w > 0.0 && w <= 1.0) {
                 p.push(ConfigProblem::new(key, "must be in (0, 1]"));
             }
         }
         if f.contact_window.as_secs() <= 0 {
-            p.push(ConfigProblem::new("fold.contact_window", "must be positive"));
+            p.push(ConfigProblem::new(
+                "fold.contact_window",
+                "must be positive",
+            ));
         }
         let m = &self.model;
         let prior = m.prior_params();
-        if ![prior.r, prior.alpha, prior.a, prior.b].iter().all(|v| v.is_finite() && *v > 0.0) {
-            p.push(ConfigProblem::new("model.prior", "r, alpha, a and b must be positive"));
+        if ![prior.r, prior.alpha, prior.a, prior.b]
+            .iter()
+            .all(|v| v.is_finite() && *v > 0.0)
+        {
+            p.push(ConfigProblem::new(
+                "model.prior",
+                "r, alpha, a and b must be positive",
+            ));
         }
         if m.refit_every.as_secs() <= 0 {
             p.push(ConfigProblem::new("model.refit_every", "must be positive"));
@@ -443,7 +487,10 @@ impl CoreConfig {
         }
         let g = &s.signals;
         if g.rate_window.as_secs() <= 0 || g.rate_window > Span::days(63) {
-            p.push(ConfigProblem::new("score.signals.rate_window", "must be between 1d and 63d"));
+            p.push(ConfigProblem::new(
+                "score.signals.rate_window",
+                "must be between 1d and 63d",
+            ));
         }
         if !(g.overdue_start >= 1.0 && g.overdue_full > g.overdue_start) {
             p.push(ConfigProblem::new(
@@ -452,10 +499,16 @@ impl CoreConfig {
             ));
         }
         if !(g.satisfaction_full_drop > 0.0 && g.satisfaction_full_drop <= 1.0) {
-            p.push(ConfigProblem::new("score.signals.satisfaction_full_drop", "must be in (0, 1]"));
+            p.push(ConfigProblem::new(
+                "score.signals.satisfaction_full_drop",
+                "must be in (0, 1]",
+            ));
         }
         if g.ticket_full_age.as_secs() <= 0 {
-            p.push(ConfigProblem::new("score.signals.ticket_full_age", "must be positive"));
+            p.push(ConfigProblem::new(
+                "score.signals.ticket_full_age",
+                "must be positive",
+            ));
         }
         if g.escalation_contacts == 0 || g.escalation_channels == 0 {
             p.push(ConfigProblem::new(
@@ -464,7 +517,10 @@ impl CoreConfig {
             ));
         }
         if s.timer_horizon < Span::days(1) {
-            p.push(ConfigProblem::new("score.timer_horizon", "must be at least 1d"));
+            p.push(ConfigProblem::new(
+                "score.timer_horizon",
+                "must be at least 1d",
+            ));
         }
         let o = &self.outreach;
         if o.re_arm_level >= o.trigger_level {
@@ -474,22 +530,40 @@ impl CoreConfig {
             ));
         }
         if o.trigger_level == Level::Low {
-            p.push(ConfigProblem::new("outreach.trigger_level", "must be above low"));
+            p.push(ConfigProblem::new(
+                "outreach.trigger_level",
+                "must be above low",
+            ));
         }
         if o.cap == 0 || o.cap > 16 {
-            p.push(ConfigProblem::new("outreach.cap", "must be between 1 and 16"));
+            p.push(ConfigProblem::new(
+                "outreach.cap",
+                "must be between 1 and 16",
+            ));
         }
         if o.cap_window.as_secs() <= 0 {
-            p.push(ConfigProblem::new("outreach.cap_window", "must be positive"));
+            p.push(ConfigProblem::new(
+                "outreach.cap_window",
+                "must be positive",
+            ));
         }
         if o.cooldown.as_secs() < 0 {
-            p.push(ConfigProblem::new("outreach.cooldown", "must not be negative"));
+            p.push(ConfigProblem::new(
+                "outreach.cooldown",
+                "must not be negative",
+            ));
         }
         if o.channels.is_empty() {
-            p.push(ConfigProblem::new("outreach.channels", "must name at least one channel"));
+            p.push(ConfigProblem::new(
+                "outreach.channels",
+                "must name at least one channel",
+            ));
         }
         if !(o.high_value.is_finite() && o.high_value > 0.0) {
-            p.push(ConfigProblem::new("outreach.high_value", "must be positive"));
+            p.push(ConfigProblem::new(
+                "outreach.high_value",
+                "must be positive",
+            ));
         }
         p
     }
@@ -526,7 +600,10 @@ mod tests {
         let text = toml::to_string(&c).unwrap_or_default();
         let back: CoreConfig = toml::from_str(&text).unwrap_or_default();
         assert_eq!(back, c);
-        assert!(text.contains("activity_kinds = [\"purchase\", \"session\"]"), "{text}");
+        assert!(
+            text.contains("activity_kinds = [\"purchase\", \"session\"]"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -545,7 +622,12 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         let keys: Vec<String> = c.problems().into_iter().map(|p| p.key).collect();
-        for k in ["fold.lateness", "score.thresholds", "outreach.re_arm_level", "outreach.cap"] {
+        for k in [
+            "fold.lateness",
+            "score.thresholds",
+            "outreach.re_arm_level",
+            "outreach.cap",
+        ] {
             assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
         }
     }
@@ -561,7 +643,10 @@ mod tests {
         let m = ModelConfig::default();
         let p = m.prior_params();
         assert!((p.alpha - 4.414 * 7.0).abs() < 1e-9);
-        let w = ModelConfig { time_unit: TimeUnit::Week, ..m };
+        let w = ModelConfig {
+            time_unit: TimeUnit::Week,
+            ..m
+        };
         assert!((w.prior_params().alpha - 4.414).abs() < 1e-9);
     }
 }

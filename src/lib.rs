@@ -14,6 +14,7 @@ pub mod codec;
 pub mod config;
 pub mod events;
 pub mod fold;
+pub mod generate;
 pub mod kind;
 pub mod model;
 pub mod outreach;

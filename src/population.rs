@@ -35,14 +35,23 @@ pub struct PopulationModel {
 
 impl PopulationModel {
     pub fn prior(cfg: &ModelConfig) -> Self {
-        PopulationModel { family: cfg.family, time_unit: cfg.time_unit, params: cfg.prior_params(), fit: None }
+        PopulationModel {
+            family: cfg.family,
+            time_unit: cfg.time_unit,
+            params: cfg.prior_params(),
+            fit: None,
+        }
     }
 
     /// (x, t_x, T) of a customer as of `now_day`, in the model's time unit.
     pub fn triple(&self, a: &Activity, now_day: Day) -> Triple {
         let unit = self.time_unit.days();
         let age = (now_day.max(a.last_day) - a.first_day) as f64;
-        Triple { x: f64::from(a.repeat_days), t_x: f64::from(a.span_days()) / unit, t: age / unit }
+        Triple {
+            x: f64::from(a.repeat_days),
+            t_x: f64::from(a.span_days()) / unit,
+            t: age / unit,
+        }
     }
 
     pub fn p_alive(&self, a: &Activity, now_day: Day) -> f64 {
@@ -51,7 +60,12 @@ impl PopulationModel {
     }
 
     /// Expected active days in the `horizon` after `now_day`.
-    pub fn expected_activity(&self, a: &Activity, now_day: Day, horizon: Span) -> Result<f64, ModelError> {
+    pub fn expected_activity(
+        &self,
+        a: &Activity,
+        now_day: Day,
+        horizon: Span,
+    ) -> Result<f64, ModelError> {
         let t = self.triple(a, now_day);
         let h = horizon.as_days_f64() / self.time_unit.days();
         model::expected_activity(self.family, &self.params, t.x, t.t_x, t.t, h)
@@ -69,7 +83,11 @@ impl PopulationModel {
             Family::MbgNbd => "mbgnbd",
         };
         let source = if self.fit.is_some() { "fit" } else { "prior" };
-        format!("{family}-{}-{source}-{:08x}", self.time_unit.as_str(), h.digest() as u32)
+        format!(
+            "{family}-{}-{source}-{:08x}",
+            self.time_unit.as_str(),
+            h.digest() as u32
+        )
     }
 
     /// Fits the model on the customers' activity as of `now`; the result
@@ -86,7 +104,10 @@ impl PopulationModel {
         if (counts.customers() as u64) < cfg.min_customers.max(1) {
             return Err(ModelError::NoData);
         }
-        let opts = FitOptions { initial: self.params, ..FitOptions::default() };
+        let opts = FitOptions {
+            initial: self.params,
+            ..FitOptions::default()
+        };
         let r = model::fit_grouped(self.family, &counts, &opts)?;
         Ok(PopulationModel {
             family: self.family,

@@ -31,8 +31,14 @@ use crate::{
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
     Outreach(Box<OutreachRequested>),
-    Suppressed { reason: Suppression, playbook: Playbook },
-    Outcome { playbook: Playbook, outcome: Outcome },
+    Suppressed {
+        reason: Suppression,
+        playbook: Playbook,
+    },
+    Outcome {
+        playbook: Playbook,
+        outcome: Outcome,
+    },
 }
 
 /// What became of one event.
@@ -87,7 +93,8 @@ impl Processor {
 
     /// Highest event time seen minus the allowed lateness.
     pub fn stream_time(&self) -> Option<Timestamp> {
-        self.max_event_at.map(|t| t - self.cfg.fold.lateness.as_secs())
+        self.max_event_at
+            .map(|t| t - self.cfg.fold.lateness.as_secs())
     }
 
     pub fn max_event_time(&self) -> Option<Timestamp> {
@@ -136,7 +143,11 @@ impl Processor {
             return Ok(Processed::Late);
         }
         let id_hash = RecentEvents::hash(&ev.customer_id);
-        if self.erased.get(&id_hash).is_some_and(|erased_at| at <= *erased_at) {
+        if self
+            .erased
+            .get(&id_hash)
+            .is_some_and(|erased_at| at <= *erased_at)
+        {
             return Ok(Processed::Forgotten);
         }
         self.max_event_at = Some(self.max_event_at.map_or(at, |m| m.max(at)));
@@ -144,7 +155,8 @@ impl Processor {
         let key: Arc<str> = match self.customers.get_key_value(ev.customer_id.as_str()) {
             Some((k, _)) => k.clone(),
             None => {
-                self.customers.insert(Arc::from(ev.customer_id.as_str()), CustomerState::new(at));
+                self.customers
+                    .insert(Arc::from(ev.customer_id.as_str()), CustomerState::new(at));
                 self.levels[Level::Low as usize - 1] += 1;
                 match self.customers.get_key_value(ev.customer_id.as_str()) {
                     Some((k, _)) => k.clone(),
@@ -153,7 +165,9 @@ impl Processor {
             }
         };
         self.fire_own_timers(&key, at, out);
-        let Some(state) = self.customers.get_mut(&key) else { return Ok(Processed::Late) };
+        let Some(state) = self.customers.get_mut(&key) else {
+            return Ok(Processed::Late);
+        };
         let folded = state.apply(&valid, &self.cfg.fold);
         match folded {
             Folded::Duplicate | Folded::Late => {
@@ -169,7 +183,10 @@ impl Processor {
                 let before = self.customers.remove(&key);
                 if let Some(h) = before.as_ref().and_then(|s| s.outreach.as_deref()) {
                     if h.episode_started_at.is_some() && !h.episode_done {
-                        out.push(Effect::Suppressed { reason: Suppression::Erased, playbook: Playbook::Unspecified });
+                        out.push(Effect::Suppressed {
+                            reason: Suppression::Erased,
+                            playbook: Playbook::Unspecified,
+                        });
                     }
                 }
                 if let Some(s) = &before {
@@ -179,7 +196,9 @@ impl Processor {
                 self.changed.insert(key);
                 return Ok(Processed::Folded(folded));
             }
-            Folded::Outcome { playbook, outcome } => out.push(Effect::Outcome { playbook, outcome }),
+            Folded::Outcome { playbook, outcome } => {
+                out.push(Effect::Outcome { playbook, outcome })
+            }
             Folded::Applied => {}
         }
         let now = at.max(state.score.scored_at);
@@ -191,7 +210,10 @@ impl Processor {
     /// Fires every timer due at or before `now` (stream time), in time order.
     pub fn advance_to(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
         while let Some((due, key)) = self.timers.pop_due(now) {
-            let live = self.customers.get(&key).is_some_and(|s| s.score.next_check_at == due && due > s.score.scored_at);
+            let live = self
+                .customers
+                .get(&key)
+                .is_some_and(|s| s.score.next_check_at == due && due > s.score.scored_at);
             if live {
                 self.rescore(&key, due, out);
                 self.changed.insert(key);
@@ -212,7 +234,11 @@ impl Processor {
     fn fire_own_timers(&mut self, key: &Arc<str>, at: Timestamp, out: &mut Vec<Effect>) {
         for _ in 0..64 {
             let due = match self.customers.get(key) {
-                Some(s) if s.score.next_check_at != 0 && s.score.next_check_at <= at && s.score.next_check_at > s.score.scored_at => {
+                Some(s)
+                    if s.score.next_check_at != 0
+                        && s.score.next_check_at <= at
+                        && s.score.next_check_at > s.score.scored_at =>
+                {
                     s.score.next_check_at
                 }
                 _ => return,
@@ -225,8 +251,14 @@ impl Processor {
     /// the next look.
     fn rescore(&mut self, key: &Arc<str>, now: Timestamp, out: &mut Vec<Effect>) {
         let cfg = &self.cfg;
-        let ctx = Context { cfg: &cfg.score, fold: &cfg.fold, model: &self.model };
-        let Some(state) = self.customers.get_mut(key) else { return };
+        let ctx = Context {
+            cfg: &cfg.score,
+            fold: &cfg.fold,
+            model: &self.model,
+        };
+        let Some(state) = self.customers.get_mut(key) else {
+            return;
+        };
         let before = state.score.level;
         let risk = score::risk(state, now, &ctx);
         let level = Level::of(risk, &cfg.score.thresholds);
@@ -234,14 +266,20 @@ impl Processor {
             let full = score::score(state, now, &ctx);
             match outreach::decide(state, key, &full, now, &ctx, &cfg.outreach) {
                 Some(Decision::Send(msg)) => out.push(Effect::Outreach(msg)),
-                Some(Decision::Suppressed { reason, playbook }) => out.push(Effect::Suppressed { reason, playbook }),
+                Some(Decision::Suppressed { reason, playbook }) => {
+                    out.push(Effect::Suppressed { reason, playbook })
+                }
                 None => {}
             }
         }
         let horizon = now + cfg.score.timer_horizon.as_secs();
         let change = score::schedule::next_change(state, now, horizon, &ctx);
         let wake = outreach::next_wakeup(state, now, &cfg.outreach);
-        let next = [change, wake].into_iter().flatten().min().unwrap_or(horizon);
+        let next = [change, wake]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(horizon);
         state.score.risk = risk as f32;
         state.score.level = level;
         state.score.scored_at = now;
@@ -256,7 +294,10 @@ impl Processor {
     /// Installs a restored state (changelog) and its pending timer.
     pub fn restore(&mut self, customer_id: &str, state: CustomerState) {
         let key: Arc<str> = Arc::from(customer_id);
-        self.max_event_at = Some(self.max_event_at.map_or(state.last_event_at, |m| m.max(state.last_event_at)));
+        self.max_event_at = Some(
+            self.max_event_at
+                .map_or(state.last_event_at, |m| m.max(state.last_event_at)),
+        );
         if state.score.next_check_at != 0 {
             self.timers.schedule(state.score.next_check_at, key.clone());
         }
@@ -288,8 +329,11 @@ impl Processor {
 
     /// Refits the population model on this processor's customers as of `now`.
     pub fn refit(&self, now: Timestamp) -> Result<PopulationModel, crate::model::ModelError> {
-        self.model
-            .refit(&self.cfg.model, self.customers.values().filter_map(|s| s.activity.as_ref()), now)
+        self.model.refit(
+            &self.cfg.model,
+            self.customers.values().filter_map(|s| s.activity.as_ref()),
+            now,
+        )
     }
 
     /// Counts of customers per level (for gauges).

@@ -55,7 +55,10 @@ pub enum ReplayError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ReplayError + '_ {
-    move |source| ReplayError::Io { path: path.to_owned(), source }
+    move |source| ReplayError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// What a replay did, for the closing report.
@@ -101,11 +104,22 @@ pub fn replay(mut cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary
     let refit_every = cfg.model.refit_every.as_secs();
     let mut next_refit: Option<Timestamp> = None;
 
-    let total: u64 = opts.inputs.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
-    let bar = if opts.progress { ProgressBar::new(total) } else { ProgressBar::hidden() };
+    let total: u64 = opts
+        .inputs
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = if opts.progress {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} replay [{bar:40}] {bytes}/{total_bytes} {per_sec} eta {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} replay [{bar:40}] {bytes}/{total_bytes} {per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
 
     for path in &opts.inputs {
@@ -116,15 +130,27 @@ pub fn replay(mut cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary
                 Ok(r) => r,
                 Err(e) => {
                     summary.invalid += 1;
-                    *summary.invalid_by_reason.entry("truncated_file").or_default() += 1;
-                    bar.suspend(|| eprintln!("{}: after record {}: truncated_file: {e}", path.display(), summary.records));
+                    *summary
+                        .invalid_by_reason
+                        .entry("truncated_file")
+                        .or_default() += 1;
+                    bar.suspend(|| {
+                        eprintln!(
+                            "{}: after record {}: truncated_file: {e}",
+                            path.display(),
+                            summary.records
+                        )
+                    });
                     break;
                 }
             };
             summary.records += 1;
             let outcome = codec::decode(&rec.bytes, opts.format)
                 .map_err(|e| (e.reason(), e.to_string()))
-                .and_then(|ev| proc.process(&ev, None, &mut effects).map_err(|r| (r.reason(), r.to_string())));
+                .and_then(|ev| {
+                    proc.process(&ev, None, &mut effects)
+                        .map_err(|r| (r.reason(), r.to_string()))
+                });
             match outcome {
                 Ok(Processed::Folded(Folded::Duplicate)) => summary.duplicates += 1,
                 Ok(Processed::Folded(Folded::Late)) | Ok(Processed::Late) => summary.late += 1,
@@ -134,7 +160,9 @@ pub fn replay(mut cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary
                     summary.invalid += 1;
                     *summary.invalid_by_reason.entry(reason).or_default() += 1;
                     if summary.invalid <= REPORT_LIMIT {
-                        bar.suspend(|| eprintln!("{}:{}: {reason}: {detail}", path.display(), rec.position));
+                        bar.suspend(|| {
+                            eprintln!("{}:{}: {reason}: {detail}", path.display(), rec.position)
+                        });
                     }
                 }
             }
@@ -152,7 +180,10 @@ pub fn replay(mut cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary
     }
     bar.finish_and_clear();
     if summary.invalid > REPORT_LIMIT {
-        eprintln!("... {} more invalid records not shown", summary.invalid - REPORT_LIMIT);
+        eprintln!(
+            "... {} more invalid records not shown",
+            summary.invalid - REPORT_LIMIT
+        );
     }
 
     let as_of = opts.as_of.or(proc.max_event_time());
@@ -185,7 +216,10 @@ pub fn replay(mut cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary
     if let Some(path) = &opts.outreach_out {
         let mut w = BufWriter::new(File::create(path).map_err(io_err(path))?);
         for o in &outreach {
-            let line = serde_json::to_string(o).map_err(|e| ReplayError::Io { path: path.clone(), source: e.into() })?;
+            let line = serde_json::to_string(o).map_err(|e| ReplayError::Io {
+                path: path.clone(),
+                source: e.into(),
+            })?;
             writeln!(w, "{line}").map_err(io_err(path))?;
         }
         w.flush().map_err(io_err(path))?;
@@ -200,11 +234,20 @@ fn refit(proc: &mut Processor, at: Timestamp, summary: &mut ReplaySummary) {
     }
 }
 
-fn collect(effects: &mut Vec<Effect>, outreach: &mut Vec<OutreachRequested>, summary: &mut ReplaySummary) {
+fn collect(
+    effects: &mut Vec<Effect>,
+    outreach: &mut Vec<OutreachRequested>,
+    summary: &mut ReplaySummary,
+) {
     for e in effects.drain(..) {
         match e {
             Effect::Outreach(o) => outreach.push(*o),
-            Effect::Suppressed { reason, .. } => *summary.suppressed_by_reason.entry(reason.code()).or_default() += 1,
+            Effect::Suppressed { reason, .. } => {
+                *summary
+                    .suppressed_by_reason
+                    .entry(reason.code())
+                    .or_default() += 1
+            }
             Effect::Outcome { .. } => {}
         }
     }
@@ -224,7 +267,10 @@ fn write_states(proc: &Processor, path: &Path, format: Format) -> Result<(), Rep
         let snap = state.to_snapshot(id);
         match format {
             Format::Json => {
-                let line = serde_json::to_string(&snap).map_err(|e| ReplayError::Io { path: path.to_owned(), source: e.into() })?;
+                let line = serde_json::to_string(&snap).map_err(|e| ReplayError::Io {
+                    path: path.to_owned(),
+                    source: e.into(),
+                })?;
                 writeln!(w, "{line}").map_err(io_err(path))?;
             }
             Format::Protobuf => {
@@ -240,12 +286,28 @@ fn write_states(proc: &Processor, path: &Path, format: Format) -> Result<(), Rep
 fn write_scores(proc: &Processor, now: Timestamp, path: &Path) -> Result<(), ReplayError> {
     let cfg = proc.config();
     let model = proc.model();
-    let ctx = Context { cfg: &cfg.score, fold: &cfg.fold, model };
+    let ctx = Context {
+        cfg: &cfg.score,
+        fold: &cfg.fold,
+        model,
+    };
     let file = File::create(path).map_err(io_err(path))?;
     let mut w = csv::Writer::from_writer(BufWriter::new(file));
-    let csv_err = |e: csv::Error| ReplayError::Io { path: path.to_owned(), source: io::Error::other(e) };
+    let csv_err = |e: csv::Error| ReplayError::Io {
+        path: path.to_owned(),
+        source: io::Error::other(e),
+    };
     w.write_record([
-        "customer_id", "x", "t_x", "T", "p_alive", "expected_activity", "risk", "level", "top_reason", "top_evidence",
+        "customer_id",
+        "x",
+        "t_x",
+        "T",
+        "p_alive",
+        "expected_activity",
+        "risk",
+        "level",
+        "top_reason",
+        "top_evidence",
     ])
     .map_err(csv_err)?;
     for (id, state) in proc.sorted() {
@@ -253,7 +315,9 @@ fn write_scores(proc: &Processor, now: Timestamp, path: &Path) -> Result<(), Rep
         let (x, t_x, t, p_alive, expected) = match &state.activity {
             Some(a) => {
                 let tr = model.triple(a, day_of(now));
-                let expected = model.expected_activity(a, day_of(now), cfg.model.horizon).unwrap_or(f64::NAN);
+                let expected = model
+                    .expected_activity(a, day_of(now), cfg.model.horizon)
+                    .unwrap_or(f64::NAN);
                 (tr.x, tr.t_x, tr.t, model.p_alive(a, day_of(now)), expected)
             }
             None => (0.0, 0.0, 0.0, f64::NAN, f64::NAN),
@@ -309,6 +373,9 @@ fn write_model(proc: &Processor, summary: &ReplaySummary, path: &Path) -> Result
         error: summary.model_error.as_deref(),
         version: m.version(),
     };
-    let text = serde_json::to_string_pretty(&out).map_err(|e| ReplayError::Io { path: path.to_owned(), source: e.into() })?;
+    let text = serde_json::to_string_pretty(&out).map_err(|e| ReplayError::Io {
+        path: path.to_owned(),
+        source: e.into(),
+    })?;
     std::fs::write(path, text + "\n").map_err(io_err(path))
 }

@@ -44,7 +44,11 @@ pub enum Rejection {
     #[error("amount is not a finite number")]
     NonFiniteAmount,
     #[error("{field} is {len} bytes, over the {max}-byte limit")]
-    OversizeString { field: &'static str, len: usize, max: usize },
+    OversizeString {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("{field} has unknown enum value {value}")]
     UnknownEnum { field: &'static str, value: i32 },
     #[error("{0} is missing")]
@@ -115,7 +119,11 @@ pub fn validate<'a>(
     let max = cfg.max_string_bytes;
     let check_len = |field: &'static str, s: &str| {
         if s.len() > max {
-            Err(Rejection::OversizeString { field, len: s.len(), max })
+            Err(Rejection::OversizeString {
+                field,
+                len: s.len(),
+                max,
+            })
         } else {
             Ok(())
         }
@@ -148,11 +156,18 @@ pub fn validate<'a>(
             });
         }
     }
-    let channel = Channel::try_from(ev.channel)
-        .map_err(|_| Rejection::UnknownEnum { field: "channel", value: ev.channel })?;
+    let channel = Channel::try_from(ev.channel).map_err(|_| Rejection::UnknownEnum {
+        field: "channel",
+        value: ev.channel,
+    })?;
     let kind = ev.kind.as_ref().ok_or(Rejection::MissingKind)?;
     validate_kind(kind, &check_len)?;
-    Ok(Valid { event: ev, at, kind, channel })
+    Ok(Valid {
+        event: ev,
+        at,
+        kind,
+        channel,
+    })
 }
 
 fn validate_kind(
@@ -177,7 +192,10 @@ fn validate_kind(
                 return Err(Rejection::MissingField("ticket_opened.ticket_id"));
             }
             if TicketSeverity::try_from(t.severity).is_err() {
-                return Err(Rejection::UnknownEnum { field: "ticket_opened.severity", value: t.severity });
+                return Err(Rejection::UnknownEnum {
+                    field: "ticket_opened.severity",
+                    value: t.severity,
+                });
             }
         }
         Kind::TicketUpdated(t) => {
@@ -191,15 +209,22 @@ fn validate_kind(
                 }
                 Ok(_) => {}
                 Err(_) => {
-                    return Err(Rejection::UnknownEnum { field: "ticket_updated.status", value: t.status })
+                    return Err(Rejection::UnknownEnum {
+                        field: "ticket_updated.status",
+                        value: t.status,
+                    })
                 }
             }
         }
         Kind::Contact(c) => check_len("contact.reason", &c.reason)?,
         Kind::Complaint(c) => check_len("complaint.reason", &c.reason)?,
         Kind::Survey(s) => match s.score {
-            Some(Score::Nps(n)) if !(0..=10).contains(&n) => return Err(Rejection::NpsOutOfRange(n)),
-            Some(Score::Csat(c)) if !(1..=5).contains(&c) => return Err(Rejection::CsatOutOfRange(c)),
+            Some(Score::Nps(n)) if !(0..=10).contains(&n) => {
+                return Err(Rejection::NpsOutOfRange(n))
+            }
+            Some(Score::Csat(c)) if !(1..=5).contains(&c) => {
+                return Err(Rejection::CsatOutOfRange(c))
+            }
             Some(_) => {}
             None => return Err(Rejection::SurveyWithoutScore),
         },
@@ -213,7 +238,10 @@ fn validate_kind(
         }
         Kind::Consent(c) => {
             if Channel::try_from(c.channel).is_err() {
-                return Err(Rejection::UnknownEnum { field: "consent.channel", value: c.channel });
+                return Err(Rejection::UnknownEnum {
+                    field: "consent.channel",
+                    value: c.channel,
+                });
             }
         }
         Kind::OutreachOutcome(o) => {
@@ -227,7 +255,10 @@ fn validate_kind(
                 }
                 Ok(_) => {}
                 Err(_) => {
-                    return Err(Rejection::UnknownEnum { field: "outreach_outcome.outcome", value: o.outcome })
+                    return Err(Rejection::UnknownEnum {
+                        field: "outreach_outcome.outcome",
+                        value: o.outcome,
+                    })
                 }
             }
         }
@@ -270,28 +301,130 @@ mod tests {
     #[test]
     fn identity_and_time_rejections() {
         let good = events::purchase("e", "c", T, 10.0);
-        assert_eq!(reason(&InteractionEvent { customer_id: String::new(), ..good.clone() }), "missing_customer_id");
-        assert_eq!(reason(&InteractionEvent { customer_id: "  ".into(), ..good.clone() }), "missing_customer_id");
-        assert_eq!(reason(&InteractionEvent { event_id: String::new(), ..good.clone() }), "missing_event_id");
-        assert_eq!(reason(&InteractionEvent { occurred_at: None, ..good.clone() }), "missing_timestamp");
+        assert_eq!(
+            reason(&InteractionEvent {
+                customer_id: String::new(),
+                ..good.clone()
+            }),
+            "missing_customer_id"
+        );
+        assert_eq!(
+            reason(&InteractionEvent {
+                customer_id: "  ".into(),
+                ..good.clone()
+            }),
+            "missing_customer_id"
+        );
+        assert_eq!(
+            reason(&InteractionEvent {
+                event_id: String::new(),
+                ..good.clone()
+            }),
+            "missing_event_id"
+        );
+        assert_eq!(
+            reason(&InteractionEvent {
+                occurred_at: None,
+                ..good.clone()
+            }),
+            "missing_timestamp"
+        );
         let at = |seconds, nanos| Some(pbjson_types::Timestamp { seconds, nanos });
-        assert_eq!(reason(&InteractionEvent { occurred_at: at(-62_135_596_800, 0), ..good.clone() }), "timestamp_before_epoch");
-        assert_eq!(reason(&InteractionEvent { occurred_at: at(253_402_300_799, 0), ..good.clone() }), "timestamp_out_of_range");
-        assert_eq!(reason_at(&InteractionEvent { occurred_at: at(253_402_300_799, 0), ..good.clone() }, None), "timestamp_out_of_range");
-        assert_eq!(reason(&InteractionEvent { occurred_at: at(T, -1), ..good.clone() }), "invalid_timestamp_nanos");
-        assert_eq!(reason(&InteractionEvent { occurred_at: at(T + 7200, 0), ..good.clone() }), "timestamp_in_future");
-        assert_eq!(reason(&InteractionEvent { occurred_at: at(T + 3600, 0), ..good.clone() }), "ok");
-        assert_eq!(reason_at(&InteractionEvent { occurred_at: at(T + 7200, 0), ..good.clone() }, None), "ok");
-        assert_eq!(reason(&InteractionEvent { kind: None, ..good.clone() }), "missing_kind");
-        assert_eq!(reason(&InteractionEvent { channel: 42, ..good.clone() }), "unknown_enum");
+        assert_eq!(
+            reason(&InteractionEvent {
+                occurred_at: at(-62_135_596_800, 0),
+                ..good.clone()
+            }),
+            "timestamp_before_epoch"
+        );
+        assert_eq!(
+            reason(&InteractionEvent {
+                occurred_at: at(253_402_300_799, 0),
+                ..good.clone()
+            }),
+            "timestamp_out_of_range"
+        );
+        assert_eq!(
+            reason_at(
+                &InteractionEvent {
+                    occurred_at: at(253_402_300_799, 0),
+                    ..good.clone()
+                },
+                None
+            ),
+            "timestamp_out_of_range"
+        );
+        assert_eq!(
+            reason(&InteractionEvent {
+                occurred_at: at(T, -1),
+                ..good.clone()
+            }),
+            "invalid_timestamp_nanos"
+        );
+        assert_eq!(
+            reason(&InteractionEvent {
+                occurred_at: at(T + 7200, 0),
+                ..good.clone()
+            }),
+            "timestamp_in_future"
+        );
+        assert_eq!(
+            reason(&InteractionEvent {
+                occurred_at: at(T + 3600, 0),
+                ..good.clone()
+            }),
+            "ok"
+        );
+        assert_eq!(
+            reason_at(
+                &InteractionEvent {
+                    occurred_at: at(T + 7200, 0),
+                    ..good.clone()
+                },
+                None
+            ),
+            "ok"
+        );
+        assert_eq!(
+            reason(&InteractionEvent {
+                kind: None,
+                ..good.clone()
+            }),
+            "missing_kind"
+        );
+        assert_eq!(
+            reason(&InteractionEvent {
+                channel: 42,
+                ..good.clone()
+            }),
+            "unknown_enum"
+        );
         let long = "x".repeat(257);
-        assert_eq!(reason(&InteractionEvent { customer_id: long.clone(), ..good.clone() }), "oversize_string");
-        assert_eq!(reason(&InteractionEvent { event_id: long, ..good }), "oversize_string");
+        assert_eq!(
+            reason(&InteractionEvent {
+                customer_id: long.clone(),
+                ..good.clone()
+            }),
+            "oversize_string"
+        );
+        assert_eq!(
+            reason(&InteractionEvent {
+                event_id: long,
+                ..good
+            }),
+            "oversize_string"
+        );
     }
 
     #[test]
     fn payload_rejections() {
-        let purchase = |amount| with_kind(Kind::Purchase(Purchase { order_id: "o".into(), amount, currency: "EUR".into() }));
+        let purchase = |amount| {
+            with_kind(Kind::Purchase(Purchase {
+                order_id: "o".into(),
+                amount,
+                currency: "EUR".into(),
+            }))
+        };
         assert_eq!(reason(&purchase(-1.0)), "negative_amount");
         assert_eq!(reason(&purchase(f64::NAN)), "non_finite_amount");
         assert_eq!(reason(&purchase(f64::INFINITY)), "non_finite_amount");
@@ -302,13 +435,19 @@ mod tests {
         assert_eq!(reason(&events::csat("e", "c", T, 0)), "csat_out_of_range");
         assert_eq!(reason(&events::csat("e", "c", T, 6)), "csat_out_of_range");
         assert_eq!(reason(&events::csat("e", "c", T, 5)), "ok");
-        assert_eq!(reason(&with_kind(Kind::Survey(Survey { score: None }))), "survey_without_score");
+        assert_eq!(
+            reason(&with_kind(Kind::Survey(Survey { score: None }))),
+            "survey_without_score"
+        );
         let mut ticket = events::ticket_opened("e", "c", T, Channel::Phone, "t1");
         if let Some(Kind::TicketOpened(t)) = ticket.kind.as_mut() {
             t.severity = 9;
         }
         assert_eq!(reason(&ticket), "unknown_enum");
-        assert_eq!(reason(&events::ticket_opened("e", "c", T, Channel::Phone, "")), "missing_field");
+        assert_eq!(
+            reason(&events::ticket_opened("e", "c", T, Channel::Phone, "")),
+            "missing_field"
+        );
         let update = events::ticket_updated("e", "c", T, "t1", TicketStatus::Unspecified, None);
         assert_eq!(reason(&update), "missing_field");
         let mut outcome = events::outcome("e", "c", T, "o1", Outcome::Replied);
@@ -317,7 +456,10 @@ mod tests {
             o.outcome = 77;
         }
         assert_eq!(reason(&outcome), "unknown_enum");
-        assert_eq!(reason(&events::consent("e", "c", T, true, Channel::Unspecified)), "ok");
+        assert_eq!(
+            reason(&events::consent("e", "c", T, true, Channel::Unspecified)),
+            "ok"
+        );
         let mut consent = events::consent("e", "c", T, true, Channel::Sms);
         if let Some(Kind::Consent(c)) = consent.kind.as_mut() {
             c.channel = 100;
@@ -331,11 +473,23 @@ mod tests {
         assert_eq!(reason(&sub), "oversize_string");
         let sub = with_kind(Kind::Subscription(Subscription {
             plan: "pro".into(),
-            renews_at: Some(pbjson_types::Timestamp { seconds: -5, nanos: 0 }),
+            renews_at: Some(pbjson_types::Timestamp {
+                seconds: -5,
+                nanos: 0,
+            }),
             cancelled: false,
         }));
         assert_eq!(reason(&sub), "timestamp_out_of_range");
-        assert_eq!(reason(&events::complaint("e", "c", T, Channel::Phone, &"r".repeat(300))), "oversize_string");
+        assert_eq!(
+            reason(&events::complaint(
+                "e",
+                "c",
+                T,
+                Channel::Phone,
+                &"r".repeat(300)
+            )),
+            "oversize_string"
+        );
     }
 
     #[test]
@@ -347,15 +501,25 @@ mod tests {
             Rejection::TimestampBeforeEpoch(0),
             Rejection::TimestampOutOfRange(0),
             Rejection::InvalidNanos(0),
-            Rejection::TimestampInFuture { ahead_secs: 0, max_secs: 0 },
+            Rejection::TimestampInFuture {
+                ahead_secs: 0,
+                max_secs: 0,
+            },
             Rejection::MissingKind,
             Rejection::NpsOutOfRange(0),
             Rejection::CsatOutOfRange(0),
             Rejection::SurveyWithoutScore,
             Rejection::NegativeAmount(0.0),
             Rejection::NonFiniteAmount,
-            Rejection::OversizeString { field: "f", len: 0, max: 0 },
-            Rejection::UnknownEnum { field: "f", value: 0 },
+            Rejection::OversizeString {
+                field: "f",
+                len: 0,
+                max: 0,
+            },
+            Rejection::UnknownEnum {
+                field: "f",
+                value: 0,
+            },
             Rejection::MissingField("f"),
         ] {
             assert!(Rejection::REASONS.contains(&r.reason()), "{}", r.reason());

@@ -31,7 +31,12 @@ pub fn month() -> Vec<InteractionEvent> {
     for k in 0..20 {
         let at = jan1 + k * 3 * DAY;
         evs.push(events::purchase(&id("silent"), "silent-regular", at, 60.0));
-        evs.push(events::session(&id("silent"), "silent-regular", at + 600, Channel::App));
+        evs.push(events::session(
+            &id("silent"),
+            "silent-regular",
+            at + 600,
+            Channel::App,
+        ));
     }
     // Weekly buyers: a steady one, a frustrated one, a detractor, a renewal at risk, one without consent.
     for (c, until) in [
@@ -47,13 +52,51 @@ pub fn month() -> Vec<InteractionEvent> {
             at += 7 * DAY;
         }
     }
-    evs.push(events::contact(&id("f"), "frustrated", t("2026-03-10T09:00:00Z"), Channel::Phone));
-    evs.push(events::contact(&id("f"), "frustrated", t("2026-03-11T15:30:00Z"), Channel::Email));
-    evs.push(events::contact(&id("f"), "frustrated", t("2026-03-12T08:45:00Z"), Channel::Chat));
-    evs.push(events::nps(&id("d"), "detractor", t("2026-03-05T18:20:00Z"), 2));
-    evs.push(events::subscription(&id("r"), "renewal", t("2026-01-02T00:00:00Z"), "pro", t("2026-03-25T00:00:00Z"), false));
-    evs.push(events::consent(&id("n"), "no-consent", t("2026-02-01T12:00:00Z"), false, Channel::Unspecified));
-    evs.push(events::session(&id("end"), "steady", t("2026-03-31T23:00:00Z"), Channel::Web));
+    evs.push(events::contact(
+        &id("f"),
+        "frustrated",
+        t("2026-03-10T09:00:00Z"),
+        Channel::Phone,
+    ));
+    evs.push(events::contact(
+        &id("f"),
+        "frustrated",
+        t("2026-03-11T15:30:00Z"),
+        Channel::Email,
+    ));
+    evs.push(events::contact(
+        &id("f"),
+        "frustrated",
+        t("2026-03-12T08:45:00Z"),
+        Channel::Chat,
+    ));
+    evs.push(events::nps(
+        &id("d"),
+        "detractor",
+        t("2026-03-05T18:20:00Z"),
+        2,
+    ));
+    evs.push(events::subscription(
+        &id("r"),
+        "renewal",
+        t("2026-01-02T00:00:00Z"),
+        "pro",
+        t("2026-03-25T00:00:00Z"),
+        false,
+    ));
+    evs.push(events::consent(
+        &id("n"),
+        "no-consent",
+        t("2026-02-01T12:00:00Z"),
+        false,
+        Channel::Unspecified,
+    ));
+    evs.push(events::session(
+        &id("end"),
+        "steady",
+        t("2026-03-31T23:00:00Z"),
+        Channel::Web,
+    ));
     evs.sort_by_key(|e| e.occurred_at.map_or(0, |x| x.seconds));
     evs
 }
@@ -89,22 +132,54 @@ fn each_customer_gets_the_outreach_their_month_calls_for() {
     let summary = replay(CoreConfig::default(), &opts).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(summary.invalid, 0);
     let sent = read_outreach(&out);
-    let by_customer: BTreeMap<&str, Vec<&OutreachRequested>> = sent.iter().fold(BTreeMap::new(), |mut m, o| {
-        m.entry(o.customer_id.as_str()).or_default().push(o);
-        m
-    });
+    let by_customer: BTreeMap<&str, Vec<&OutreachRequested>> =
+        sent.iter().fold(BTreeMap::new(), |mut m, o| {
+            m.entry(o.customer_id.as_str()).or_default().push(o);
+            m
+        });
     let expect = |c: &str| by_customer.get(c).cloned().unwrap_or_default();
-    assert!(expect("steady").is_empty(), "a steady customer is left alone");
+    assert!(
+        expect("steady").is_empty(),
+        "a steady customer is left alone"
+    );
     assert!(expect("no-consent").is_empty(), "no consent, no outreach");
     assert_eq!(summary.suppressed_by_reason.get("no_consent"), Some(&1));
     assert_eq!(sent.len(), 4, "{sent:#?}");
 
     // (customer, decided at, playbook, channel, dominant reason, evidence fragment)
     let want = [
-        ("detractor", "2026-03-05T18:20:00Z", "FEEDBACK_FOLLOW_UP", "CHANNEL_WEB", "satisfaction_drop", "NPS 2 (detractor)"),
-        ("renewal", "2026-03-07T00:00:00Z", "RENEWAL_SAVE", "CHANNEL_WEB", "renewal", "renews on 2026-03-25"),
-        ("silent-regular", "2026-03-12T00:00:00Z", "WIN_BACK", "CHANNEL_APP", "silence", "no activity for 13 days; usually every 3 days"),
-        ("frustrated", "2026-03-12T08:45:00Z", "ESCALATE_TO_AGENT", "CHANNEL_WEB", "escalation", "3 contacts in 7 days over email, phone, chat"),
+        (
+            "detractor",
+            "2026-03-05T18:20:00Z",
+            "FEEDBACK_FOLLOW_UP",
+            "CHANNEL_WEB",
+            "satisfaction_drop",
+            "NPS 2 (detractor)",
+        ),
+        (
+            "renewal",
+            "2026-03-07T00:00:00Z",
+            "RENEWAL_SAVE",
+            "CHANNEL_WEB",
+            "renewal",
+            "renews on 2026-03-25",
+        ),
+        (
+            "silent-regular",
+            "2026-03-12T00:00:00Z",
+            "WIN_BACK",
+            "CHANNEL_APP",
+            "silence",
+            "no activity for 13 days; usually every 3 days",
+        ),
+        (
+            "frustrated",
+            "2026-03-12T08:45:00Z",
+            "ESCALATE_TO_AGENT",
+            "CHANNEL_WEB",
+            "escalation",
+            "3 contacts in 7 days over email, phone, chat",
+        ),
     ];
     for (o, (customer, at, playbook, channel, reason, evidence)) in sent.iter().zip(want) {
         assert_eq!(o.customer_id, customer);
@@ -112,18 +187,28 @@ fn each_customer_gets_the_outreach_their_month_calls_for() {
         assert_eq!(o.playbook().as_str_name(), playbook, "{customer}");
         assert_eq!(o.channel().as_str_name(), channel, "{customer}");
         assert_eq!(o.reasons[0].code, reason, "{customer}");
-        assert!(o.reasons[0].evidence.contains(evidence), "{customer}: {}", o.reasons[0].evidence);
+        assert!(
+            o.reasons[0].evidence.contains(evidence),
+            "{customer}: {}",
+            o.reasons[0].evidence
+        );
         assert!(o.risk >= 0.6, "{customer} crossed into high");
         assert_eq!(o.outreach_id.len(), 32);
         let profile = o.profile.clone().unwrap_or_default();
-        assert!(profile.purchases > 0 && profile.tenure_days > 30, "{customer}: {profile:?}");
+        assert!(
+            profile.purchases > 0 && profile.tenure_days > 30,
+            "{customer}: {profile:?}"
+        );
     }
     // Why the channels: the detractor answered by email (a negative experience
     // there), so the web shop they buy in is used; the silent regular lives in the app.
     // The renewal's silence timer fired at midnight of the first day the risk was high:
     // one second earlier it was not.
     let cfg = CoreConfig::default();
-    let customer: Vec<InteractionEvent> = month().into_iter().filter(|e| e.customer_id == "renewal").collect();
+    let customer: Vec<InteractionEvent> = month()
+        .into_iter()
+        .filter(|e| e.customer_id == "renewal")
+        .collect();
     let mut p = churnwatch::processor::Processor::new(
         std::sync::Arc::new(cfg.clone()),
         std::sync::Arc::new(churnwatch::population::PopulationModel::prior(&cfg.model)),
@@ -133,7 +218,11 @@ fn each_customer_gets_the_outreach_their_month_calls_for() {
         let _ = p.process(e, None, &mut fx);
     }
     let s = p.get("renewal").cloned().unwrap_or_default();
-    let ctx = churnwatch::signals::Context { cfg: &cfg.score, fold: &cfg.fold, model: p.model() };
+    let ctx = churnwatch::signals::Context {
+        cfg: &cfg.score,
+        fold: &cfg.fold,
+        model: p.model(),
+    };
     let before = churnwatch::score::score(&s, t("2026-03-07T00:00:00Z") - 1, &ctx);
     assert!(before.risk < 0.6, "{}", before.risk);
     assert_eq!(date(t("2026-03-07T00:00:00Z")), "2026-03-07");
@@ -159,7 +248,10 @@ fn replays_are_deterministic_and_formats_agree() {
             .status()
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(status.success());
-        (std::fs::read(outreach).unwrap_or_default(), std::fs::read(states).unwrap_or_default())
+        (
+            std::fs::read(outreach).unwrap_or_default(),
+            std::fs::read(states).unwrap_or_default(),
+        )
     };
     let a = run(&jsonl, "jsonl", "a");
     let b = run(&jsonl, "jsonl", "b");

@@ -28,7 +28,10 @@ pub enum Folded {
     /// The state changed.
     Applied,
     /// An outreach outcome was recorded (for per-playbook outcome counts).
-    Outcome { playbook: Playbook, outcome: Outcome },
+    Outcome {
+        playbook: Playbook,
+        outcome: Outcome,
+    },
     /// The event id was seen recently: a redelivery, ignored.
     Duplicate,
     /// Too old to fold without breaking order-independence; counted, dropped.
@@ -40,7 +43,11 @@ pub enum Folded {
 impl CustomerState {
     /// A fresh state for a customer's first event.
     pub fn new(first_seen_at: Timestamp) -> Self {
-        CustomerState { first_seen_at, last_event_at: first_seen_at, ..Default::default() }
+        CustomerState {
+            first_seen_at,
+            last_event_at: first_seen_at,
+            ..Default::default()
+        }
     }
 
     /// Applies one validated event.
@@ -50,7 +57,9 @@ impl CustomerState {
             return Folded::Duplicate;
         }
         let kind = EventKind::of(ev.kind);
-        if cfg.activity_kinds.contains(kind) && self.record_activity(ev.at) == DayRecord::OutOfWindow {
+        if cfg.activity_kinds.contains(kind)
+            && self.record_activity(ev.at) == DayRecord::OutOfWindow
+        {
             return Folded::Late;
         }
         let folded = match ev.kind {
@@ -88,7 +97,11 @@ impl CustomerState {
 
     /// Notes a use of the event's channel (the customer reached out there).
     fn note_channel(&mut self, ev: &Valid<'_>, cfg: &FoldConfig) {
-        self.channels.record(ev.channel, day_of(ev.at), cfg.channel_half_life.as_days_f64());
+        self.channels.record(
+            ev.channel,
+            day_of(ev.at),
+            cfg.channel_half_life.as_days_f64(),
+        );
     }
 }
 

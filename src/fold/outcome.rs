@@ -10,7 +10,10 @@ use crate::{
 pub(super) fn apply(s: &mut CustomerState, o: &OutreachOutcome) -> Folded {
     let outcome = Outcome::try_from(o.outcome).unwrap_or(Outcome::Unspecified);
     let h = s.outreach_mut();
-    if let Some(slot) = usize::try_from(o.outcome).ok().and_then(|i| h.outcomes.get_mut(i)) {
+    if let Some(slot) = usize::try_from(o.outcome)
+        .ok()
+        .and_then(|i| h.outcomes.get_mut(i))
+    {
         *slot += 1;
     }
     let mut playbook = Playbook::Unspecified;

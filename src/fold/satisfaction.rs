@@ -14,9 +14,17 @@ pub const DETRACTOR_MAX: u8 = 6;
 /// CSAT 1-2 is a bad experience.
 pub const LOW_CSAT_MAX: u8 = 2;
 
-pub(super) fn apply(s: &mut CustomerState, ev: &Valid<'_>, survey: &Survey, cfg: &FoldConfig) -> Folded {
+pub(super) fn apply(
+    s: &mut CustomerState,
+    ev: &Valid<'_>,
+    survey: &Survey,
+    cfg: &FoldConfig,
+) -> Folded {
     s.note_channel(ev, cfg);
-    let mark = ContactMark { at: ev.at, channel: ev.channel };
+    let mark = ContactMark {
+        at: ev.at,
+        channel: ev.channel,
+    };
     let (normalised, negative) = match survey.score {
         Some(Score::Nps(n)) => {
             let n = u8::try_from(n).unwrap_or(0);

@@ -15,11 +15,16 @@ fn ticket_hash(id: &str) -> u64 {
 
 /// Keeps the contacts of the last `window` (as of the newest), oldest first.
 fn note_contact(support: &mut Support, mark: ContactMark, window: i64) {
-    let pos = support.recent_contacts.partition_point(|c| (c.at, c.channel as i32) <= (mark.at, mark.channel as i32));
+    let pos = support
+        .recent_contacts
+        .partition_point(|c| (c.at, c.channel as i32) <= (mark.at, mark.channel as i32));
     support.recent_contacts.insert(pos, mark);
     let newest = support.recent_contacts.last().map_or(mark.at, |c| c.at);
     support.recent_contacts.retain(|c| c.at > newest - window);
-    let excess = support.recent_contacts.len().saturating_sub(Support::MAX_CONTACTS);
+    let excess = support
+        .recent_contacts
+        .len()
+        .saturating_sub(Support::MAX_CONTACTS);
     support.recent_contacts.drain(..excess);
 }
 
@@ -37,7 +42,10 @@ pub(super) fn ticket_opened(
     cfg: &FoldConfig,
 ) -> Folded {
     s.note_channel(ev, cfg);
-    let mark = ContactMark { at: ev.at, channel: ev.channel };
+    let mark = ContactMark {
+        at: ev.at,
+        channel: ev.channel,
+    };
     let support = s.support_mut();
     let ticket = ticket_hash(&t.ticket_id);
     if support.open_tickets.iter().any(|o| o.ticket == ticket) {
@@ -45,10 +53,19 @@ pub(super) fn ticket_opened(
     }
     support.tickets_opened += 1;
     let severity = u8::try_from(t.severity).unwrap_or(0);
-    let pos = support.open_tickets.partition_point(|o| o.opened_at <= ev.at);
+    let pos = support
+        .open_tickets
+        .partition_point(|o| o.opened_at <= ev.at);
     support.open_tickets.insert(
         pos,
-        OpenTicket { ticket, opened_at: ev.at, severity, first_response_at: 0, reopened: false, channel: ev.channel },
+        OpenTicket {
+            ticket,
+            opened_at: ev.at,
+            severity,
+            first_response_at: 0,
+            reopened: false,
+            channel: ev.channel,
+        },
     );
     if support.open_tickets.len() > Support::MAX_OPEN {
         support.open_tickets.remove(0);
@@ -69,7 +86,9 @@ pub(super) fn ticket_updated(
     let open = support.open_tickets.iter().position(|o| o.ticket == ticket);
     match TicketStatus::try_from(t.status).unwrap_or(TicketStatus::Unspecified) {
         TicketStatus::FirstResponse => {
-            let Some(i) = open else { return Folded::Applied };
+            let Some(i) = open else {
+                return Folded::Applied;
+            };
             let tk = &mut support.open_tickets[i];
             if tk.first_response_at != 0 {
                 return Folded::Applied;
@@ -99,7 +118,9 @@ pub(super) fn ticket_updated(
             match open {
                 Some(i) => support.open_tickets[i].reopened = true,
                 None => {
-                    let pos = support.open_tickets.partition_point(|o| o.opened_at <= ev.at);
+                    let pos = support
+                        .open_tickets
+                        .partition_point(|o| o.opened_at <= ev.at);
                     support.open_tickets.insert(
                         pos,
                         OpenTicket {
@@ -125,14 +146,20 @@ pub(super) fn ticket_updated(
 /// An inbound call, email or chat that is not tied to a ticket.
 pub(super) fn contact(s: &mut CustomerState, ev: &Valid<'_>, cfg: &FoldConfig) -> Folded {
     s.note_channel(ev, cfg);
-    let mark = ContactMark { at: ev.at, channel: ev.channel };
+    let mark = ContactMark {
+        at: ev.at,
+        channel: ev.channel,
+    };
     note_contact(s.support_mut(), mark, cfg.contact_window.as_secs());
     Folded::Applied
 }
 
 pub(super) fn complaint(s: &mut CustomerState, ev: &Valid<'_>, cfg: &FoldConfig) -> Folded {
     s.note_channel(ev, cfg);
-    let mark = ContactMark { at: ev.at, channel: ev.channel };
+    let mark = ContactMark {
+        at: ev.at,
+        channel: ev.channel,
+    };
     let support = s.support_mut();
     support.complaints += 1;
     if support.last_complaint_at.is_none_or(|t| t <= ev.at) {

@@ -32,7 +32,9 @@ fn purchases_and_sessions_build_the_buy_till_you_die_counts() {
         events::contact("e4", "c", T0 + 5 * SECS_PER_DAY, Channel::Phone),
     ];
     let s = fold_all(&evs);
-    let a = s.activity.unwrap_or_else(|| crate::state::Activity::starting(0));
+    let a = s
+        .activity
+        .unwrap_or_else(|| crate::state::Activity::starting(0));
     assert_eq!(a.repeat_days, 1, "contacts are not activity by default");
     assert_eq!(a.span_days(), 3);
     assert_eq!(s.value.purchases, 2);
@@ -61,16 +63,38 @@ fn tickets_track_open_age_responses_and_reopens() {
     let s = fold_all(&[
         events::ticket_opened("e1", "c", T0, Channel::Phone, "t1"),
         events::ticket_opened("e2", "c", T0 + d, Channel::Email, "t2"),
-        events::ticket_updated("e3", "c", T0 + 2 * d, "t1", TicketStatus::FirstResponse, Some(172_800)),
+        events::ticket_updated(
+            "e3",
+            "c",
+            T0 + 2 * d,
+            "t1",
+            TicketStatus::FirstResponse,
+            Some(172_800),
+        ),
         events::ticket_updated("e4", "c", T0 + 3 * d, "t1", TicketStatus::Resolved, None),
         events::ticket_updated("e5", "c", T0 + 4 * d, "t1", TicketStatus::Reopened, None),
-        events::ticket_updated("e6", "c", T0 + 4 * d, "unknown", TicketStatus::Resolved, None),
+        events::ticket_updated(
+            "e6",
+            "c",
+            T0 + 4 * d,
+            "unknown",
+            TicketStatus::Resolved,
+            None,
+        ),
     ]);
     let sup = s.support.unwrap_or_default();
     assert_eq!(sup.tickets_opened, 2);
     assert_eq!(sup.open_tickets.len(), 2);
     assert!(sup.open_tickets.iter().any(|t| t.reopened));
-    assert_eq!((sup.first_responses, sup.slow_first_responses, sup.resolved, sup.reopened), (1, 1, 1, 1));
+    assert_eq!(
+        (
+            sup.first_responses,
+            sup.slow_first_responses,
+            sup.resolved,
+            sup.reopened
+        ),
+        (1, 1, 1, 1)
+    );
     assert_eq!(sup.mean_first_response_secs(), Some(172_800.0));
     assert_eq!(sup.negative_experiences, 2, "slow response and reopen");
     assert_eq!(sup.recent_contacts.len(), 2);
@@ -87,7 +111,10 @@ fn contacts_keep_only_the_window() {
     ]);
     let sup = s.support.unwrap_or_default();
     let channels: Vec<Channel> = sup.recent_contacts.iter().map(|c| c.channel).collect();
-    assert_eq!(channels, vec![Channel::Phone, Channel::Chat, Channel::Email]);
+    assert_eq!(
+        channels,
+        vec![Channel::Phone, Channel::Chat, Channel::Email]
+    );
 }
 
 #[test]
@@ -99,7 +126,10 @@ fn surveys_move_the_averages_and_mark_detractors() {
         events::csat("e3", "c", T0 + 2 * d, 2),
     ]);
     let sat = s.satisfaction.clone().unwrap_or_default();
-    assert_eq!((sat.last_nps, sat.last_csat, sat.answers), (Some(3), Some(2), 3));
+    assert_eq!(
+        (sat.last_nps, sat.last_csat, sat.answers),
+        (Some(3), Some(2), 3)
+    );
     // ewma: 0.9 -> 0.6 -> (0.6 + 0.25)/2 = 0.425 ; baseline: 0.9 -> 0.84 -> 0.781
     assert!((sat.ewma - 0.425).abs() < 1e-6, "{}", sat.ewma);
     assert!((sat.baseline - 0.781).abs() < 1e-6, "{}", sat.baseline);
@@ -121,7 +151,10 @@ fn consent_subscription_latest_statement_wins() {
     assert!(!s.consent.allows(Channel::Sms, true));
     assert!(s.consent.allows(Channel::Email, false));
     let sub = s.subscription.unwrap_or_default();
-    assert_eq!((&*sub.plan, sub.renews_at, sub.cancelled), ("pro", T0 + 30 * d, false));
+    assert_eq!(
+        (&*sub.plan, sub.renews_at, sub.cancelled),
+        ("pro", T0 + 30 * d, false)
+    );
 }
 
 #[test]
@@ -154,9 +187,18 @@ fn outcomes_close_the_episode_of_the_outreach_they_answer() {
     assert_eq!(
         results,
         vec![
-            Folded::Outcome { playbook: Playbook::WinBack, outcome: Outcome::Opened },
-            Folded::Outcome { playbook: Playbook::WinBack, outcome: Outcome::Replied },
-            Folded::Outcome { playbook: Playbook::Unspecified, outcome: Outcome::Ignored },
+            Folded::Outcome {
+                playbook: Playbook::WinBack,
+                outcome: Outcome::Opened
+            },
+            Folded::Outcome {
+                playbook: Playbook::WinBack,
+                outcome: Outcome::Replied
+            },
+            Folded::Outcome {
+                playbook: Playbook::Unspecified,
+                outcome: Outcome::Ignored
+            },
         ]
     );
     let h = s.outreach.unwrap_or_default();
@@ -170,7 +212,9 @@ fn erasure_resets_the_state() {
     let cfg = FoldConfig::default();
     let mut s = fold_all(&[events::purchase("e1", "c", T0, 10.0)]);
     let e = events::erasure("e2", "c", T0 + 5);
-    let Ok(v) = validate(&e, None, &cfg) else { panic!("valid") };
+    let Ok(v) = validate(&e, None, &cfg) else {
+        panic!("valid")
+    };
     assert_eq!(s.apply(&v, &cfg), Folded::Erased);
     assert_eq!(s, CustomerState::default());
 }
@@ -179,8 +223,14 @@ fn erasure_resets_the_state() {
 
 /// A realistic mix of kinds for one customer within `span` seconds of T0.
 fn arb_event(span: i64) -> impl Strategy<Value = InteractionEvent> {
-    (0..span, 0u8..9, 0..11i32, prop::sample::select(crate::channel::ALL.to_vec()), 0u32..4).prop_map(
-        move |(dt, kind, n, channel, tk)| {
+    (
+        0..span,
+        0u8..9,
+        0..11i32,
+        prop::sample::select(crate::channel::ALL.to_vec()),
+        0u32..4,
+    )
+        .prop_map(move |(dt, kind, n, channel, tk)| {
             let at = T0 + dt;
             let id = format!("{dt}-{kind}-{n}-{tk}");
             let ticket = format!("t{tk}");
@@ -195,8 +245,7 @@ fn arb_event(span: i64) -> impl Strategy<Value = InteractionEvent> {
                 7 => events::consent(&id, "c", at, n % 2 == 0, channel),
                 _ => events::session(&id, "c", at, crate::pb::Channel::Web),
             }
-        },
-    )
+        })
 }
 
 fn btyd(s: &CustomerState) -> Option<(i32, i32, u32)> {
@@ -273,13 +322,23 @@ fn snapshots_from_older_versions_decode_and_newer_ones_are_refused() {
     let old = crate::pb::CustomerState {
         schema_version: 0,
         customer_id: "c".into(),
-        activity: Some(crate::pb::ActivitySnapshot { first_day: 10, last_day: 12, repeat_days: 1, recent_days: 0b101 }),
+        activity: Some(crate::pb::ActivitySnapshot {
+            first_day: 10,
+            last_day: 12,
+            repeat_days: 1,
+            recent_days: 0b101,
+        }),
         ..Default::default()
     };
     let decoded = CustomerState::decode_snapshot(&old.encode_to_vec());
-    let Ok((_, s)) = decoded else { panic!("old snapshot must decode") };
+    let Ok((_, s)) = decoded else {
+        panic!("old snapshot must decode")
+    };
     assert_eq!(s.activity.map(|a| a.repeat_days), Some(1));
     assert!(s.consent.allows(Channel::Email, true));
-    let newer = crate::pb::CustomerState { schema_version: 99, ..old };
+    let newer = crate::pb::CustomerState {
+        schema_version: 99,
+        ..old
+    };
     assert!(CustomerState::decode_snapshot(&newer.encode_to_vec()).is_err());
 }

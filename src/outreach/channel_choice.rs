@@ -17,14 +17,26 @@ pub fn choose_channel(s: &CustomerState, cfg: &OutreachConfig) -> Option<Channel
     if consented.is_empty() {
         return None;
     }
-    let negative = s.support.as_ref().and_then(|x| x.last_negative).map(|n| n.channel);
+    let negative = s
+        .support
+        .as_ref()
+        .and_then(|x| x.last_negative)
+        .map(|n| n.channel);
     let allowed: Vec<Channel> = if consented.len() > 1 {
-        consented.iter().copied().filter(|c| Some(*c) != negative).collect()
+        consented
+            .iter()
+            .copied()
+            .filter(|c| Some(*c) != negative)
+            .collect()
     } else {
         consented.clone()
     };
     s.channels
         .preferred_among(allowed.iter().copied())
-        .or_else(|| allowed.contains(&cfg.fallback_channel).then_some(cfg.fallback_channel))
+        .or_else(|| {
+            allowed
+                .contains(&cfg.fallback_channel)
+                .then_some(cfg.fallback_channel)
+        })
         .or_else(|| allowed.first().copied())
 }

@@ -19,9 +19,13 @@ const NEW_CUSTOMER_DAYS: i64 = 30;
 /// The profile summary carried by every outreach (and `/customers/{id}`).
 pub fn profile(s: &CustomerState, level: Level, now: Timestamp) -> CustomerProfile {
     let tenure_days = (now - s.first_seen_at).max(0) / SECS_PER_DAY;
-    let won_back = s.outreach.as_ref().and_then(|h| h.last.as_ref()).is_some_and(|l| {
-        l.outcome == Outcome::Replied as i32 || l.outcome == Outcome::Converted as i32
-    });
+    let won_back = s
+        .outreach
+        .as_ref()
+        .and_then(|h| h.last.as_ref())
+        .is_some_and(|l| {
+            l.outcome == Outcome::Replied as i32 || l.outcome == Outcome::Converted as i32
+        });
     let stage = if won_back && level <= Level::Medium {
         "won_back"
     } else if tenure_days < NEW_CUSTOMER_DAYS {
@@ -75,7 +79,11 @@ pub(super) fn build(
         reasons: score
             .reasons
             .iter()
-            .map(|r| pb::Reason { code: r.code.to_owned(), contribution: r.contribution, evidence: r.evidence.clone() })
+            .map(|r| pb::Reason {
+                code: r.code.to_owned(),
+                contribution: r.contribution,
+                evidence: r.evidence.clone(),
+            })
             .collect(),
         profile: Some(profile(s, score.level, now)),
         model_version: ctx.model.version(),

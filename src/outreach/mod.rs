@@ -40,7 +40,10 @@ use crate::{
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
     Send(Box<OutreachRequested>),
-    Suppressed { reason: Suppression, playbook: Playbook },
+    Suppressed {
+        reason: Suppression,
+        playbook: Playbook,
+    },
 }
 
 /// Applies the policy after a (re)score at `now`, recording any decision in
@@ -79,7 +82,9 @@ pub fn decide(
     } else if h.episode_done {
         let dominant = score.reasons.first().map_or(0, |r| reason_mask([r.code]));
         let renewed = h.last.as_ref().is_some_and(|l| {
-            now >= l.decided_at + cfg.cooldown.as_secs() && dominant != 0 && l.reasons & dominant == 0
+            now >= l.decided_at + cfg.cooldown.as_secs()
+                && dominant != 0
+                && l.reasons & dominant == 0
         });
         if !renewed {
             return None;
@@ -97,7 +102,18 @@ pub fn decide(
         return note_suppressed(s, Suppression::NoConsent, playbook);
     };
     let id = outreach_id(customer_id, playbook, episode_start);
-    let msg = message::build(s, customer_id, &id, score, playbook, channel, episode_start, now, ctx, cfg);
+    let msg = message::build(
+        s,
+        customer_id,
+        &id,
+        score,
+        playbook,
+        channel,
+        episode_start,
+        now,
+        ctx,
+        cfg,
+    );
     let h = s.outreach_mut();
     h.recent.push(now);
     h.sent += 1;
@@ -116,7 +132,11 @@ pub fn decide(
 }
 
 /// Counts a suppression once per episode and reason.
-fn note_suppressed(s: &mut CustomerState, reason: Suppression, playbook: Playbook) -> Option<Decision> {
+fn note_suppressed(
+    s: &mut CustomerState,
+    reason: Suppression,
+    playbook: Playbook,
+) -> Option<Decision> {
     let h = s.outreach_mut();
     if h.suppressed == Some(reason.code()) {
         return None;

@@ -4,9 +4,17 @@
 //! URGENT from 1.5, HIGH from 1.1, NORMAL from 0.7, LOW below. An escalation
 //! to a human is at least HIGH (the customer is waiting on several channels).
 
-use crate::{config::OutreachConfig, pb::{Playbook, Priority}};
+use crate::{
+    config::OutreachConfig,
+    pb::{Playbook, Priority},
+};
 
-pub fn priority(risk: f64, lifetime_value: f64, playbook: Playbook, cfg: &OutreachConfig) -> Priority {
+pub fn priority(
+    risk: f64,
+    lifetime_value: f64,
+    playbook: Playbook,
+    cfg: &OutreachConfig,
+) -> Priority {
     let value = (lifetime_value / cfg.high_value).clamp(0.0, 1.0);
     let p = risk * (1.0 + value);
     let by_formula = if p >= 1.5 {

@@ -1,12 +1,7 @@
 //! Why an outreach is held back. Each reason is counted
 //! (`churnwatch_outreach_suppressed_total{reason}`).
 
-use crate::{
-    config::OutreachConfig,
-    pb::Playbook,
-    state::CustomerState,
-    time::Timestamp,
-};
+use crate::{config::OutreachConfig, pb::Playbook, state::CustomerState, time::Timestamp};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Suppression {
@@ -48,16 +43,28 @@ impl Suppression {
 
 /// The interned code for a stored suppression reason.
 pub fn suppression_code(text: &str) -> Option<&'static str> {
-    Suppression::ALL.iter().map(|s| s.code()).find(|c| *c == text)
+    Suppression::ALL
+        .iter()
+        .map(|s| s.code())
+        .find(|c| *c == text)
 }
 
 /// The first rule that holds the outreach back, if any. Consent per channel
 /// is checked when the channel is chosen.
-pub(super) fn check(s: &CustomerState, playbook: Playbook, now: Timestamp, cfg: &OutreachConfig) -> Option<Suppression> {
+pub(super) fn check(
+    s: &CustomerState,
+    playbook: Playbook,
+    now: Timestamp,
+    cfg: &OutreachConfig,
+) -> Option<Suppression> {
     if s.is_cancelled() {
         return Some(Suppression::Cancelled);
     }
-    if !cfg.channels.iter().any(|c| s.consent.allows(*c, cfg.assume_consent)) {
+    if !cfg
+        .channels
+        .iter()
+        .any(|c| s.consent.allows(*c, cfg.assume_consent))
+    {
         return Some(Suppression::NoConsent);
     }
     let worked = s
@@ -68,7 +75,10 @@ pub(super) fn check(s: &CustomerState, playbook: Playbook, now: Timestamp, cfg: 
         return Some(Suppression::TicketInProgress);
     }
     let h = s.outreach.as_deref()?;
-    if h.last.as_ref().is_some_and(|l| now < l.decided_at + cfg.cooldown.as_secs()) {
+    if h.last
+        .as_ref()
+        .is_some_and(|l| now < l.decided_at + cfg.cooldown.as_secs())
+    {
         return Some(Suppression::Cooldown);
     }
     let window_start = now - cfg.cap_window.as_secs();

@@ -35,16 +35,31 @@ fn sc(level: Level, code: &'static str, at: i64) -> Score {
             escalation: 0.0,
             renewal: 0.0,
         },
-        reasons: vec![Reason { code, contribution: 3.0, evidence: format!("{code} evidence") }],
+        reasons: vec![Reason {
+            code,
+            contribution: 3.0,
+            evidence: format!("{code} evidence"),
+        }],
     }
 }
 
 /// Runs the policy for a sequence of (time, level, reason) scores.
-fn run(s: &mut CustomerState, cfg: &OutreachConfig, steps: &[(i64, Level, &'static str)]) -> Vec<Option<Decision>> {
+fn run(
+    s: &mut CustomerState,
+    cfg: &OutreachConfig,
+    steps: &[(i64, Level, &'static str)],
+) -> Vec<Option<Decision>> {
     let core = CoreConfig::default();
     let model = PopulationModel::prior(&core.model);
-    let ctx = Context { cfg: &core.score, fold: &core.fold, model: &model };
-    steps.iter().map(|(at, level, code)| decide(s, "c1", &sc(*level, code, *at), *at, &ctx, cfg)).collect()
+    let ctx = Context {
+        cfg: &core.score,
+        fold: &core.fold,
+        model: &model,
+    };
+    steps
+        .iter()
+        .map(|(at, level, code)| decide(s, "c1", &sc(*level, code, *at), *at, &ctx, cfg))
+        .collect()
 }
 
 fn sent(d: &Option<Decision>) -> Option<&OutreachRequested> {
@@ -72,17 +87,23 @@ fn an_upward_crossing_sends_once_per_episode_with_hysteresis() {
             (T, Level::Medium, "silence"),
             (T + D, Level::High, "silence"),
             (T + 2 * D, Level::Critical, "silence"),
-            (T + 3 * D, Level::Medium, "silence"),  // not low: still in the episode
-            (T + 40 * D, Level::High, "silence"),   // back up, not re-armed: nothing
-            (T + 41 * D, Level::Low, "silence"),    // re-armed
-            (T + 60 * D, Level::High, "silence"),   // new episode
+            (T + 3 * D, Level::Medium, "silence"), // not low: still in the episode
+            (T + 40 * D, Level::High, "silence"),  // back up, not re-armed: nothing
+            (T + 41 * D, Level::Low, "silence"),   // re-armed
+            (T + 60 * D, Level::High, "silence"),  // new episode
         ],
     );
-    let ids: Vec<Option<String>> = out.iter().map(|d| sent(d).map(|m| m.outreach_id.clone())).collect();
+    let ids: Vec<Option<String>> = out
+        .iter()
+        .map(|d| sent(d).map(|m| m.outreach_id.clone()))
+        .collect();
     assert_eq!(ids.iter().filter(|x| x.is_some()).count(), 2, "{out:?}");
     assert!(ids[1].is_some() && ids[6].is_some());
     assert_ne!(ids[1], ids[6]);
-    assert_eq!(ids[1].as_deref(), Some(outreach_id("c1", Playbook::CheckIn, T + D).as_str()));
+    assert_eq!(
+        ids[1].as_deref(),
+        Some(outreach_id("c1", Playbook::CheckIn, T + D).as_str())
+    );
     let m = sent(&out[1]).cloned().unwrap_or_default();
     assert_eq!(m.decided_at.map(|t| t.seconds), Some(T + D));
     assert_eq!(m.episode_started_at.map(|t| t.seconds), Some(T + D));
@@ -100,9 +121,9 @@ fn cooldown_holds_a_new_episode_back_until_it_ends() {
         &[
             (T, Level::High, "silence"),
             (T + D, Level::Low, "silence"),
-            (T + 2 * D, Level::High, "silence"),   // new episode inside the 14-day cooldown
-            (T + 3 * D, Level::High, "silence"),   // same reason: counted once
-            (T + 14 * D, Level::High, "silence"),  // cooldown over: sent for the pending episode
+            (T + 2 * D, Level::High, "silence"), // new episode inside the 14-day cooldown
+            (T + 3 * D, Level::High, "silence"), // same reason: counted once
+            (T + 14 * D, Level::High, "silence"), // cooldown over: sent for the pending episode
         ],
     );
     assert!(sent(&out[0]).is_some());
@@ -115,7 +136,10 @@ fn cooldown_holds_a_new_episode_back_until_it_ends() {
 
 #[test]
 fn the_cap_limits_outreach_per_rolling_window() {
-    let cfg = OutreachConfig { cooldown: crate::time::Span::days(1), ..OutreachConfig::default() };
+    let cfg = OutreachConfig {
+        cooldown: crate::time::Span::days(1),
+        ..OutreachConfig::default()
+    };
     let mut s = CustomerState::new(T - 100 * D);
     let out = run(
         &mut s,
@@ -139,15 +163,32 @@ fn no_consent_and_cancelled_customers_get_nothing() {
     let cfg = OutreachConfig::default();
     let mut s = CustomerState::new(T - 100 * D);
     s.consent.global = Some(false);
-    assert_eq!(suppressed(&run(&mut s, &cfg, &[(T, Level::High, "silence")])[0]), Some(Suppression::NoConsent));
+    assert_eq!(
+        suppressed(&run(&mut s, &cfg, &[(T, Level::High, "silence")])[0]),
+        Some(Suppression::NoConsent)
+    );
 
-    let strict = OutreachConfig { assume_consent: false, ..OutreachConfig::default() };
+    let strict = OutreachConfig {
+        assume_consent: false,
+        ..OutreachConfig::default()
+    };
     let mut s = CustomerState::new(T - 100 * D);
-    assert_eq!(suppressed(&run(&mut s, &strict, &[(T, Level::High, "silence")])[0]), Some(Suppression::NoConsent));
+    assert_eq!(
+        suppressed(&run(&mut s, &strict, &[(T, Level::High, "silence")])[0]),
+        Some(Suppression::NoConsent)
+    );
 
     let mut s = CustomerState::new(T - 100 * D);
-    s.subscription = Some(Box::new(crate::state::SubscriptionFacts { plan: "pro".into(), renews_at: 0, cancelled: true, updated_at: T }));
-    assert_eq!(suppressed(&run(&mut s, &cfg, &[(T, Level::High, "renewal")])[0]), Some(Suppression::Cancelled));
+    s.subscription = Some(Box::new(crate::state::SubscriptionFacts {
+        plan: "pro".into(),
+        renews_at: 0,
+        cancelled: true,
+        updated_at: T,
+    }));
+    assert_eq!(
+        suppressed(&run(&mut s, &cfg, &[(T, Level::High, "renewal")])[0]),
+        Some(Suppression::Cancelled)
+    );
 }
 
 #[test]
@@ -156,23 +197,39 @@ fn a_worked_ticket_suppresses_everything_but_escalation() {
     let worked = || {
         let mut s = CustomerState::new(T - 100 * D);
         s.support = Some(Box::new(Support {
-            open_tickets: vec![OpenTicket { ticket: 1, opened_at: T - D, severity: 2, first_response_at: T - 1000, reopened: false, channel: Channel::Phone }],
+            open_tickets: vec![OpenTicket {
+                ticket: 1,
+                opened_at: T - D,
+                severity: 2,
+                first_response_at: T - 1000,
+                reopened: false,
+                channel: Channel::Phone,
+            }],
             ..Support::default()
         }));
         s
     };
     let mut s = worked();
-    assert_eq!(suppressed(&run(&mut s, &cfg, &[(T, Level::High, "friction")])[0]), Some(Suppression::TicketInProgress));
+    assert_eq!(
+        suppressed(&run(&mut s, &cfg, &[(T, Level::High, "friction")])[0]),
+        Some(Suppression::TicketInProgress)
+    );
     let mut s = worked();
     let m = run(&mut s, &cfg, &[(T, Level::High, "escalation")]);
-    assert_eq!(sent(&m[0]).map(|m| m.playbook), Some(Playbook::EscalateToAgent as i32));
+    assert_eq!(
+        sent(&m[0]).map(|m| m.playbook),
+        Some(Playbook::EscalateToAgent as i32)
+    );
     // An unanswered ticket is not being worked: service recovery goes out.
     let mut s = worked();
     if let Some(sup) = s.support.as_mut() {
         sup.open_tickets[0].first_response_at = 0;
     }
     let m = run(&mut s, &cfg, &[(T, Level::High, "friction")]);
-    assert_eq!(sent(&m[0]).map(|m| m.playbook), Some(Playbook::ServiceRecovery as i32));
+    assert_eq!(
+        sent(&m[0]).map(|m| m.playbook),
+        Some(Playbook::ServiceRecovery as i32)
+    );
 }
 
 #[test]
@@ -189,34 +246,59 @@ fn playbook_follows_the_dominant_reason_and_value() {
         ("renewal", 10.0, Playbook::RenewalSave),
     ];
     for (code, value, want) in cases {
-        assert_eq!(choose_playbook(&sc(Level::High, code, T), value, &cfg), want, "{code} {value}");
+        assert_eq!(
+            choose_playbook(&sc(Level::High, code, T), value, &cfg),
+            want,
+            "{code} {value}"
+        );
     }
     let mut custom = OutreachConfig::default();
     custom.playbooks.silence = Playbook::WinBack;
-    assert_eq!(choose_playbook(&sc(Level::High, "silence", T), 1.0, &custom), Playbook::WinBack);
+    assert_eq!(
+        choose_playbook(&sc(Level::High, "silence", T), 1.0, &custom),
+        Playbook::WinBack
+    );
 }
 
 #[test]
 fn channel_is_preferred_consented_and_not_the_last_bad_one() {
     let cfg = OutreachConfig::default();
     let mut s = CustomerState::new(T);
-    assert_eq!(choose_channel(&s, &cfg), Some(Channel::Email), "fallback with no history");
+    assert_eq!(
+        choose_channel(&s, &cfg),
+        Some(Channel::Email),
+        "fallback with no history"
+    );
     for d in 0..5 {
         s.channels.record(Channel::Phone, 20_000 + d, 30.0);
     }
     s.channels.record(Channel::Sms, 20_004, 30.0);
     assert_eq!(choose_channel(&s, &cfg), Some(Channel::Phone), "most used");
     s.consent.denied |= 1 << (Channel::Phone as u16);
-    assert_eq!(choose_channel(&s, &cfg), Some(Channel::Sms), "phone withdrawn");
+    assert_eq!(
+        choose_channel(&s, &cfg),
+        Some(Channel::Sms),
+        "phone withdrawn"
+    );
     s.consent.denied = 0;
-    s.support_mut().last_negative = Some(ContactMark { at: T, channel: Channel::Phone });
-    assert_eq!(choose_channel(&s, &cfg), Some(Channel::Sms), "phone is where it went wrong");
+    s.support_mut().last_negative = Some(ContactMark {
+        at: T,
+        channel: Channel::Phone,
+    });
+    assert_eq!(
+        choose_channel(&s, &cfg),
+        Some(Channel::Sms),
+        "phone is where it went wrong"
+    );
     // Store visits are not an outreach channel: fall back.
     let mut store_only = CustomerState::new(T);
     store_only.channels.record(Channel::Store, 20_000, 30.0);
     assert_eq!(choose_channel(&store_only, &cfg), Some(Channel::Email));
     // Only one consented channel: used even if it was the bad one.
-    let only_phone = OutreachConfig { channels: vec![Channel::Phone], ..OutreachConfig::default() };
+    let only_phone = OutreachConfig {
+        channels: vec![Channel::Phone],
+        ..OutreachConfig::default()
+    };
     assert_eq!(choose_channel(&s, &only_phone), Some(Channel::Phone));
     let mut none = CustomerState::new(T);
     none.consent.global = Some(false);
@@ -227,10 +309,22 @@ fn channel_is_preferred_consented_and_not_the_last_bad_one() {
 fn priority_weighs_risk_against_value() {
     let cfg = OutreachConfig::default();
     assert_eq!(priority(0.65, 0.0, Playbook::CheckIn, &cfg), Priority::Low);
-    assert_eq!(priority(0.75, 0.0, Playbook::CheckIn, &cfg), Priority::Normal);
-    assert_eq!(priority(0.65, 500.0, Playbook::WinBack, &cfg), Priority::High);
-    assert_eq!(priority(0.9, 1000.0, Playbook::WinBack, &cfg), Priority::Urgent);
-    assert_eq!(priority(0.65, 0.0, Playbook::EscalateToAgent, &cfg), Priority::High);
+    assert_eq!(
+        priority(0.75, 0.0, Playbook::CheckIn, &cfg),
+        Priority::Normal
+    );
+    assert_eq!(
+        priority(0.65, 500.0, Playbook::WinBack, &cfg),
+        Priority::High
+    );
+    assert_eq!(
+        priority(0.9, 1000.0, Playbook::WinBack, &cfg),
+        Priority::Urgent
+    );
+    assert_eq!(
+        priority(0.65, 0.0, Playbook::EscalateToAgent, &cfg),
+        Priority::High
+    );
 }
 
 #[test]
@@ -242,7 +336,7 @@ fn after_the_cooldown_only_a_new_problem_starts_a_new_episode() {
         &cfg,
         &[
             (T, Level::High, "silence"),
-            (T + 20 * D, Level::Critical, "silence"),  // same problem, long after: nothing
+            (T + 20 * D, Level::Critical, "silence"), // same problem, long after: nothing
             (T + 21 * D, Level::Critical, "friction"), // a complaint: a new problem
         ],
     );

@@ -45,7 +45,9 @@ fn outreach(effects: &[Effect]) -> Vec<&OutreachRequested> {
 }
 
 fn weekly_buyer(id: &str, weeks: i32) -> Vec<InteractionEvent> {
-    (0..weeks).map(|w| events::purchase(&format!("{id}-{w}"), id, at(7 * w), 40.0)).collect()
+    (0..weeks)
+        .map(|w| events::purchase(&format!("{id}-{w}"), id, at(7 * w), 40.0))
+        .collect()
 }
 
 #[test]
@@ -61,7 +63,10 @@ fn a_silent_customer_crosses_into_high_at_the_scheduled_time_and_not_before() {
     // Nothing for c1 arrives; stream time moves on (another customer is active).
     let mut out = Vec::new();
     p.advance_to(due - 1, &mut out);
-    assert!(outreach(&out).is_empty(), "no outreach before the scheduled time");
+    assert!(
+        outreach(&out).is_empty(),
+        "no outreach before the scheduled time"
+    );
     let mut guard = 0;
     let mut fired = Vec::new();
     let mut t = due;
@@ -78,7 +83,11 @@ fn a_silent_customer_crosses_into_high_at_the_scheduled_time_and_not_before() {
     assert!(s.score.level >= Level::High);
     // The decision time is exactly where the level first reaches high.
     let cfg = CoreConfig::default();
-    let ctx = crate::signals::Context { cfg: &cfg.score, fold: &cfg.fold, model: p.model() };
+    let ctx = crate::signals::Context {
+        cfg: &cfg.score,
+        fold: &cfg.fold,
+        model: p.model(),
+    };
     assert!(score::level(&s, decided, &ctx) >= Level::High);
     assert!(score::level(&s, decided - 1, &ctx) < Level::High);
     assert_eq!(o.customer_id, "c1");
@@ -89,11 +98,25 @@ fn a_silent_customer_crosses_into_high_at_the_scheduled_time_and_not_before() {
 fn late_events_are_dropped_and_counted_not_folded() {
     let mut p = processor();
     let mut out = Vec::new();
-    assert!(p.process(&events::purchase("a", "c", at(10), 1.0), None, &mut out).is_ok());
-    let r = p.process(&events::purchase("b", "c", at(10) - 2 * D, 1.0), None, &mut out);
+    assert!(p
+        .process(&events::purchase("a", "c", at(10), 1.0), None, &mut out)
+        .is_ok());
+    let r = p.process(
+        &events::purchase("b", "c", at(10) - 2 * D, 1.0),
+        None,
+        &mut out,
+    );
     assert_eq!(r.ok(), Some(Processed::Late));
-    let r = p.process(&events::purchase("c", "c", at(10) - D / 2, 1.0), None, &mut out);
-    assert_eq!(r.ok(), Some(Processed::Folded(Folded::Applied)), "within the 1-day lateness");
+    let r = p.process(
+        &events::purchase("c", "c", at(10) - D / 2, 1.0),
+        None,
+        &mut out,
+    );
+    assert_eq!(
+        r.ok(),
+        Some(Processed::Folded(Folded::Applied)),
+        "within the 1-day lateness"
+    );
     assert_eq!(p.get("c").map(|s| s.value.purchases), Some(2));
 }
 
@@ -102,14 +125,22 @@ fn erasure_forgets_the_customer_and_earlier_events_do_not_bring_them_back() {
     let mut p = processor();
     let mut out = Vec::new();
     let _ = p.process(&events::purchase("a", "c", at(0), 10.0), None, &mut out);
-    let _ = p.process(&events::purchase("b", "c", at(0) + 3600, 10.0), None, &mut out);
+    let _ = p.process(
+        &events::purchase("b", "c", at(0) + 3600, 10.0),
+        None,
+        &mut out,
+    );
     let _ = p.process(&events::erasure("x", "c", at(0) + 7200), None, &mut out);
     assert!(p.get("c").is_none());
     let changed = p.take_changed();
     assert_eq!(changed.len(), 1);
     assert!(changed[0].1.is_none(), "a tombstone for the changelog");
     // A late copy from before the erasure (within lateness) is forgotten.
-    let r = p.process(&events::purchase("late", "c", at(0) + 5000, 10.0), None, &mut out);
+    let r = p.process(
+        &events::purchase("late", "c", at(0) + 5000, 10.0),
+        None,
+        &mut out,
+    );
     assert_eq!(r.ok(), Some(Processed::Forgotten));
     assert!(p.get("c").is_none());
     // A new relationship after the erasure starts from nothing.
@@ -123,8 +154,13 @@ fn a_restored_state_ignores_redelivered_events_and_keeps_its_timer() {
     let mut p = processor();
     let evs = weekly_buyer("c1", 6);
     feed(&mut p, &evs);
-    let snap = p.get("c1").map(|s| s.encode_snapshot("c1")).unwrap_or_default();
-    let Ok((id, state)) = CustomerState::decode_snapshot(&snap) else { panic!("decodes") };
+    let snap = p
+        .get("c1")
+        .map(|s| s.encode_snapshot("c1"))
+        .unwrap_or_default();
+    let Ok((id, state)) = CustomerState::decode_snapshot(&snap) else {
+        panic!("decodes")
+    };
     let mut fresh = processor();
     fresh.restore(&id, state.clone());
     let mut out = Vec::new();
@@ -150,7 +186,11 @@ fn a_customers_own_due_timer_fires_before_their_next_event() {
         let _ = p.process(&e, None, &mut out);
     }
     let due = p.get("c1").map_or(0, |s| s.score.next_check_at);
-    let _ = p.process(&events::purchase("back", "c1", at(200), 40.0), None, &mut out);
+    let _ = p.process(
+        &events::purchase("back", "c1", at(200), 40.0),
+        None,
+        &mut out,
+    );
     let sent = outreach(&out);
     assert_eq!(sent.len(), 1, "{out:?}");
     assert!(sent[0].decided_at.map_or(0, |t| t.seconds) >= due);
@@ -172,7 +212,15 @@ fn same_events_same_effects() {
     let e2 = feed(&mut p2, &evs);
     assert_eq!(e1, e2);
     assert!(outreach(&e1).len() >= 3, "{}", outreach(&e1).len());
-    let s1: Vec<Vec<u8>> = p1.sorted().iter().map(|(k, s)| s.encode_snapshot(k)).collect();
-    let s2: Vec<Vec<u8>> = p2.sorted().iter().map(|(k, s)| s.encode_snapshot(k)).collect();
+    let s1: Vec<Vec<u8>> = p1
+        .sorted()
+        .iter()
+        .map(|(k, s)| s.encode_snapshot(k))
+        .collect();
+    let s2: Vec<Vec<u8>> = p2
+        .sorted()
+        .iter()
+        .map(|(k, s)| s.encode_snapshot(k))
+        .collect();
     assert_eq!(s1, s2);
 }

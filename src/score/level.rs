@@ -3,7 +3,9 @@ use serde::{Deserialize, Serialize};
 use crate::{config::Thresholds, pb::RiskLevel};
 
 /// Risk level: the risk cut at the configured thresholds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     #[default]

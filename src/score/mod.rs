@@ -17,7 +17,14 @@ use crate::{
 };
 
 /// Stable reason codes, in a fixed order (ties in contribution keep it).
-pub const REASON_CODES: [&str; 6] = ["silence", "rate_drop", "satisfaction_drop", "friction", "escalation", "renewal"];
+pub const REASON_CODES: [&str; 6] = [
+    "silence",
+    "rate_drop",
+    "satisfaction_drop",
+    "friction",
+    "escalation",
+    "renewal",
+];
 
 /// A bit set of reason codes (bit i = `REASON_CODES[i]`).
 pub fn reason_mask<'a>(codes: impl IntoIterator<Item = &'a str>) -> u8 {
@@ -122,13 +129,29 @@ pub fn score(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Score {
         .iter()
         .zip(parts)
         .filter(|(_, c)| *c > 1e-9)
-        .map(|(code, contribution)| Reason { code, contribution, evidence: evidence(code, s, now, ctx, &st) })
+        .map(|(code, contribution)| Reason {
+            code,
+            contribution,
+            evidence: evidence(code, s, now, ctx, &st),
+        })
         .collect();
     reasons.sort_by(|a, b| b.contribution.total_cmp(&a.contribution));
-    Score { at: now, risk, level: Level::of(risk, &ctx.cfg.thresholds), strengths: st.into(), reasons }
+    Score {
+        at: now,
+        risk,
+        level: Level::of(risk, &ctx.cfg.thresholds),
+        strengths: st.into(),
+        reasons,
+    }
 }
 
-fn evidence(code: &str, s: &CustomerState, now: Timestamp, ctx: &Context<'_>, st: &Strengths) -> String {
+fn evidence(
+    code: &str,
+    s: &CustomerState,
+    now: Timestamp,
+    ctx: &Context<'_>,
+    st: &Strengths,
+) -> String {
     match code {
         "silence" => {
             let mut parts = Vec::new();

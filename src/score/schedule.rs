@@ -28,10 +28,18 @@ pub fn breakpoints(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Vec<
 
 /// The first time after `now` (to the second) at which the level differs
 /// from the level at `now`, or `None` if it stays the same until `until`.
-pub fn next_change(s: &CustomerState, now: Timestamp, until: Timestamp, ctx: &Context<'_>) -> Option<Timestamp> {
+pub fn next_change(
+    s: &CustomerState,
+    now: Timestamp,
+    until: Timestamp,
+    ctx: &Context<'_>,
+) -> Option<Timestamp> {
     let start = level(s, now, ctx);
     let mut from = now;
-    let ends = breakpoints(s, now, ctx).into_iter().filter(|t| *t <= until).chain(std::iter::once(until));
+    let ends = breakpoints(s, now, ctx)
+        .into_iter()
+        .filter(|t| *t <= until)
+        .chain(std::iter::once(until));
     for end in ends {
         if end <= from {
             continue;
@@ -50,7 +58,13 @@ pub fn next_change(s: &CustomerState, now: Timestamp, until: Timestamp, ctx: &Co
 
 /// Smallest t in (lo, hi] with level(t) != `start`, given level(hi) != start
 /// and a level that only rises on (lo, hi].
-fn first_change(s: &CustomerState, mut lo: Timestamp, mut hi: Timestamp, start: Level, ctx: &Context<'_>) -> Timestamp {
+fn first_change(
+    s: &CustomerState,
+    mut lo: Timestamp,
+    mut hi: Timestamp,
+    start: Level,
+    ctx: &Context<'_>,
+) -> Timestamp {
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
         if level(s, mid, ctx) != start {

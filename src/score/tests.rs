@@ -21,7 +21,11 @@ fn at(day: i32) -> i64 {
 
 fn fold(evs: &[InteractionEvent]) -> CustomerState {
     let cfg = FoldConfig::default();
-    let mut s = CustomerState::new(evs.first().and_then(|e| e.occurred_at).map_or(0, |t| t.seconds));
+    let mut s = CustomerState::new(
+        evs.first()
+            .and_then(|e| e.occurred_at)
+            .map_or(0, |t| t.seconds),
+    );
     for e in evs {
         if let Ok(v) = validate(e, None, &cfg) {
             s.apply(&v, &cfg);
@@ -33,11 +37,17 @@ fn fold(evs: &[InteractionEvent]) -> CustomerState {
 fn with_ctx<R>(f: impl FnOnce(&Context<'_>) -> R) -> R {
     let cfg = CoreConfig::default();
     let model = PopulationModel::prior(&cfg.model);
-    f(&Context { cfg: &cfg.score, fold: &cfg.fold, model: &model })
+    f(&Context {
+        cfg: &cfg.score,
+        fold: &cfg.fold,
+        model: &model,
+    })
 }
 
 fn purchases_on(days: impl IntoIterator<Item = i32>) -> Vec<InteractionEvent> {
-    days.into_iter().map(|d| events::purchase(&format!("p{d}"), "c", at(d), 20.0)).collect()
+    days.into_iter()
+        .map(|d| events::purchase(&format!("p{d}"), "c", at(d), 20.0))
+        .collect()
 }
 
 #[test]
@@ -46,9 +56,16 @@ fn overdue_measures_silence_against_the_customers_own_gap() {
     with_ctx(|ctx| {
         // gap 28 / 4 = 7 days; silent 21 days = 3 gaps: (3 - 1.5) / (4 - 1.5) = 0.6
         assert!((signals::overdue::strength(&s, at(49), ctx) - 0.6).abs() < 1e-12);
-        assert_eq!(signals::overdue::strength(&s, at(35), ctx), 0.0, "1 gap late is normal");
+        assert_eq!(
+            signals::overdue::strength(&s, at(35), ctx),
+            0.0,
+            "1 gap late is normal"
+        );
         assert_eq!(signals::overdue::strength(&s, at(69), ctx), 1.0);
-        assert_eq!(signals::overdue::evidence(&s, at(69), ctx), "no activity for 41 days; usually every 7 days");
+        assert_eq!(
+            signals::overdue::evidence(&s, at(69), ctx),
+            "no activity for 41 days; usually every 7 days"
+        );
     });
 }
 
@@ -58,7 +75,9 @@ fn rate_drop_is_a_one_sided_poisson_test_against_the_own_baseline() {
     let s = fold(&purchases_on((0..=120).step_by(2)));
     with_ctx(|ctx| {
         // 14 days later: active days in (134-28, 134] = 108, 110, ..., 120 = 7.
-        let Some((observed, expected, p)) = signals::rate_drop::test(&s, at(134), ctx) else { panic!("baseline") };
+        let Some((observed, expected, p)) = signals::rate_drop::test(&s, at(134), ctx) else {
+            panic!("baseline")
+        };
         assert_eq!(observed, 7);
         assert!((expected - 14.0).abs() < 1e-12);
         // P(X <= 7 | 14) by hand: e^-14 * sum_{k<=7} 14^k / k!
@@ -71,7 +90,11 @@ fn rate_drop_is_a_one_sided_poisson_test_against_the_own_baseline() {
         assert!((p - hand).abs() < 1e-9, "{p} vs {hand}");
         let strength = signals::rate_drop::strength(&s, at(134), ctx);
         assert!((strength - (1.0 - hand / signals::rate_drop::SIGNIFICANCE)).abs() < 1e-9);
-        assert_eq!(signals::rate_drop::strength(&s, at(121), ctx), 0.0, "still at the usual rate");
+        assert_eq!(
+            signals::rate_drop::strength(&s, at(121), ctx),
+            0.0,
+            "still at the usual rate"
+        );
         // Silent longer: fewer active days in the window, stronger signal.
         assert!(signals::rate_drop::strength(&s, at(140), ctx) > strength);
     });
@@ -96,9 +119,16 @@ fn p_dead_rises_with_silence() {
 
 #[test]
 fn satisfaction_drop_counts_detractors_and_low_csat_for_a_while() {
-    let s = fold(&[events::nps("n1", "c", at(0), 9), events::nps("n2", "c", at(10), 3)]);
+    let s = fold(&[
+        events::nps("n1", "c", at(0), 9),
+        events::nps("n2", "c", at(10), 3),
+    ]);
     with_ctx(|ctx| {
-        assert_eq!(signals::satisfaction::strength(&s, at(11), ctx), 1.0, "new detractor");
+        assert_eq!(
+            signals::satisfaction::strength(&s, at(11), ctx),
+            1.0,
+            "new detractor"
+        );
         // After 30 days only the drift remains: baseline .84, ewma .6 -> .24 / .3 = .8
         let drift = signals::satisfaction::strength(&s, at(41), ctx);
         assert!((drift - 0.8).abs() < 1e-6, "{drift}");
@@ -111,7 +141,13 @@ fn satisfaction_drop_counts_detractors_and_low_csat_for_a_while() {
 
 #[test]
 fn friction_combines_ticket_age_missed_sla_and_complaints() {
-    let s = fold(&[events::ticket_opened("t", "c", at(0), Channel::Phone, "T-1")]);
+    let s = fold(&[events::ticket_opened(
+        "t",
+        "c",
+        at(0),
+        Channel::Phone,
+        "T-1",
+    )]);
     with_ctx(|ctx| {
         // 7 days open (full age 0.5) and no first response in 24 h (+0.3) = 0.8
         assert!((signals::friction::strength(&s, at(7), ctx) - 0.8).abs() < 1e-12);
@@ -126,13 +162,19 @@ fn friction_combines_ticket_age_missed_sla_and_complaints() {
         // 1 - (1 - 0.8)(1 - 0.6) = 0.92
         assert!((signals::friction::strength(&s, at(7), ctx) - 0.92).abs() < 1e-12);
         let e = signals::friction::evidence(&s, at(7), ctx);
-        assert!(e.contains("1 open ticket, oldest 7 days") && e.contains("complaint on"), "{e}");
+        assert!(
+            e.contains("1 open ticket, oldest 7 days") && e.contains("complaint on"),
+            "{e}"
+        );
     });
 }
 
 #[test]
 fn escalation_needs_three_contacts_over_two_channels_in_seven_days() {
-    let two = fold(&[events::contact("a", "c", at(0), Channel::Phone), events::contact("b", "c", at(1), Channel::Email)]);
+    let two = fold(&[
+        events::contact("a", "c", at(0), Channel::Phone),
+        events::contact("b", "c", at(1), Channel::Email),
+    ]);
     let three_one_channel = fold(&[
         events::contact("a", "c", at(0), Channel::Phone),
         events::contact("b", "c", at(1), Channel::Phone),
@@ -145,10 +187,20 @@ fn escalation_needs_three_contacts_over_two_channels_in_seven_days() {
     ]);
     with_ctx(|ctx| {
         assert_eq!(signals::escalation::strength(&two, at(2), ctx), 0.0);
-        assert_eq!(signals::escalation::strength(&three_one_channel, at(2), ctx), 0.0);
+        assert_eq!(
+            signals::escalation::strength(&three_one_channel, at(2), ctx),
+            0.0
+        );
         assert_eq!(signals::escalation::strength(&three, at(2), ctx), 1.0);
-        assert_eq!(signals::escalation::strength(&three, at(7), ctx), 0.0, "first contact left the window");
-        assert_eq!(signals::escalation::evidence(&three, at(2), ctx), "3 contacts in 7 days over email, phone, chat");
+        assert_eq!(
+            signals::escalation::strength(&three, at(7), ctx),
+            0.0,
+            "first contact left the window"
+        );
+        assert_eq!(
+            signals::escalation::evidence(&three, at(2), ctx),
+            "3 contacts in 7 days over email, phone, chat"
+        );
     });
 }
 
@@ -158,15 +210,26 @@ fn renewal_counts_only_near_the_date_with_another_signal_and_not_when_cancelled(
     evs.push(events::subscription("s", "c", at(1), "pro", at(80), false));
     let s = fold(&evs);
     with_ctx(|ctx| {
-        assert_eq!(score(&s, at(40), ctx).strengths.renewal, 0.0, "40 days ahead");
-        assert_eq!(score(&s, at(70), ctx).strengths.renewal, 1.0, "10 days ahead, overdue");
+        assert_eq!(
+            score(&s, at(40), ctx).strengths.renewal,
+            0.0,
+            "40 days ahead"
+        );
+        assert_eq!(
+            score(&s, at(70), ctx).strengths.renewal,
+            1.0,
+            "10 days ahead, overdue"
+        );
         assert_eq!(score(&s, at(81), ctx).strengths.renewal, 0.0, "date passed");
     });
     evs.push(events::subscription("s2", "c", at(2), "pro", at(80), true));
     let cancelled = fold(&evs);
     with_ctx(|ctx| assert_eq!(score(&cancelled, at(70), ctx).strengths.renewal, 0.0));
     // Without a companion signal the renewal alone is no risk.
-    let quiet = fold(&[events::purchase("p", "c", at(0), 5.0), events::subscription("s", "c", at(0), "pro", at(10), false)]);
+    let quiet = fold(&[
+        events::purchase("p", "c", at(0), 5.0),
+        events::subscription("s", "c", at(0), "pro", at(10), false),
+    ]);
     with_ctx(|ctx| assert_eq!(score(&quiet, at(1), ctx).strengths.renewal, 0.0));
 }
 
@@ -187,8 +250,15 @@ fn risk_is_the_logistic_of_bias_plus_weighted_strengths_with_reasons() {
             + w.renewal * st.renewal;
         assert!((sc.risk - 1.0 / (1.0 + (-logit).exp())).abs() < 1e-12);
         assert_eq!(sc.reasons[0].code, "silence");
-        assert!((sc.reasons[0].contribution - (w.p_dead * st.p_dead + w.overdue * st.overdue)).abs() < 1e-12);
-        assert!(sc.reasons[0].evidence.contains("usually every 7 days"), "{}", sc.reasons[0].evidence);
+        assert!(
+            (sc.reasons[0].contribution - (w.p_dead * st.p_dead + w.overdue * st.overdue)).abs()
+                < 1e-12
+        );
+        assert!(
+            sc.reasons[0].evidence.contains("usually every 7 days"),
+            "{}",
+            sc.reasons[0].evidence
+        );
         assert_eq!(sc.level, Level::of(sc.risk, &ctx.cfg.thresholds));
         assert!(sc.level >= Level::High, "{:?} {}", sc.level, sc.risk);
         let fresh = score(&s, at(29), ctx);
@@ -202,11 +272,17 @@ fn next_change_finds_the_exact_second_the_level_moves() {
     with_ctx(|ctx| {
         let now = at(29);
         let start = level(&s, now, ctx);
-        let Some(t) = schedule::next_change(&s, now, now + 365 * D, ctx) else { panic!("silence must move the level") };
+        let Some(t) = schedule::next_change(&s, now, now + 365 * D, ctx) else {
+            panic!("silence must move the level")
+        };
         assert_ne!(level(&s, t, ctx), start);
         assert_eq!(level(&s, t - 1, ctx), start);
         for probe in (now..t).step_by(3600) {
-            assert_eq!(level(&s, probe, ctx), start, "changed before the scheduled time at {probe}");
+            assert_eq!(
+                level(&s, probe, ctx),
+                start,
+                "changed before the scheduled time at {probe}"
+            );
         }
     });
 }
@@ -221,6 +297,9 @@ fn next_change_sees_a_level_fall_at_a_breakpoint() {
     with_ctx(|ctx| {
         let now = at(2);
         assert!(level(&s, now, ctx) >= Level::High);
-        assert_eq!(schedule::next_change(&s, now, now + 30 * D, ctx), Some(at(0) + 7 * D));
+        assert_eq!(
+            schedule::next_change(&s, now, now + 30 * D, ctx),
+            Some(at(0) + 7 * D)
+        );
     });
 }

@@ -8,7 +8,7 @@ use crate::{
     time::Timestamp,
 };
 
-fn in_window<'a>(s: &'a CustomerState, now: Timestamp, window: i64) -> impl Iterator<Item = &'a ContactMark> {
+fn in_window(s: &CustomerState, now: Timestamp, window: i64) -> impl Iterator<Item = &ContactMark> {
     s.support
         .iter()
         .flat_map(|x| x.recent_contacts.iter())
@@ -43,7 +43,11 @@ pub fn evidence(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> String 
         .filter(|c| mask & (1 << (**c as u16)) != 0)
         .map(|c| channel::name(*c))
         .collect();
-    format!("{n} contacts in {} over {}", super::days(window.whole_days()), names.join(", "))
+    format!(
+        "{n} contacts in {} over {}",
+        super::days(window.whole_days()),
+        names.join(", ")
+    )
 }
 
 /// Each contact leaves the window at `at + window`.

@@ -20,7 +20,12 @@ fn complaint_recent(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Opt
     (at <= now && now < at + ctx.cfg.signals.complaint_memory.as_secs()).then_some(at)
 }
 
-fn sla_missed(opened_at: Timestamp, first_response_at: Timestamp, now: Timestamp, sla: i64) -> bool {
+fn sla_missed(
+    opened_at: Timestamp,
+    first_response_at: Timestamp,
+    now: Timestamp,
+    sla: i64,
+) -> bool {
     if first_response_at != 0 {
         first_response_at - opened_at > sla
     } else {
@@ -29,7 +34,9 @@ fn sla_missed(opened_at: Timestamp, first_response_at: Timestamp, now: Timestamp
 }
 
 pub fn strength(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> f64 {
-    let Some(support) = &s.support else { return 0.0 };
+    let Some(support) = &s.support else {
+        return 0.0;
+    };
     let full_age = ctx.cfg.signals.ticket_full_age.as_secs().max(1) as f64;
     let sla = ctx.fold.first_response_sla.as_secs();
     let mut calm = 1.0;
@@ -51,14 +58,20 @@ pub fn strength(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> f64 {
 }
 
 pub fn evidence(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> String {
-    let Some(support) = &s.support else { return "no support history".to_owned() };
+    let Some(support) = &s.support else {
+        return "no support history".to_owned();
+    };
     let sla = ctx.fold.first_response_sla.as_secs();
     let mut parts = Vec::new();
     if let Some(oldest) = support.open_tickets.first() {
         parts.push(format!(
             "{} open ticket{}, oldest {}",
             support.open_tickets.len(),
-            if support.open_tickets.len() == 1 { "" } else { "s" },
+            if support.open_tickets.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
             super::days((now - oldest.opened_at).max(0) / SECS_PER_DAY)
         ));
     }
@@ -72,10 +85,17 @@ pub fn evidence(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> String 
         .filter(|t| sla_missed(t.opened_at, t.first_response_at, now, sla))
         .count();
     if missed > 0 {
-        parts.push(format!("{missed} past the {} h first-response target", sla / 3600));
+        parts.push(format!(
+            "{missed} past the {} h first-response target",
+            sla / 3600
+        ));
     }
     if let Some(at) = complaint_recent(s, now, ctx) {
-        parts.push(format!("complaint on {} ({} in total)", date(at), support.complaints));
+        parts.push(format!(
+            "complaint on {} ({} in total)",
+            date(at),
+            support.complaints
+        ));
     }
     if parts.is_empty() {
         "no open friction".to_owned()

@@ -14,7 +14,9 @@ fn gap_and_silence(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Opti
 }
 
 pub fn strength(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> f64 {
-    let Some((gap, silent)) = gap_and_silence(s, now, ctx) else { return 0.0 };
+    let Some((gap, silent)) = gap_and_silence(s, now, ctx) else {
+        return 0.0;
+    };
     let g = &ctx.cfg.signals;
     ((silent as f64 / gap - g.overdue_start) / (g.overdue_full - g.overdue_start)).clamp(0.0, 1.0)
 }

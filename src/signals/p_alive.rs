@@ -16,7 +16,11 @@ pub fn evidence(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> String 
     match &s.activity {
         Some(a) => {
             let silent = i64::from(day_of(now) - a.last_day).max(0);
-            let last = if silent == 0 { "today".to_owned() } else { format!("{} ago", super::days(silent)) };
+            let last = if silent == 0 {
+                "today".to_owned()
+            } else {
+                format!("{} ago", super::days(silent))
+            };
             format!(
                 "P(alive) {:.2} ({} repeat active days, last active {last})",
                 ctx.model.p_alive(a, day_of(now)),

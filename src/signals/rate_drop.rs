@@ -20,7 +20,10 @@ pub fn test(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Option<(u32
     let g = &ctx.cfg.signals;
     let a = s.activity.as_ref()?;
     let span = a.span_days();
-    if i64::from(span) < g.rate_min_baseline.whole_days() || a.repeat_days < g.rate_min_repeats || span <= 0 {
+    if i64::from(span) < g.rate_min_baseline.whole_days()
+        || a.repeat_days < g.rate_min_repeats
+        || span <= 0
+    {
         return None;
     }
     let window = g.rate_window.whole_days().max(1) as i32;
@@ -36,7 +39,9 @@ pub const SIGNIFICANCE: f64 = 0.2;
 
 pub fn strength(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> f64 {
     match test(s, now, ctx) {
-        Some((observed, expected, p)) if f64::from(observed) < expected => (1.0 - p / SIGNIFICANCE).clamp(0.0, 1.0),
+        Some((observed, expected, p)) if f64::from(observed) < expected => {
+            (1.0 - p / SIGNIFICANCE).clamp(0.0, 1.0)
+        }
         _ => 0.0,
     }
 }

@@ -10,7 +10,9 @@ use crate::{
 
 /// Strength given the other signals' strengths at the same time.
 pub fn strength(s: &CustomerState, now: Timestamp, ctx: &Context<'_>, others: &Strengths) -> f64 {
-    let Some(sub) = &s.subscription else { return 0.0 };
+    let Some(sub) = &s.subscription else {
+        return 0.0;
+    };
     if sub.cancelled || sub.renews_at == 0 || now >= sub.renews_at {
         return 0.0;
     }

@@ -13,27 +13,49 @@ fn recent(at: Option<Timestamp>, now: Timestamp, memory: i64) -> bool {
 }
 
 pub fn strength(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> f64 {
-    let Some(sat) = &s.satisfaction else { return 0.0 };
+    let Some(sat) = &s.satisfaction else {
+        return 0.0;
+    };
     let g = &ctx.cfg.signals;
     let memory = g.satisfaction_memory.as_secs();
     let drift = (f64::from(sat.baseline - sat.ewma) / g.satisfaction_full_drop).clamp(0.0, 1.0);
-    let detractor = if recent(sat.last_detractor_at, now, memory) { 1.0 } else { 0.0 };
-    let low_csat = if recent(sat.last_low_csat_at, now, memory) { 1.0 } else { 0.0 };
+    let detractor = if recent(sat.last_detractor_at, now, memory) {
+        1.0
+    } else {
+        0.0
+    };
+    let low_csat = if recent(sat.last_low_csat_at, now, memory) {
+        1.0
+    } else {
+        0.0
+    };
     drift.max(detractor).max(low_csat)
 }
 
 pub fn evidence(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> String {
-    let Some(sat) = &s.satisfaction else { return "no survey answers".to_owned() };
+    let Some(sat) = &s.satisfaction else {
+        return "no survey answers".to_owned();
+    };
     let memory = ctx.cfg.signals.satisfaction_memory.as_secs();
     let mut parts = Vec::new();
-    if let (true, Some(at)) = (recent(sat.last_detractor_at, now, memory), sat.last_detractor_at) {
+    if let (true, Some(at)) = (
+        recent(sat.last_detractor_at, now, memory),
+        sat.last_detractor_at,
+    ) {
         match sat.last_nps {
             Some(n) => parts.push(format!("NPS {n} (detractor), answered {}", date(at))),
             None => parts.push(format!("detractor NPS answered {}", date(at))),
         }
     }
-    if let (true, Some(at)) = (recent(sat.last_low_csat_at, now, memory), sat.last_low_csat_at) {
-        parts.push(format!("CSAT {} of 5 on {}", sat.last_csat.unwrap_or(1), date(at)));
+    if let (true, Some(at)) = (
+        recent(sat.last_low_csat_at, now, memory),
+        sat.last_low_csat_at,
+    ) {
+        parts.push(format!(
+            "CSAT {} of 5 on {}",
+            sat.last_csat.unwrap_or(1),
+            date(at)
+        ));
     }
     if sat.baseline > sat.ewma {
         parts.push(format!(
@@ -54,7 +76,10 @@ pub fn evidence(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> String 
 pub fn breakpoints(s: &CustomerState, now: Timestamp, ctx: &Context<'_>, out: &mut Vec<Timestamp>) {
     let Some(sat) = &s.satisfaction else { return };
     let memory = ctx.cfg.signals.satisfaction_memory.as_secs();
-    for t in [sat.last_detractor_at, sat.last_low_csat_at].into_iter().flatten() {
+    for t in [sat.last_detractor_at, sat.last_low_csat_at]
+        .into_iter()
+        .flatten()
+    {
         super::push_after(out, now, t + memory);
     }
 }

@@ -33,13 +33,22 @@ impl Activity {
     pub const WINDOW: i32 = 64;
 
     pub fn starting(day: Day) -> Self {
-        Activity { first_day: day, last_day: day, repeat_days: 0, recent: 1 }
+        Activity {
+            first_day: day,
+            last_day: day,
+            repeat_days: 0,
+            recent: 1,
+        }
     }
 
     pub fn record(&mut self, day: Day) -> DayRecord {
         if day > self.last_day {
             let shift = day - self.last_day;
-            self.recent = if shift >= Self::WINDOW { 0 } else { self.recent << shift };
+            self.recent = if shift >= Self::WINDOW {
+                0
+            } else {
+                self.recent << shift
+            };
             self.recent |= 1;
             self.last_day = day;
             self.repeat_days += 1;

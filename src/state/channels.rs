@@ -1,10 +1,6 @@
 //! Recency-weighted channel use, for the customer's preferred channel.
 
-use crate::{
-    channel,
-    pb::Channel,
-    time::Day,
-};
+use crate::{channel, pb::Channel, time::Day};
 
 /// Per channel, a use count that halves every half-life. Weights are kept
 /// relative to `reference_day`; a late use adds its already-decayed weight,
@@ -72,7 +68,10 @@ mod tests {
             u.record(Channel::Email, d, 30.0);
         }
         assert_eq!(u.preferred(), Some(Channel::Email));
-        assert_eq!(u.preferred_among([Channel::Phone, Channel::Sms].into_iter()), Some(Channel::Phone));
+        assert_eq!(
+            u.preferred_among([Channel::Phone, Channel::Sms].into_iter()),
+            Some(Channel::Phone)
+        );
         assert_eq!(u.preferred_among([Channel::Sms].into_iter()), None);
     }
 

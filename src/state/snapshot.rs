@@ -17,7 +17,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub enum SnapshotError {
     #[error("snapshot does not decode: {0}")]
     Decode(#[from] prost::DecodeError),
-    #[error("snapshot version {0} is newer than this build's {SCHEMA_VERSION}; upgrade churnwatch")]
+    #[error(
+        "snapshot version {0} is newer than this build's {SCHEMA_VERSION}; upgrade churnwatch"
+    )]
     TooNew(u32),
 }
 
@@ -38,28 +40,37 @@ impl CustomerState {
                 repeat_days: a.repeat_days,
                 recent_days: a.recent,
             }),
-            value: Some(pb::ValueSnapshot { purchases: self.value.purchases, amount: self.value.amount }),
+            value: Some(pb::ValueSnapshot {
+                purchases: self.value.purchases,
+                amount: self.value.amount,
+            }),
             channels: Some(pb::ChannelUsageSnapshot {
                 weights: self.channels.weights.to_vec(),
                 reference_day: self.channels.reference_day,
             }),
             support: self.support.as_deref().map(support_snapshot),
-            satisfaction: self.satisfaction.as_deref().map(|s| pb::SatisfactionSnapshot {
-                last_nps: s.last_nps.map_or(-1, i32::from),
-                last_csat: s.last_csat.map_or(-1, i32::from),
-                ewma: s.ewma,
-                baseline: s.baseline,
-                answers: s.answers,
-                last_answer_unix: s.last_answer_at,
-                last_detractor_unix: s.last_detractor_at.unwrap_or(0),
-                last_low_csat_unix: s.last_low_csat_at.unwrap_or(0),
-            }),
-            subscription: self.subscription.as_deref().map(|s| pb::SubscriptionSnapshot {
-                plan: s.plan.to_string(),
-                renews_unix: s.renews_at,
-                cancelled: s.cancelled,
-                updated_unix: s.updated_at,
-            }),
+            satisfaction: self
+                .satisfaction
+                .as_deref()
+                .map(|s| pb::SatisfactionSnapshot {
+                    last_nps: s.last_nps.map_or(-1, i32::from),
+                    last_csat: s.last_csat.map_or(-1, i32::from),
+                    ewma: s.ewma,
+                    baseline: s.baseline,
+                    answers: s.answers,
+                    last_answer_unix: s.last_answer_at,
+                    last_detractor_unix: s.last_detractor_at.unwrap_or(0),
+                    last_low_csat_unix: s.last_low_csat_at.unwrap_or(0),
+                }),
+            subscription: self
+                .subscription
+                .as_deref()
+                .map(|s| pb::SubscriptionSnapshot {
+                    plan: s.plan.to_string(),
+                    renews_unix: s.renews_at,
+                    cancelled: s.cancelled,
+                    updated_unix: s.updated_at,
+                }),
             consent: Some(pb::ConsentSnapshot {
                 global: match self.consent.global {
                     None => 0,
@@ -105,7 +116,10 @@ impl CustomerState {
                 repeat_days: a.repeat_days,
                 recent: a.recent_days,
             }),
-            value: s.value.as_ref().map_or_else(Value::default, |v| Value { purchases: v.purchases, amount: v.amount }),
+            value: s.value.as_ref().map_or_else(Value::default, |v| Value {
+                purchases: v.purchases,
+                amount: v.amount,
+            }),
             channels: ChannelUsage {
                 weights,
                 reference_day: s.channels.as_ref().map_or(0, |c| c.reference_day),
@@ -131,24 +145,30 @@ impl CustomerState {
                     updated_at: x.updated_unix,
                 })
             }),
-            consent: s.consent.as_ref().map_or_else(Consent::default, |c| Consent {
-                global: match c.global {
-                    1 => Some(true),
-                    2 => Some(false),
-                    _ => None,
-                },
-                allowed: u16::try_from(c.allowed_mask).unwrap_or(0),
-                denied: u16::try_from(c.denied_mask).unwrap_or(0),
-                updated_at: c.updated_unix,
-            }),
+            consent: s
+                .consent
+                .as_ref()
+                .map_or_else(Consent::default, |c| Consent {
+                    global: match c.global {
+                        1 => Some(true),
+                        2 => Some(false),
+                        _ => None,
+                    },
+                    allowed: u16::try_from(c.allowed_mask).unwrap_or(0),
+                    denied: u16::try_from(c.denied_mask).unwrap_or(0),
+                    updated_at: c.updated_unix,
+                }),
             outreach: s.outreach.as_ref().map(|x| Box::new(outreach_from(x))),
             recent_events: RecentEvents::from_oldest_first(s.recent_event_hashes.iter().copied()),
-            score: s.score.as_ref().map_or_else(ScoreMark::default, |x| ScoreMark {
-                risk: x.risk,
-                level: Level::from_number(x.level),
-                next_check_at: x.next_check_unix,
-                scored_at: x.scored_unix,
-            }),
+            score: s
+                .score
+                .as_ref()
+                .map_or_else(ScoreMark::default, |x| ScoreMark {
+                    risk: x.risk,
+                    level: Level::from_number(x.level),
+                    next_check_at: x.next_check_unix,
+                    scored_at: x.scored_unix,
+                }),
         })
     }
 
@@ -161,7 +181,10 @@ impl CustomerState {
 }
 
 fn mark(at: i64, channel: u32) -> ContactMark {
-    ContactMark { at, channel: channel::from_number(channel) }
+    ContactMark {
+        at,
+        channel: channel::from_number(channel),
+    }
 }
 
 fn support_snapshot(s: &Support) -> pb::SupportSnapshot {
@@ -188,7 +211,10 @@ fn support_snapshot(s: &Support) -> pb::SupportSnapshot {
         recent_contacts: s
             .recent_contacts
             .iter()
-            .map(|c| pb::ContactSnapshot { at_unix: c.at, channel: c.channel as u32 })
+            .map(|c| pb::ContactSnapshot {
+                at_unix: c.at,
+                channel: c.channel as u32,
+            })
             .collect(),
         negative_experiences: s.negative_experiences,
         last_negative_unix: s.last_negative.map_or(0, |n| n.at),
@@ -219,7 +245,11 @@ fn support_from(s: &pb::SupportSnapshot) -> Support {
         slow_first_responses: s.slow_first_responses,
         complaints: s.complaints,
         last_complaint_at: opt(s.last_complaint_unix),
-        recent_contacts: s.recent_contacts.iter().map(|c| mark(c.at_unix, c.channel)).collect(),
+        recent_contacts: s
+            .recent_contacts
+            .iter()
+            .map(|c| mark(c.at_unix, c.channel))
+            .collect(),
         negative_experiences: s.negative_experiences,
         last_negative: opt(s.last_negative_unix).map(|at| mark(at, s.last_negative_channel)),
     }
