@@ -21,11 +21,11 @@ use churnwatch::{
     population::PopulationModel,
     processor::Processor,
     state::CustomerState,
+    store::CustomerStore,
     time::Span,
     validate::validate,
 };
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
-use rustc_hash::FxHashMap;
 
 struct Counting;
 
@@ -63,26 +63,22 @@ fn population() -> Vec<InteractionEvent> {
     .collect()
 }
 
-type Store = FxHashMap<Arc<str>, CustomerState>;
-
-fn fold_all(events: &[InteractionEvent], cfg: &FoldConfig) -> Store {
-    let mut map: Store = FxHashMap::default();
+/// The fold alone, into the same compact store the processor uses.
+fn fold_all(events: &[InteractionEvent], cfg: &FoldConfig) -> CustomerStore {
+    let mut store = CustomerStore::default();
     for e in events {
         let Ok(v) = validate(e, None, cfg) else {
             continue;
         };
-        match map.get_mut(e.customer_id.as_str()) {
-            Some(s) => {
-                s.apply(&v, cfg);
-            }
-            None => {
-                let mut s = CustomerState::new(v.at);
-                s.apply(&v, cfg);
-                map.insert(Arc::from(e.customer_id.as_str()), s);
-            }
+        let slot = match store.find(&e.customer_id) {
+            Some(slot) => slot,
+            None => store.insert(&e.customer_id, CustomerState::new(v.at)),
+        };
+        if let Some(s) = store.slot_mut(slot) {
+            s.state.apply(&v, cfg);
         }
     }
-    map
+    store
 }
 
 fn processor() -> Processor {
@@ -101,6 +97,10 @@ fn run_processor(p: &mut Processor, events: &[InteractionEvent]) -> usize {
         }
         sent += out.len();
         out.clear();
+        if p.len() % 4096 == 0 {
+            // as the pipeline does when it flushes the changelog
+            drop(p.take_changed());
+        }
     }
     sent
 }
@@ -188,7 +188,10 @@ fn benches(c: &mut Criterion) {
     g.finish();
 
     let store = fold_all(&events, &cfg);
-    let mut sorted: Vec<(&Arc<str>, &CustomerState)> = store.iter().collect();
+    let mut sorted: Vec<(&str, &CustomerState)> = store
+        .iter()
+        .map(|(_, s)| (s.id.as_str(), &s.state))
+        .collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
     let snaps: Vec<Vec<u8>> = sorted.iter().map(|(k, s)| s.encode_snapshot(k)).collect();
     let bytes: usize = snaps.iter().map(Vec::len).sum();

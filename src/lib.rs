@@ -25,6 +25,7 @@ pub mod replay;
 pub mod score;
 pub mod signals;
 pub mod state;
+pub mod store;
 pub mod time;
 pub mod timers;
 pub mod validate;

@@ -24,6 +24,15 @@ pub struct FitRecord {
     pub fitted_at: Timestamp,
 }
 
+/// Why a refit did not replace the model.
+#[derive(Debug, thiserror::Error)]
+pub enum RefitError {
+    #[error("only {customers} customers with activity; model.min_customers is {min}, so the current model stays")]
+    TooFew { customers: u64, min: u64 },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct PopulationModel {
     pub family: Family,
@@ -98,11 +107,15 @@ impl PopulationModel {
         cfg: &ModelConfig,
         activities: impl Iterator<Item = &'a Activity>,
         now: Timestamp,
-    ) -> Result<PopulationModel, ModelError> {
+    ) -> Result<PopulationModel, RefitError> {
         let now_day = day_of(now);
         let counts: TripleCounts = activities.map(|a| self.triple(a, now_day)).collect();
-        if (counts.customers() as u64) < cfg.min_customers.max(1) {
-            return Err(ModelError::NoData);
+        let customers = counts.customers() as u64;
+        if customers < cfg.min_customers.max(1) {
+            return Err(RefitError::TooFew {
+                customers,
+                min: cfg.min_customers.max(1),
+            });
         }
         let opts = FitOptions {
             initial: self.params,

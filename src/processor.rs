@@ -12,16 +12,18 @@
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
+use smol_str::SmolStr;
 
 use crate::{
     config::CoreConfig,
     fold::Folded,
     outreach::{self, Decision, Suppression},
     pb::{InteractionEvent, Outcome, OutreachRequested, Playbook},
-    population::PopulationModel,
+    population::{PopulationModel, RefitError},
     score::{self, Level},
     signals::Context,
     state::{CustomerState, RecentEvents},
+    store::CustomerStore,
     time::Timestamp,
     timers::TimerQueue,
     validate::{validate, Rejection},
@@ -54,15 +56,21 @@ pub enum Processed {
 pub struct Processor {
     cfg: Arc<CoreConfig>,
     model: Arc<PopulationModel>,
-    customers: FxHashMap<Arc<str>, CustomerState>,
+    customers: CustomerStore,
     timers: TimerQueue,
     max_event_at: Option<Timestamp>,
     /// Erased customers (xxh3 of the id, never the id) and when.
     erased: FxHashMap<u64, Timestamp>,
-    /// Customers changed since the last [`Processor::take_changed`].
-    changed: FxHashSet<Arc<str>>,
+    /// Slots changed since the last [`Processor::take_changed`].
+    changed: FxHashSet<u32>,
+    /// Customers erased since the last [`Processor::take_changed`].
+    tombstones: Vec<SmolStr>,
     /// Customers per level (low, medium, high, critical), kept incrementally.
     levels: [u64; 4],
+}
+
+fn level_index(l: Level) -> usize {
+    l as usize - 1
 }
 
 impl Processor {
@@ -70,11 +78,12 @@ impl Processor {
         Processor {
             cfg,
             model,
-            customers: FxHashMap::default(),
+            customers: CustomerStore::default(),
             timers: TimerQueue::default(),
             max_event_at: None,
             erased: FxHashMap::default(),
             changed: FxHashSet::default(),
+            tombstones: Vec::new(),
             levels: [0; 4],
         }
     }
@@ -114,14 +123,20 @@ impl Processor {
     }
 
     /// All customers, sorted by id (deterministic output).
-    pub fn sorted(&self) -> Vec<(&Arc<str>, &CustomerState)> {
-        let mut v: Vec<_> = self.customers.iter().collect();
+    pub fn sorted(&self) -> Vec<(&str, &CustomerState)> {
+        let mut v: Vec<(&str, &CustomerState)> = self
+            .customers
+            .iter()
+            .map(|(_, s)| (s.id.as_str(), &s.state))
+            .collect();
         v.sort_unstable_by(|a, b| a.0.cmp(b.0));
         v
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &CustomerState)> {
-        self.customers.iter()
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &CustomerState)> {
+        self.customers
+            .iter()
+            .map(|(_, s)| (s.id.as_str(), &s.state))
     }
 
     /// Validates and processes one event; effects are appended to `out`.
@@ -152,48 +167,45 @@ impl Processor {
         }
         self.max_event_at = Some(self.max_event_at.map_or(at, |m| m.max(at)));
 
-        let key: Arc<str> = match self.customers.get_key_value(ev.customer_id.as_str()) {
-            Some((k, _)) => k.clone(),
+        let (slot, fresh) = match self.customers.find(&ev.customer_id) {
+            Some(slot) => (slot, false),
             None => {
-                self.customers
-                    .insert(Arc::from(ev.customer_id.as_str()), CustomerState::new(at));
-                self.levels[Level::Low as usize - 1] += 1;
-                match self.customers.get_key_value(ev.customer_id.as_str()) {
-                    Some((k, _)) => k.clone(),
-                    None => return Ok(Processed::Late),
-                }
+                self.levels[level_index(Level::Low)] += 1;
+                (
+                    self.customers
+                        .insert(&ev.customer_id, CustomerState::new(at)),
+                    true,
+                )
             }
         };
-        self.fire_own_timers(&key, at, out);
-        let Some(state) = self.customers.get_mut(&key) else {
+        self.fire_own_timers(slot, at, out);
+        let Some(entry) = self.customers.slot_mut(slot) else {
             return Ok(Processed::Late);
         };
-        let folded = state.apply(&valid, &self.cfg.fold);
+        let folded = entry.state.apply(&valid, &self.cfg.fold);
         match folded {
             Folded::Duplicate | Folded::Late => {
-                if state.recent_events == RecentEvents::default() {
-                    // a fresh state that took nothing
-                    if let Some(s) = self.customers.remove(&key) {
-                        self.levels[s.score.level as usize - 1] -= 1;
-                    }
+                if fresh {
+                    self.drop_customer(&ev.customer_id);
                 }
                 return Ok(Processed::Folded(folded));
             }
             Folded::Erased => {
-                let before = self.customers.remove(&key);
-                if let Some(h) = before.as_ref().and_then(|s| s.outreach.as_deref()) {
-                    if h.episode_started_at.is_some() && !h.episode_done {
-                        out.push(Effect::Suppressed {
-                            reason: Suppression::Erased,
-                            playbook: Playbook::Unspecified,
-                        });
-                    }
+                let pending = entry
+                    .state
+                    .outreach
+                    .as_deref()
+                    .is_some_and(|h| h.episode_started_at.is_some() && !h.episode_done);
+                if pending {
+                    out.push(Effect::Suppressed {
+                        reason: Suppression::Erased,
+                        playbook: Playbook::Unspecified,
+                    });
                 }
-                if let Some(s) = &before {
-                    self.levels[s.score.level as usize - 1] -= 1;
-                }
+                self.drop_customer(&ev.customer_id);
+                self.changed.remove(&slot);
                 self.erased.insert(id_hash, at);
-                self.changed.insert(key);
+                self.tombstones.push(SmolStr::new(&ev.customer_id));
                 return Ok(Processed::Folded(folded));
             }
             Folded::Outcome { playbook, outcome } => {
@@ -201,70 +213,82 @@ impl Processor {
             }
             Folded::Applied => {}
         }
-        let now = at.max(state.score.scored_at);
-        self.rescore(&key, now, out);
-        self.changed.insert(key);
+        let now = at.max(entry.state.score.scored_at);
+        self.rescore(slot, now, out);
+        self.changed.insert(slot);
         Ok(Processed::Folded(folded))
+    }
+
+    fn drop_customer(&mut self, id: &str) {
+        if let Some((_, s)) = self.customers.remove(id) {
+            self.levels[level_index(s.score.level)] -= 1;
+        }
     }
 
     /// Fires every timer due at or before `now` (stream time), in time order.
     pub fn advance_to(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
-        while let Some((due, key)) = self.timers.pop_due(now) {
-            let live = self
-                .customers
-                .get(&key)
-                .is_some_and(|s| s.score.next_check_at == due && due > s.score.scored_at);
+        while let Some((due, slot)) = self.timers.pop_due(now) {
+            let live = self.customers.slot(slot).is_some_and(|s| {
+                s.state.score.next_check_at == due && due > s.state.score.scored_at
+            });
             if live {
-                self.rescore(&key, due, out);
-                self.changed.insert(key);
+                self.rescore(slot, due, out);
+                self.changed.insert(slot);
             }
         }
-        if self.timers.len() > 2 * self.customers.len() + 1024 {
+        // Stale entries (rescheduled customers) are dropped once they reach
+        // half the live ones, bounding the queue at 1.5 entries per customer.
+        if self.timers.len() > self.customers.len() + self.customers.len() / 2 + 1024 {
             let live = self
                 .customers
                 .iter()
-                .filter(|(_, s)| s.score.next_check_at != 0)
-                .map(|(k, s)| (s.score.next_check_at, k.clone()));
+                .filter(|(_, s)| s.state.score.next_check_at != 0)
+                .map(|(slot, s)| (s.state.score.next_check_at, slot));
             self.timers.compact(live);
         }
     }
 
     /// Before a customer's event at `at`, fires that customer's timers due
     /// before it, so their decisions follow their own timeline.
-    fn fire_own_timers(&mut self, key: &Arc<str>, at: Timestamp, out: &mut Vec<Effect>) {
+    fn fire_own_timers(&mut self, slot: u32, at: Timestamp, out: &mut Vec<Effect>) {
         for _ in 0..64 {
-            let due = match self.customers.get(key) {
-                Some(s)
-                    if s.score.next_check_at != 0
-                        && s.score.next_check_at <= at
-                        && s.score.next_check_at > s.score.scored_at =>
-                {
-                    s.score.next_check_at
+            let due = match self.customers.slot(slot) {
+                Some(s) => {
+                    let sc = &s.state.score;
+                    if sc.next_check_at != 0
+                        && sc.next_check_at <= at
+                        && sc.next_check_at > sc.scored_at
+                    {
+                        sc.next_check_at
+                    } else {
+                        return;
+                    }
                 }
-                _ => return,
+                None => return,
             };
-            self.rescore(key, due, out);
+            self.rescore(slot, due, out);
         }
     }
 
     /// Scores a customer at `now`, applies the outreach policy and schedules
     /// the next look.
-    fn rescore(&mut self, key: &Arc<str>, now: Timestamp, out: &mut Vec<Effect>) {
+    fn rescore(&mut self, slot: u32, now: Timestamp, out: &mut Vec<Effect>) {
         let cfg = &self.cfg;
         let ctx = Context {
             cfg: &cfg.score,
             fold: &cfg.fold,
             model: &self.model,
         };
-        let Some(state) = self.customers.get_mut(key) else {
+        let Some(entry) = self.customers.slot_mut(slot) else {
             return;
         };
+        let state = &mut entry.state;
         let before = state.score.level;
         let risk = score::risk(state, now, &ctx);
         let level = Level::of(risk, &cfg.score.thresholds);
         if level >= cfg.outreach.trigger_level || state.outreach.is_some() {
             let full = score::score(state, now, &ctx);
-            match outreach::decide(state, key, &full, now, &ctx, &cfg.outreach) {
+            match outreach::decide(state, &entry.id, &full, now, &ctx, &cfg.outreach) {
                 Some(Decision::Send(msg)) => out.push(Effect::Outreach(msg)),
                 Some(Decision::Suppressed { reason, playbook }) => {
                     out.push(Effect::Suppressed { reason, playbook })
@@ -285,58 +309,60 @@ impl Processor {
         state.score.scored_at = now;
         state.score.next_check_at = next;
         if before != level {
-            self.levels[before as usize - 1] -= 1;
-            self.levels[level as usize - 1] += 1;
+            self.levels[level_index(before)] -= 1;
+            self.levels[level_index(level)] += 1;
         }
-        self.timers.schedule(next, key.clone());
+        self.timers.schedule(next, slot);
     }
 
     /// Installs a restored state (changelog) and its pending timer.
     pub fn restore(&mut self, customer_id: &str, state: CustomerState) {
-        let key: Arc<str> = Arc::from(customer_id);
         self.max_event_at = Some(
             self.max_event_at
                 .map_or(state.last_event_at, |m| m.max(state.last_event_at)),
         );
-        if state.score.next_check_at != 0 {
-            self.timers.schedule(state.score.next_check_at, key.clone());
-        }
-        self.levels[state.score.level as usize - 1] += 1;
-        if let Some(old) = self.customers.insert(key, state) {
-            self.levels[old.score.level as usize - 1] -= 1;
+        let next = state.score.next_check_at;
+        let level = state.score.level;
+        self.drop_customer(customer_id);
+        self.levels[level_index(level)] += 1;
+        let slot = self.customers.insert(customer_id, state);
+        if next != 0 {
+            self.timers.schedule(next, slot);
         }
     }
 
     /// Removes a customer (changelog tombstone seen during restore).
     pub fn forget(&mut self, customer_id: &str) {
-        if let Some(old) = self.customers.remove(customer_id) {
-            self.levels[old.score.level as usize - 1] -= 1;
-        }
+        self.drop_customer(customer_id);
     }
 
-    /// Customers changed since the last call, sorted, with their state
+    /// Customers changed since the last call, sorted by id, with their state
     /// (`None` = erased: write a tombstone).
-    pub fn take_changed(&mut self) -> Vec<(Arc<str>, Option<&CustomerState>)> {
-        let mut keys: Vec<Arc<str>> = self.changed.drain().collect();
-        keys.sort_unstable();
-        keys.into_iter()
-            .map(|k| {
-                let s = self.customers.get(&k);
-                (k, s)
-            })
-            .collect()
+    pub fn take_changed(&mut self) -> Vec<(SmolStr, Option<&CustomerState>)> {
+        let mut v: Vec<(SmolStr, Option<&CustomerState>)> =
+            Vec::with_capacity(self.changed.len() + self.tombstones.len());
+        for slot in self.changed.drain() {
+            if let Some(s) = self.customers.slot(slot) {
+                v.push((s.id.clone(), Some(&s.state)));
+            }
+        }
+        v.extend(self.tombstones.drain(..).map(|id| (id, None)));
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     /// Refits the population model on this processor's customers as of `now`.
-    pub fn refit(&self, now: Timestamp) -> Result<PopulationModel, crate::model::ModelError> {
+    pub fn refit(&self, now: Timestamp) -> Result<PopulationModel, RefitError> {
         self.model.refit(
             &self.cfg.model,
-            self.customers.values().filter_map(|s| s.activity.as_ref()),
+            self.customers
+                .iter()
+                .filter_map(|(_, s)| s.state.activity.as_ref()),
             now,
         )
     }
 
-    /// Counts of customers per level (for gauges).
+    /// Counts of customers per level (low, medium, high, critical).
     pub fn level_counts(&self) -> [u64; 4] {
         self.levels
     }

@@ -1,8 +1,8 @@
-//! The silence-timer queue: customers ordered by the stream time at which
-//! their score must be looked at again. Advanced by stream time; never scans
+//! The silence-timer queue: customers (by store slot) ordered by the stream
+//! time at which their score must be looked at again. Advanced by stream time; never scans
 //! every customer.
 
-use std::{cmp::Reverse, collections::BinaryHeap, sync::Arc};
+use std::{cmp::Reverse, collections::BinaryHeap};
 
 use crate::time::Timestamp;
 
@@ -12,16 +12,16 @@ use crate::time::Timestamp;
 /// rebuilds the queue when stale entries pile up.
 #[derive(Default, Debug)]
 pub struct TimerQueue {
-    heap: BinaryHeap<Reverse<(Timestamp, Arc<str>)>>,
+    heap: BinaryHeap<Reverse<(Timestamp, u32)>>,
 }
 
 impl TimerQueue {
-    pub fn schedule(&mut self, at: Timestamp, customer: Arc<str>) {
+    pub fn schedule(&mut self, at: Timestamp, customer: u32) {
         self.heap.push(Reverse((at, customer)));
     }
 
-    /// The earliest entry due at or before `now` (ties: by customer id).
-    pub fn pop_due(&mut self, now: Timestamp) -> Option<(Timestamp, Arc<str>)> {
+    /// The earliest entry due at or before `now` (ties: by customer slot).
+    pub fn pop_due(&mut self, now: Timestamp) -> Option<(Timestamp, u32)> {
         match self.heap.peek() {
             Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
             _ => None,
@@ -41,7 +41,7 @@ impl TimerQueue {
     }
 
     /// Rebuilds the queue from the live timers only.
-    pub fn compact(&mut self, live: impl Iterator<Item = (Timestamp, Arc<str>)>) {
+    pub fn compact(&mut self, live: impl Iterator<Item = (Timestamp, u32)>) {
         self.heap = live.map(Reverse).collect();
     }
 
@@ -55,14 +55,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pops_in_time_order_then_by_customer() {
+    fn pops_in_time_order_then_by_slot() {
         let mut q = TimerQueue::default();
-        q.schedule(30, "b".into());
-        q.schedule(10, "z".into());
-        q.schedule(30, "a".into());
+        q.schedule(30, 2);
+        q.schedule(10, 9);
+        q.schedule(30, 1);
         assert_eq!(q.pop_due(5), None);
-        assert_eq!(q.pop_due(100).map(|e| e.1.to_string()), Some("z".into()));
-        assert_eq!(q.pop_due(100).map(|e| e.1.to_string()), Some("a".into()));
+        assert_eq!(q.pop_due(100), Some((10, 9)));
+        assert_eq!(q.pop_due(100), Some((30, 1)));
         assert_eq!(q.pop_due(29), None);
         assert_eq!(q.next_due(), Some(30));
     }
