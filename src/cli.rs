@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
+    settings::Settings,
     codec::Format,
     config::{CoreConfig, TimeUnit},
     replay::{self, ReplayOptions},
@@ -29,7 +30,15 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Write a seeded synthetic population's events to a file (or stdout).
     Generate(GenerateArgs),
-    /// Validate a configuration file without connecting anywhere.
+    /// Run the service: consume events from Kafka, keep state in the
+    /// changelog, emit outreach (see README, "Service mode").
+    Run {
+        /// TOML configuration file (environment `CHURNWATCH_*` overrides it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file without connecting anywhere, and print
+    /// the effective configuration (secrets masked).
     CheckConfig {
         /// TOML configuration file.
         file: PathBuf,
@@ -122,21 +131,10 @@ fn parse_time(s: &str) -> Result<i64, String> {
     parse_rfc3339(s).map_err(|e| e.to_string())
 }
 
-/// Reads a core configuration file (defaults for every missing key).
+/// Reads a configuration file (the same file `run` reads; replay uses its
+/// core sections), with `CHURNWATCH_*` overrides, every problem at once.
 pub fn load_core_config(path: Option<&PathBuf>) -> anyhow::Result<CoreConfig> {
-    let Some(path) = path else {
-        return Ok(CoreConfig::default());
-    };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let cfg: CoreConfig =
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let problems = cfg.problems();
-    if !problems.is_empty() {
-        let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
-        anyhow::bail!("{} is invalid:\n{}", path.display(), lines.join("\n"));
-    }
-    Ok(cfg)
+    Ok(Settings::load(path.map(PathBuf::as_path))?.core())
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -172,11 +170,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => {
-            let cfg = load_core_config(Some(&file))?;
-            println!("{} is valid", file.display());
-            println!("{}", toml::to_string(&cfg)?);
+            let settings = Settings::load(Some(&file))?;
+            println!("# {} is valid; effective configuration (secrets masked):", file.display());
+            println!("{}", settings.redacted_toml());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run { .. } => anyhow::bail!("`run` is handled by the binary's entry point"),
     }
 }
 

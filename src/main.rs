@@ -1,19 +1,46 @@
-use std::process::ExitCode;
+use std::{process::ExitCode, sync::Arc};
 
 use clap::Parser;
 
+use churnwatch::{
+    cli::{self, Cli, Command},
+    metrics::Metrics,
+    service,
+    settings::{LogFormat, Settings},
+};
+
+fn init_logs(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.init(),
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match churnwatch::cli::run(churnwatch::cli::Cli::parse()) {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(config.as_deref()),
+        other => {
+            init_logs(LogFormat::Text, "info");
+            cli::run(Cli { command: other })
+        }
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+fn run(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(config)?;
+    init_logs(settings.log.format, &settings.log.level);
+    let metrics = Arc::new(Metrics::new()?);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(service::run(settings, metrics, service::signals()))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,210 @@
+//! Every Prometheus metric churnwatch exports, in one place. Names follow
+//! `churnwatch_<what>_<unit>[_total]`; labels have bounded values (kinds,
+//! reasons, playbooks, channels, levels, partitions), never a customer id.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub events_consumed: IntCounterVec,
+    pub events_rejected: IntCounterVec,
+    pub events_dropped: IntCounterVec,
+    pub processing_latency: Histogram,
+    pub event_time_lag: GaugeVec,
+    pub consumer_lag: IntGaugeVec,
+    pub customers_tracked: IntGauge,
+    pub customers_by_level: IntGaugeVec,
+    pub outreach_emitted: IntCounterVec,
+    pub outreach_suppressed: IntCounterVec,
+    pub outreach_outcomes: IntCounterVec,
+    pub model_refits: IntCounterVec,
+    pub model_param: GaugeVec,
+    pub model_log_likelihood: Gauge,
+    pub model_customers: IntGauge,
+    pub restore_duration: HistogramVec,
+    pub restore_records: IntCounterVec,
+    pub changelog_records: IntCounter,
+    pub rebalances: IntCounterVec,
+    pub assigned_partitions: IntGauge,
+    pub producer_queue: IntGauge,
+    pub producer_errors: IntCounter,
+    pub commits: IntCounterVec,
+    pub timers_fired: IntCounter,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help)
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let m = Metrics {
+            events_consumed: IntCounterVec::new(
+                opts("churnwatch_events_consumed_total", "Input events decoded and folded, by kind and partition."),
+                &["kind", "partition"],
+            )?,
+            events_rejected: IntCounterVec::new(
+                opts("churnwatch_events_rejected_total", "Input messages sent to the dead-letter topic, by reason."),
+                &["reason"],
+            )?,
+            events_dropped: IntCounterVec::new(
+                opts(
+                    "churnwatch_events_dropped_total",
+                    "Valid events not folded: late (beyond lateness), duplicate (redelivery), forgotten (erased customer).",
+                ),
+                &["reason"],
+            )?,
+            processing_latency: Histogram::with_opts(
+                HistogramOpts::new(
+                    "churnwatch_processing_latency_seconds",
+                    "From the input message's Kafka timestamp to the decision handed to the producer.",
+                )
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            )?,
+            event_time_lag: GaugeVec::new(
+                opts("churnwatch_event_time_lag_seconds", "Wall clock minus the event time of the last event, per partition."),
+                &["partition"],
+            )?,
+            consumer_lag: IntGaugeVec::new(
+                opts("churnwatch_consumer_lag_messages", "High watermark minus consumer position, per input partition."),
+                &["partition"],
+            )?,
+            customers_tracked: IntGauge::new("churnwatch_customers_tracked", "Customers held in memory by this instance.")?,
+            customers_by_level: IntGaugeVec::new(
+                opts("churnwatch_customers_by_risk_level", "Customers by their current risk level."),
+                &["level"],
+            )?,
+            outreach_emitted: IntCounterVec::new(
+                opts("churnwatch_outreach_emitted_total", "Outreach decisions sent, by playbook, channel and level."),
+                &["playbook", "channel", "level"],
+            )?,
+            outreach_suppressed: IntCounterVec::new(
+                opts("churnwatch_outreach_suppressed_total", "Outreach held back, by reason (once per episode and reason)."),
+                &["reason"],
+            )?,
+            outreach_outcomes: IntCounterVec::new(
+                opts("churnwatch_outreach_outcomes_total", "Outreach outcomes reported back, by playbook and outcome."),
+                &["playbook", "outcome"],
+            )?,
+            model_refits: IntCounterVec::new(
+                opts("churnwatch_model_refits_total", "Population model refits, by result (ok, skipped, error)."),
+                &["result"],
+            )?,
+            model_param: GaugeVec::new(
+                opts("churnwatch_model_parameter", "Population model parameters in use (r, alpha, a, b)."),
+                &["param"],
+            )?,
+            model_log_likelihood: Gauge::new("churnwatch_model_log_likelihood", "Log-likelihood of the last fit.")?,
+            model_customers: IntGauge::new("churnwatch_model_customers", "Customers the last fit used.")?,
+            restore_duration: HistogramVec::new(
+                HistogramOpts::new("churnwatch_changelog_restore_seconds", "Time to restore one partition from the changelog.")
+                    .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
+                &["partition"],
+            )?,
+            restore_records: IntCounterVec::new(
+                opts("churnwatch_changelog_restore_records_total", "Changelog records read while restoring, per partition."),
+                &["partition"],
+            )?,
+            changelog_records: IntCounter::new(
+                "churnwatch_changelog_records_written_total",
+                "State snapshots and tombstones written to the changelog.",
+            )?,
+            rebalances: IntCounterVec::new(
+                opts("churnwatch_rebalances_total", "Rebalance callbacks, by kind (assign, revoke)."),
+                &["kind"],
+            )?,
+            assigned_partitions: IntGauge::new("churnwatch_assigned_partitions", "Input partitions this instance owns.")?,
+            producer_queue: IntGauge::new("churnwatch_producer_queue_messages", "Messages in the producer queue, not yet acknowledged.")?,
+            producer_errors: IntCounter::new("churnwatch_producer_send_errors_total", "Records the broker did not accept.")?,
+            commits: IntCounterVec::new(
+                opts("churnwatch_commits_total", "Offset commits (or transactions), by result."),
+                &["result"],
+            )?,
+            timers_fired: IntCounter::new("churnwatch_timers_fired_total", "Silence-timer re-scores.")?,
+            registry,
+        };
+        let r = &m.registry;
+        r.register(Box::new(m.events_consumed.clone()))?;
+        r.register(Box::new(m.events_rejected.clone()))?;
+        r.register(Box::new(m.events_dropped.clone()))?;
+        r.register(Box::new(m.processing_latency.clone()))?;
+        r.register(Box::new(m.event_time_lag.clone()))?;
+        r.register(Box::new(m.consumer_lag.clone()))?;
+        r.register(Box::new(m.customers_tracked.clone()))?;
+        r.register(Box::new(m.customers_by_level.clone()))?;
+        r.register(Box::new(m.outreach_emitted.clone()))?;
+        r.register(Box::new(m.outreach_suppressed.clone()))?;
+        r.register(Box::new(m.outreach_outcomes.clone()))?;
+        r.register(Box::new(m.model_refits.clone()))?;
+        r.register(Box::new(m.model_param.clone()))?;
+        r.register(Box::new(m.model_log_likelihood.clone()))?;
+        r.register(Box::new(m.model_customers.clone()))?;
+        r.register(Box::new(m.restore_duration.clone()))?;
+        r.register(Box::new(m.restore_records.clone()))?;
+        r.register(Box::new(m.changelog_records.clone()))?;
+        r.register(Box::new(m.rebalances.clone()))?;
+        r.register(Box::new(m.assigned_partitions.clone()))?;
+        r.register(Box::new(m.producer_queue.clone()))?;
+        r.register(Box::new(m.producer_errors.clone()))?;
+        r.register(Box::new(m.commits.clone()))?;
+        r.register(Box::new(m.timers_fired.clone()))?;
+        // Pre-create the bounded label sets so dashboards see zeros, not gaps.
+        for reason in crate::validate::Rejection::REASONS.iter().chain(crate::codec::DecodeError::REASONS.iter()) {
+            m.events_rejected.with_label_values(&[reason]);
+        }
+        for s in crate::outreach::Suppression::ALL {
+            m.outreach_suppressed.with_label_values(&[s.code()]);
+        }
+        for l in crate::score::Level::ALL {
+            m.customers_by_level.with_label_values(&[l.as_str()]);
+        }
+        for reason in ["late", "duplicate", "forgotten"] {
+            m.events_dropped.with_label_values(&[reason]);
+        }
+        Ok(m)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_conventions() {
+        let m = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+        m.events_consumed.with_label_values(&["purchase", "0"]).inc();
+        m.outreach_emitted.with_label_values(&["WIN_BACK", "email", "high"]).inc();
+        m.outreach_outcomes.with_label_values(&["WIN_BACK", "replied"]).inc();
+        m.model_refits.with_label_values(&["ok"]).inc();
+        m.restore_records.with_label_values(&["0"]).inc();
+        m.rebalances.with_label_values(&["assign"]).inc();
+        m.commits.with_label_values(&["ok"]).inc();
+        m.restore_duration.with_label_values(&["0"]).observe(0.1);
+        m.event_time_lag.with_label_values(&["0"]).set(1.0);
+        m.consumer_lag.with_label_values(&["0"]).set(1);
+        m.model_param.with_label_values(&["r"]).set(1.0);
+        for f in m.registry.gather() {
+            let name = f.name();
+            assert!(name.starts_with("churnwatch_"), "{name}");
+            let counter = f.get_field_type() == prometheus::proto::MetricType::COUNTER;
+            assert_eq!(counter, name.ends_with("_total"), "{name}");
+            for metric in f.get_metric() {
+                for l in metric.get_label() {
+                    assert_ne!(l.name(), "customer_id");
+                }
+            }
+        }
+        assert!(m.render().contains("churnwatch_events_rejected_total{reason=\"nps_out_of_range\"} 0"));
+    }
+}

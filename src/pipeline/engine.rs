@@ -1,0 +1,434 @@
+//! One consumer loop's working state: the processors of the partitions it
+//! owns, the sink, the batch in progress. The rebalance callbacks and the
+//! poll loop share it (behind a mutex; callbacks only run inside `poll`, when
+//! the loop does not hold it).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext},
+    message::{BorrowedMessage, Headers, Message},
+    producer::Producer,
+    Offset, TopicPartitionList,
+};
+
+use super::{restore, sink::Sink, PipelineError};
+use crate::{
+    channel,
+    codec::{self, Format},
+    config::CoreConfig,
+    fold::Folded,
+    kind::EventKind,
+    metrics::Metrics,
+    pb::{Channel, Outcome, Playbook},
+    population::{PopulationModel, RefitError},
+    processor::{Effect, Processed, Processor},
+    score::Level,
+    settings::{Guarantee, Settings},
+    time::Timestamp,
+};
+
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(300);
+const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct PartitionTask {
+    pub processor: Processor,
+    /// Offset to commit (last processed + 1), if anything was processed since the last commit.
+    pub next_offset: Option<i64>,
+    pub last_message: Instant,
+}
+
+pub struct Engine {
+    pub settings: Arc<Settings>,
+    pub core: Arc<CoreConfig>,
+    pub metrics: Arc<Metrics>,
+    pub sink: Sink,
+    restorer: rdkafka::consumer::BaseConsumer,
+    pub partitions: BTreeMap<i32, PartitionTask>,
+    /// Partitions assigned by the group (restored ones are in `partitions`).
+    pub assigned: BTreeSet<i32>,
+    pub model: Arc<PopulationModel>,
+    next_refit: Option<Timestamp>,
+    effects: Vec<Effect>,
+    txn_open: bool,
+    failed_seen: u64,
+    pub fatal: Option<PipelineError>,
+    pub last_poll: Instant,
+}
+
+fn now_unix() -> Timestamp {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Engine {
+    pub fn new(settings: Arc<Settings>, metrics: Arc<Metrics>, thread: usize) -> Result<Engine, PipelineError> {
+        let core = Arc::new(settings.core());
+        let sink = Sink::new(&settings, metrics.clone(), thread)?;
+        let restorer = restore::restore_consumer(&settings)?;
+        let model = Arc::new(PopulationModel::prior(&core.model));
+        set_model_metrics(&metrics, &model);
+        Ok(Engine {
+            settings,
+            core,
+            metrics,
+            sink,
+            restorer,
+            partitions: BTreeMap::new(),
+            assigned: BTreeSet::new(),
+            model,
+            next_refit: None,
+            effects: Vec::new(),
+            txn_open: false,
+            failed_seen: 0,
+            fatal: None,
+            last_poll: Instant::now(),
+        })
+    }
+
+    fn begin(&mut self) -> Result<(), PipelineError> {
+        if self.sink.transactional && !self.txn_open {
+            self.sink.producer.begin_transaction().map_err(|e| PipelineError::Kafka(format!("begin transaction: {e}")))?;
+            self.txn_open = true;
+        }
+        Ok(())
+    }
+
+    /// Decodes, validates and processes one input message.
+    pub fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), PipelineError> {
+        self.begin()?;
+        let p = msg.partition();
+        let Some(task) = self.partitions.get_mut(&p) else {
+            tracing::warn!(partition = p, offset = msg.offset(), "message for a partition not owned; skipped");
+            return Ok(());
+        };
+        task.last_message = Instant::now();
+        task.next_offset = Some(msg.offset() + 1);
+        let format = content_format(msg).unwrap_or(self.settings.kafka.input_format);
+        let payload = msg.payload().unwrap_or(&[]);
+        let wall = now_unix();
+        let outcome = codec::decode(payload, format)
+            .map_err(|e| (e.reason(), e.to_string()))
+            .and_then(|ev| {
+                let kind = ev.kind.as_ref().map(EventKind::of);
+                let at = ev.occurred_at.as_ref().map(|t| t.seconds);
+                task.processor
+                    .process(&ev, Some(wall), &mut self.effects)
+                    .map(|r| (r, kind, at))
+                    .map_err(|r| (r.reason(), r.to_string()))
+            });
+        let ps = p.to_string();
+        match outcome {
+            Err((reason, detail)) => {
+                self.metrics.events_rejected.with_label_values(&[reason]).inc();
+                tracing::debug!(partition = p, offset = msg.offset(), reason, "dead-lettered");
+                self.sink.dead_letter(msg.key(), msg.payload(), reason, &detail, msg.topic(), p, msg.offset())?;
+            }
+            Ok((processed, kind, at)) => {
+                match processed {
+                    Processed::Folded(Folded::Duplicate) => self.metrics.events_dropped.with_label_values(&["duplicate"]).inc(),
+                    Processed::Folded(Folded::Late) | Processed::Late => {
+                        self.metrics.events_dropped.with_label_values(&["late"]).inc()
+                    }
+                    Processed::Forgotten => self.metrics.events_dropped.with_label_values(&["forgotten"]).inc(),
+                    Processed::Folded(_) => {
+                        let k = kind.map_or("unknown", EventKind::as_str);
+                        self.metrics.events_consumed.with_label_values(&[k, &ps]).inc();
+                    }
+                }
+                if let Some(at) = at {
+                    self.metrics.event_time_lag.with_label_values(&[&ps]).set((wall - at) as f64);
+                }
+            }
+        }
+        if let Some(st) = task.processor.stream_time() {
+            task.processor.advance_to(st, &mut self.effects);
+        }
+        let arrived_ms = msg.timestamp().to_millis();
+        self.emit(arrived_ms)
+    }
+
+    /// Sends what processing decided.
+    fn emit(&mut self, arrived_ms: Option<i64>) -> Result<(), PipelineError> {
+        for e in std::mem::take(&mut self.effects) {
+            match e {
+                Effect::Outreach(o) => {
+                    self.sink.outreach(&o)?;
+                    let playbook = o.playbook().as_str_name();
+                    let ch = channel::name(Channel::try_from(o.channel).unwrap_or(Channel::Unspecified));
+                    let level = Level::from_number(u32::try_from(o.level).unwrap_or(0)).as_str();
+                    self.metrics.outreach_emitted.with_label_values(&[playbook, ch, level]).inc();
+                    if let Some(ms) = arrived_ms {
+                        self.metrics.processing_latency.observe(((now_millis() - ms).max(0) as f64) / 1000.0);
+                    }
+                }
+                Effect::Suppressed { reason, .. } => {
+                    self.metrics.outreach_suppressed.with_label_values(&[reason.code()]).inc();
+                }
+                Effect::Outcome { playbook, outcome } => {
+                    let pb = if playbook == Playbook::Unspecified { "unknown" } else { playbook.as_str_name() };
+                    let oc = outcome_name(outcome);
+                    self.metrics.outreach_outcomes.with_label_values(&[pb, oc]).inc();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves idle partitions' stream time with the wall clock (live mode).
+    pub fn idle_advance(&mut self) -> Result<(), PipelineError> {
+        let Some(idle) = self.settings.processing.idle_advance else { return Ok(()) };
+        let now = now_unix() - self.core.fold.lateness.as_secs();
+        let mut fired = false;
+        for task in self.partitions.values_mut() {
+            if task.last_message.elapsed() >= idle.as_std() {
+                let before = self.effects.len();
+                task.processor.advance_to(now, &mut self.effects);
+                fired |= self.effects.len() > before;
+            }
+        }
+        if fired {
+            self.begin()?;
+        }
+        self.emit(None)
+    }
+
+    /// Writes the changelog, waits for the broker to acknowledge everything,
+    /// then commits the input offsets (or commits the transaction).
+    pub fn end_batch<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), PipelineError> {
+        let mut tpl = TopicPartitionList::new();
+        let topic = self.settings.kafka.input_topic.clone();
+        let mut wrote = false;
+        for (p, task) in self.partitions.iter_mut() {
+            for (id, state) in task.processor.take_changed() {
+                if !wrote {
+                    wrote = true;
+                    if self.sink.transactional && !self.txn_open {
+                        self.sink.producer.begin_transaction().map_err(|e| PipelineError::Kafka(format!("begin transaction: {e}")))?;
+                        self.txn_open = true;
+                    }
+                }
+                let bytes = state.map(|s| s.encode_snapshot(&id));
+                self.sink.changelog(*p, &id, bytes.as_deref())?;
+            }
+            if let Some(next) = task.next_offset.take() {
+                tpl.add_partition_offset(&topic, *p, Offset::Offset(next))
+                    .map_err(|e| PipelineError::Kafka(e.to_string()))?;
+            }
+        }
+        if self.sink.transactional {
+            if self.txn_open {
+                if tpl.count() > 0 {
+                    let meta = consumer
+                        .group_metadata()
+                        .ok_or_else(|| PipelineError::Kafka("no consumer group metadata".into()))?;
+                    self.sink
+                        .producer
+                        .send_offsets_to_transaction(&tpl, &meta, TXN_TIMEOUT)
+                        .map_err(|e| self.txn_failed("send offsets", e))?;
+                }
+                self.sink.producer.commit_transaction(TXN_TIMEOUT).map_err(|e| self.txn_failed("commit", e))?;
+                self.txn_open = false;
+                self.metrics.commits.with_label_values(&["ok"]).inc();
+            }
+        } else {
+            self.sink
+                .producer
+                .flush(FLUSH_TIMEOUT)
+                .map_err(|e| PipelineError::Kafka(format!("waiting for the broker to acknowledge: {e}")))?;
+            let failed = self.sink.failed_deliveries();
+            if failed > self.failed_seen {
+                self.failed_seen = failed;
+                self.metrics.commits.with_label_values(&["refused"]).inc();
+                return Err(PipelineError::Kafka(format!(
+                    "{failed} records were not delivered; input offsets are not committed (they will be reprocessed)"
+                )));
+            }
+            if tpl.count() > 0 {
+                match consumer.commit(&tpl, CommitMode::Sync) {
+                    Ok(()) => self.metrics.commits.with_label_values(&["ok"]).inc(),
+                    Err(e) => {
+                        // Not fatal: the events are reprocessed after a restart
+                        // and the deterministic core gives the same outreach ids.
+                        self.metrics.commits.with_label_values(&["error"]).inc();
+                        tracing::warn!(error = %e, "offset commit failed");
+                    }
+                }
+            }
+        }
+        self.update_gauges();
+        Ok(())
+    }
+
+    fn txn_failed(&mut self, what: &str, e: rdkafka::error::KafkaError) -> PipelineError {
+        self.metrics.commits.with_label_values(&["aborted"]).inc();
+        let _ = self.sink.producer.abort_transaction(TXN_TIMEOUT);
+        self.txn_open = false;
+        PipelineError::Kafka(format!("transaction {what} failed (aborted; the batch will be reprocessed): {e}"))
+    }
+
+    pub fn update_gauges(&self) {
+        let mut levels = [0u64; 4];
+        let mut customers = 0;
+        for t in self.partitions.values() {
+            customers += t.processor.len();
+            for (i, n) in t.processor.level_counts().iter().enumerate() {
+                levels[i] += n;
+            }
+        }
+        self.metrics.customers_tracked.set(customers as i64);
+        for (l, n) in Level::ALL.iter().zip(levels) {
+            self.metrics.customers_by_level.with_label_values(&[l.as_str()]).set(n as i64);
+        }
+        self.metrics.producer_queue.set(i64::from(self.sink.in_flight()));
+        self.metrics.assigned_partitions.set(self.assigned.len() as i64);
+    }
+
+    /// Refits the population model on the schedule (stream time), from the
+    /// partitions this loop owns.
+    pub fn maybe_refit(&mut self) {
+        let every = self.core.model.refit_every.as_secs();
+        let Some(st) = self.partitions.values().filter_map(|t| t.processor.stream_time()).max() else { return };
+        let due = self.next_refit.is_some_and(|t| st >= t);
+        if self.next_refit.is_none() || due {
+            self.next_refit = Some((st.div_euclid(every) + 1) * every);
+        }
+        if !due {
+            return;
+        }
+        let activities = self
+            .partitions
+            .values()
+            .flat_map(|t| t.processor.iter().filter_map(|(_, s)| s.activity.as_ref()));
+        let started = Instant::now();
+        match self.model.refit(&self.core.model, activities, st) {
+            Ok(m) => {
+                let m = Arc::new(m);
+                for t in self.partitions.values_mut() {
+                    t.processor.set_model(m.clone());
+                }
+                set_model_metrics(&self.metrics, &m);
+                self.metrics.model_refits.with_label_values(&["ok"]).inc();
+                tracing::info!(
+                    params = ?m.params,
+                    customers = m.fit.as_ref().map_or(0, |f| f.customers),
+                    log_likelihood = m.fit.as_ref().map_or(f64::NAN, |f| f.log_likelihood),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "population model refitted"
+                );
+                self.model = m;
+            }
+            Err(RefitError::TooFew { customers, min }) => {
+                self.metrics.model_refits.with_label_values(&["skipped"]).inc();
+                tracing::info!(customers, min, "too few customers to refit; keeping the model");
+            }
+            Err(e) => {
+                self.metrics.model_refits.with_label_values(&["error"]).inc();
+                tracing::warn!(error = %e, "model refit failed; keeping the model");
+            }
+        }
+    }
+
+    /// Restores newly assigned partitions from the changelog.
+    pub fn assign(&mut self, partitions: &[i32]) -> Result<(), PipelineError> {
+        let topic = self.settings.changelog_topic();
+        for &p in partitions {
+            self.assigned.insert(p);
+            if self.partitions.contains_key(&p) {
+                continue;
+            }
+            let mut processor = Processor::new(self.core.clone(), self.model.clone());
+            let r = restore::restore(&self.restorer, &topic, p, &mut processor, Duration::from_secs(600))?;
+            let ps = p.to_string();
+            self.metrics.restore_duration.with_label_values(&[&ps]).observe(r.elapsed.as_secs_f64());
+            self.metrics.restore_records.with_label_values(&[&ps]).inc_by(r.records);
+            tracing::info!(
+                partition = p,
+                records = r.records,
+                customers = r.customers,
+                skipped = r.skipped,
+                elapsed_ms = r.elapsed.as_millis() as u64,
+                "restored partition state from the changelog"
+            );
+            self.partitions.insert(p, PartitionTask { processor, next_offset: None, last_message: Instant::now() });
+        }
+        self.update_gauges();
+        Ok(())
+    }
+
+    /// Drops revoked partitions (after the batch was committed).
+    pub fn revoke(&mut self, partitions: &[i32]) {
+        for p in partitions {
+            self.assigned.remove(p);
+            if let Some(t) = self.partitions.remove(p) {
+                tracing::info!(partition = p, customers = t.processor.len(), "partition revoked; state dropped");
+            }
+        }
+        self.update_gauges();
+    }
+
+    /// Ready: every assigned partition restored, and polling recently.
+    pub fn readiness(&self) -> Result<(), String> {
+        let missing: Vec<i32> = self.assigned.iter().filter(|p| !self.partitions.contains_key(p)).copied().collect();
+        if !missing.is_empty() {
+            return Err(format!("restoring partitions {missing:?}"));
+        }
+        if self.last_poll.elapsed() > Duration::from_secs(30) {
+            return Err(format!("consumer has not polled for {} s", self.last_poll.elapsed().as_secs()));
+        }
+        Ok(())
+    }
+}
+
+fn set_model_metrics(m: &Metrics, model: &PopulationModel) {
+    let p = &model.params;
+    for (name, v) in [("r", p.r), ("alpha", p.alpha), ("a", p.a), ("b", p.b)] {
+        m.model_param.with_label_values(&[name]).set(v);
+    }
+    if let Some(f) = &model.fit {
+        m.model_log_likelihood.set(f.log_likelihood);
+        m.model_customers.set(f.customers as i64);
+    }
+}
+
+fn outcome_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Unspecified => "unspecified",
+        Outcome::Delivered => "delivered",
+        Outcome::Opened => "opened",
+        Outcome::Replied => "replied",
+        Outcome::Converted => "converted",
+        Outcome::Ignored => "ignored",
+        Outcome::Bounced => "bounced",
+    }
+}
+
+/// The encoding a `content-type` header names, if any.
+fn content_format(msg: &BorrowedMessage<'_>) -> Option<Format> {
+    let headers = msg.headers()?;
+    for h in headers.iter() {
+        if h.key.eq_ignore_ascii_case("content-type") {
+            let v = std::str::from_utf8(h.value?).ok()?.to_ascii_lowercase();
+            if v.contains("json") {
+                return Some(Format::Json);
+            }
+            if v.contains("protobuf") {
+                return Some(Format::Protobuf);
+            }
+        }
+    }
+    None
+}
+
+impl Engine {
+    pub fn guarantee(&self) -> Guarantee {
+        self.settings.processing.guarantee
+    }
+}

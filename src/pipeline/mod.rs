@@ -1,0 +1,294 @@
+//! The Kafka service (`churnwatch run`): consumer groups, changelog-backed
+//! state, silence timers, the outreach topic and dead letters, around the
+//! pure core ([`crate::processor`]).
+//!
+//! Each loop owns a consumer, a producer and the processors of its
+//! partitions. It processes messages in offset order per partition and, every
+//! `processing.commit_interval_ms`, writes the changed customers to the
+//! changelog, waits until the broker has acknowledged everything the batch
+//! caused, and only then commits the input offsets (at-least-once), or does
+//! all of that in one Kafka transaction (exactly-once).
+
+mod client;
+mod engine;
+mod restore;
+mod sink;
+mod topics;
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance},
+    producer::Producer,
+    ClientContext, Statistics,
+};
+
+pub use engine::Engine;
+pub use restore::Restored;
+
+use crate::{
+    metrics::Metrics,
+    pb,
+    settings::{Guarantee, Settings},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("topics: {0}")]
+    Topology(String),
+    #[error("kafka: {0}")]
+    Kafka(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("a processing thread panicked")]
+    Panicked,
+}
+
+fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
+    engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Rebalance and statistics hooks, on one context (as rdkafka intends).
+pub struct LoopContext {
+    engine: Arc<Mutex<Engine>>,
+    metrics: Arc<Metrics>,
+    input_topic: String,
+}
+
+impl ClientContext for LoopContext {
+    fn stats(&self, stats: Statistics) {
+        if let Some(t) = stats.topics.get(&self.input_topic) {
+            for (p, ps) in &t.partitions {
+                if *p >= 0 && ps.consumer_lag >= 0 {
+                    self.metrics.consumer_lag.with_label_values(&[&p.to_string()]).set(ps.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl LoopContext {
+    fn partitions(&self, tpl: &rdkafka::TopicPartitionList) -> Vec<i32> {
+        tpl.elements().iter().filter(|e| e.topic() == self.input_topic).map(|e| e.partition()).collect()
+    }
+}
+
+impl ConsumerContext for LoopContext {
+    /// Revoke: finish the batch in progress (changelog, acknowledgements,
+    /// commit) while the partitions are still ours, then drop their state.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            self.metrics.rebalances.with_label_values(&["revoke"]).inc();
+            let parts = self.partitions(tpl);
+            let mut e = lock(&self.engine);
+            if let Err(err) = e.end_batch(consumer) {
+                tracing::error!(error = %err, "could not commit before revocation");
+                e.fatal = Some(err);
+            }
+            e.revoke(&parts);
+        }
+    }
+
+    /// Assign: restore each new partition from the changelog before any of
+    /// its input is returned by `poll`.
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.metrics.rebalances.with_label_values(&["assign"]).inc();
+            let parts = self.partitions(tpl);
+            let mut e = lock(&self.engine);
+            if let Err(err) = e.assign(&parts) {
+                tracing::error!(error = %err, "restore failed");
+                e.fatal = Some(err);
+            }
+        }
+    }
+}
+
+/// A running service: its loops and a way to stop them.
+pub struct Pipeline {
+    stop: Arc<AtomicBool>,
+    engines: Vec<Arc<Mutex<Engine>>>,
+    threads: Vec<JoinHandle<Result<(), PipelineError>>>,
+}
+
+impl Pipeline {
+    /// Checks the topics and starts `processing.threads` loops.
+    pub async fn start(settings: Settings, metrics: Arc<Metrics>) -> Result<Pipeline, PipelineError> {
+        let settings = Arc::new(settings);
+        topics::prepare(&settings).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut engines = Vec::new();
+        let mut threads = Vec::new();
+        for thread in 0..settings.processing.threads {
+            let engine = Arc::new(Mutex::new(Engine::new(settings.clone(), metrics.clone(), thread)?));
+            if settings.processing.guarantee == Guarantee::ExactlyOnce {
+                probe_transactions(&lock(&engine), &settings)?;
+            }
+            let consumer = consumer(&settings, engine.clone(), metrics.clone(), thread)?;
+            let (e, s) = (engine.clone(), stop.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("churnwatch-loop-{thread}"))
+                .spawn(move || run_loop(consumer, e, s))
+                .map_err(|e| PipelineError::Kafka(format!("spawning a loop: {e}")))?;
+            engines.push(engine);
+            threads.push(handle);
+        }
+        Ok(Pipeline { stop, engines, threads })
+    }
+
+    /// Asks every loop to finish its batch, commit and leave the group.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.threads.iter().all(|t| t.is_finished())
+    }
+
+    /// Waits for the loops; the first error wins.
+    pub fn join(self) -> Result<(), PipelineError> {
+        let mut result = Ok(());
+        for t in self.threads {
+            let r = t.join().unwrap_or(Err(PipelineError::Panicked));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+
+    /// Ok when every assigned partition is restored and the consumers poll.
+    pub fn readiness(&self) -> Result<(), String> {
+        for e in &self.engines {
+            lock(e).readiness()?;
+        }
+        Ok(())
+    }
+
+    /// Partitions owned, over all loops.
+    pub fn assigned(&self) -> Vec<i32> {
+        let mut v: Vec<i32> = self.engines.iter().flat_map(|e| lock(e).partitions.keys().copied().collect::<Vec<_>>()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// A customer's state snapshot, if this instance owns them.
+    pub fn customer(&self, id: &str) -> Option<pb::CustomerState> {
+        self.engines.iter().find_map(|e| {
+            let e = lock(e);
+            e.partitions.values().find_map(|t| t.processor.get(id).map(|s| s.to_snapshot(id)))
+        })
+    }
+
+    /// Every owned customer's encoded snapshot, sorted by id.
+    pub fn snapshots(&self) -> Vec<(String, Vec<u8>)> {
+        let mut v = Vec::new();
+        for e in &self.engines {
+            let e = lock(e);
+            for t in e.partitions.values() {
+                for (id, s) in t.processor.iter() {
+                    v.push((id.to_owned(), s.encode_snapshot(id)));
+                }
+            }
+        }
+        v.sort();
+        v
+    }
+}
+
+fn consumer(
+    settings: &Settings,
+    engine: Arc<Mutex<Engine>>,
+    metrics: Arc<Metrics>,
+    thread: usize,
+) -> Result<BaseConsumer<LoopContext>, PipelineError> {
+    let k = &settings.kafka;
+    let mut cfg = client::base(settings)?;
+    cfg.set("group.id", settings.group_id())
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("partition.assignment.strategy", k.assignment_strategy.librdkafka_name())
+        .set("statistics.interval.ms", "5000");
+    if let Some(id) = &k.group_instance_id {
+        cfg.set("group.instance.id", if settings.processing.threads > 1 { format!("{id}-{thread}") } else { id.clone() });
+    }
+    let ctx = LoopContext { engine, metrics, input_topic: k.input_topic.clone() };
+    let consumer: BaseConsumer<LoopContext> =
+        cfg.create_with_context(ctx).map_err(|e| PipelineError::Kafka(format!("creating the consumer: {e}")))?;
+    consumer
+        .subscribe(&[&k.input_topic])
+        .map_err(|e| PipelineError::Kafka(format!("subscribing to `{}`: {e}", k.input_topic)))?;
+    Ok(consumer)
+}
+
+/// Exactly-once needs broker transactions. Initialise them and commit one
+/// transaction holding a tombstone for a reserved changelog key; a broker
+/// without transactions (tansu 0.6 has no EndTxn) fails here, before any
+/// input is read, with a clear message.
+fn probe_transactions(engine: &Engine, settings: &Settings) -> Result<(), PipelineError> {
+    let unsupported = |what: &str, e: rdkafka::error::KafkaError| {
+        PipelineError::Unsupported(format!(
+            "processing.guarantee = \"exactly_once\" needs Kafka transactions, and the broker at {} failed to {what}: {e}. \
+             Use a broker with transaction support, or at_least_once (outreach ids are deterministic, so downstream \
+             deduplication by outreach_id gives effectively-once).",
+            settings.kafka.bootstrap_servers
+        ))
+    };
+    let p = &engine.sink.producer;
+    p.init_transactions(Duration::from_secs(30)).map_err(|e| unsupported("initialise transactions", e))?;
+    p.begin_transaction().map_err(|e| unsupported("begin a transaction", e))?;
+    engine.sink.changelog(0, "\u{0}churnwatch-transaction-probe", None)?;
+    p.commit_transaction(Duration::from_secs(30)).map_err(|e| unsupported("commit a transaction", e))?;
+    Ok(())
+}
+
+fn run_loop(consumer: BaseConsumer<LoopContext>, engine: Arc<Mutex<Engine>>, stop: Arc<AtomicBool>) -> Result<(), PipelineError> {
+    let interval = Duration::from_millis(lock(&engine).settings.processing.commit_interval_ms);
+    let mut batch_started = Instant::now();
+    let result = (|| {
+        while !stop.load(Ordering::SeqCst) {
+            let polled = consumer.poll(Duration::from_millis(50));
+            let mut e = lock(&engine);
+            e.last_poll = Instant::now();
+            if let Some(err) = e.fatal.take() {
+                return Err(err);
+            }
+            match polled {
+                Some(Ok(msg)) => e.handle(&msg)?,
+                Some(Err(err)) => tracing::warn!(error = %err, "consumer error"),
+                None => {}
+            }
+            if batch_started.elapsed() >= interval {
+                e.idle_advance()?;
+                e.end_batch(&consumer)?;
+                e.maybe_refit();
+                batch_started = Instant::now();
+            }
+        }
+        lock(&engine).end_batch(&consumer)
+    })();
+    if result.is_ok() {
+        consumer.unsubscribe();
+        // Serve the revocation callback, then close.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !lock(&engine).assigned.is_empty() && Instant::now() < deadline {
+            let _ = consumer.poll(Duration::from_millis(50));
+        }
+    }
+    let e = lock(&engine);
+    let _ = e.sink.producer.flush(Duration::from_secs(10));
+    drop(e);
+    drop(consumer);
+    result
+}

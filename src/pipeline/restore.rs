@@ -1,0 +1,88 @@
+//! Rebuilding a partition's state from its changelog partition before that
+//! partition's input is processed.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer},
+    message::Message,
+    Offset, TopicPartitionList,
+};
+
+use super::{client, PipelineError};
+use crate::{processor::Processor, settings::Settings, state::CustomerState};
+
+/// What one restore did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Restored {
+    pub records: u64,
+    pub customers: usize,
+    pub skipped: u64,
+    pub elapsed: Duration,
+}
+
+pub fn restore_consumer(settings: &Settings) -> Result<BaseConsumer, PipelineError> {
+    client::base(settings)?
+        .set("group.id", format!("{}-restore", settings.application_id))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "10485760")
+        .create()
+        .map_err(|e| PipelineError::Kafka(format!("creating the restore consumer: {e}")))
+}
+
+/// Reads changelog partition `partition` from the beginning to its end as of
+/// now, installing snapshots and applying tombstones.
+pub fn restore(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    proc: &mut Processor,
+    timeout: Duration,
+) -> Result<Restored, PipelineError> {
+    let started = Instant::now();
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .map_err(|e| PipelineError::Kafka(format!("watermarks of {topic}/{partition}: {e}")))?;
+    let mut out = Restored::default();
+    if high <= low {
+        out.elapsed = started.elapsed();
+        return Ok(out);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .map_err(|e| PipelineError::Kafka(e.to_string()))?;
+    consumer.assign(&tpl).map_err(|e| PipelineError::Kafka(format!("assigning {topic}/{partition}: {e}")))?;
+    let deadline = Instant::now() + timeout;
+    let mut last_offset = low - 1;
+    while last_offset < high - 1 {
+        if Instant::now() > deadline {
+            return Err(PipelineError::Kafka(format!(
+                "restoring {topic}/{partition} timed out at offset {last_offset} of {high}"
+            )));
+        }
+        let Some(msg) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let msg = msg.map_err(|e| PipelineError::Kafka(format!("reading {topic}/{partition}: {e}")))?;
+        last_offset = msg.offset();
+        out.records += 1;
+        let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+            out.skipped += 1;
+            continue;
+        };
+        match msg.payload() {
+            None => proc.forget(key),
+            Some(bytes) => match CustomerState::decode_snapshot(bytes) {
+                Ok((_, state)) => proc.restore(key, state),
+                Err(e) => {
+                    out.skipped += 1;
+                    tracing::warn!(partition, offset = msg.offset(), error = %e, "skipping an unreadable changelog record");
+                }
+            },
+        }
+    }
+    let _ = consumer.unassign();
+    out.customers = proc.len();
+    out.elapsed = started.elapsed();
+    Ok(out)
+}

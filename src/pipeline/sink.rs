@@ -1,0 +1,172 @@
+//! Everything churnwatch writes to Kafka goes through one producer: outreach
+//! decisions, dead letters and changelog records. A full producer queue
+//! blocks the caller (and so consumption) instead of growing memory.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use prost::Message;
+use rdkafka::{
+    error::{KafkaError, RDKafkaErrorCode},
+    message::{Header, OwnedHeaders},
+    producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext},
+    ClientContext,
+};
+
+use super::{client, PipelineError};
+use crate::{
+    codec::Format,
+    metrics::Metrics,
+    pb::OutreachRequested,
+    settings::{Guarantee, Settings},
+};
+
+/// Counts records the broker did not accept; at-least-once never commits
+/// input offsets past a failed delivery.
+pub struct DeliveryContext {
+    pub failed: AtomicU64,
+    pub metrics: Arc<Metrics>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            self.metrics.producer_errors.inc();
+            tracing::error!(error = %e, "a record was not delivered");
+        }
+    }
+}
+
+pub struct Sink {
+    pub producer: BaseProducer<DeliveryContext>,
+    outreach_topic: String,
+    dead_letter_topic: String,
+    changelog_topic: String,
+    outreach_format: Format,
+    pub transactional: bool,
+    metrics: Arc<Metrics>,
+}
+
+pub const CONTENT_TYPE: &str = "content-type";
+pub const PROTOBUF: &str = "application/x-protobuf";
+pub const JSON: &str = "application/json";
+
+impl Sink {
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>, thread: usize) -> Result<Sink, PipelineError> {
+        let mut cfg = client::base(settings)?;
+        cfg.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("queue.buffering.max.messages", settings.processing.max_in_flight.to_string())
+            .set("message.timeout.ms", "300000");
+        let transactional = settings.processing.guarantee == Guarantee::ExactlyOnce;
+        if transactional {
+            let instance = settings
+                .kafka
+                .group_instance_id
+                .clone()
+                .unwrap_or_else(|| format!("pid{}", std::process::id()));
+            cfg.set("transactional.id", format!("{}-{instance}-{thread}", settings.application_id));
+        }
+        let ctx = DeliveryContext { failed: AtomicU64::new(0), metrics: metrics.clone() };
+        let producer: BaseProducer<DeliveryContext> =
+            cfg.create_with_context(ctx).map_err(|e| PipelineError::Kafka(format!("creating the producer: {e}")))?;
+        Ok(Sink {
+            producer,
+            outreach_topic: settings.kafka.outreach_topic.clone(),
+            dead_letter_topic: settings.kafka.dead_letter_topic.clone(),
+            changelog_topic: settings.changelog_topic(),
+            outreach_format: settings.kafka.outreach_format,
+            transactional,
+            metrics,
+        })
+    }
+
+    /// Sends, waiting (and serving delivery reports) while the queue is full.
+    fn send(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), PipelineError> {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    self.producer.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => return Err(PipelineError::Kafka(format!("producing: {e}"))),
+            }
+        }
+    }
+
+    pub fn outreach(&self, o: &OutreachRequested) -> Result<(), PipelineError> {
+        let (payload, ct) = match self.outreach_format {
+            Format::Protobuf => (o.encode_to_vec(), PROTOBUF),
+            Format::Json => (serde_json::to_vec(o).unwrap_or_default(), JSON),
+        };
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "outreach_id", value: Some(o.outreach_id.as_bytes()) })
+            .insert(Header { key: CONTENT_TYPE, value: Some(ct.as_bytes()) });
+        self.send(
+            BaseRecord::to(&self.outreach_topic)
+                .key(o.customer_id.as_bytes())
+                .payload(&payload[..])
+                .headers(headers),
+        )
+    }
+
+    /// The original message, with why it was refused and where it came from.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dead_letter(
+        &self,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        reason: &str,
+        detail: &str,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<(), PipelineError> {
+        let (p, o) = (partition.to_string(), offset.to_string());
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "churnwatch.reason", value: Some(reason.as_bytes()) })
+            .insert(Header { key: "churnwatch.error", value: Some(detail.as_bytes()) })
+            .insert(Header { key: "churnwatch.source.topic", value: Some(topic.as_bytes()) })
+            .insert(Header { key: "churnwatch.source.partition", value: Some(p.as_bytes()) })
+            .insert(Header { key: "churnwatch.source.offset", value: Some(o.as_bytes()) });
+        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.dead_letter_topic).headers(headers);
+        if let Some(k) = key {
+            r = r.key(k);
+        }
+        if let Some(v) = payload {
+            r = r.payload(v);
+        }
+        self.send(r)
+    }
+
+    /// A state snapshot (or a tombstone) to the partition's changelog partition.
+    pub fn changelog(&self, partition: i32, customer_id: &str, snapshot: Option<&[u8]>) -> Result<(), PipelineError> {
+        let mut r: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(&self.changelog_topic).partition(partition).key(customer_id.as_bytes());
+        if let Some(v) = snapshot {
+            r = r.payload(v);
+        }
+        self.metrics.changelog_records.inc();
+        self.send(r)
+    }
+
+    pub fn failed_deliveries(&self) -> u64 {
+        self.producer.context().failed.load(Ordering::Relaxed)
+    }
+
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+}

@@ -1,0 +1,109 @@
+//! Topic checks at start: the input must exist; the changelog must be
+//! co-partitioned with it (created compacted when missing); the outreach and
+//! dead-letter topics are created when missing (if allowed).
+
+use std::time::Duration;
+
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{BaseConsumer, Consumer},
+    types::RDKafkaErrorCode,
+};
+
+use super::{client, PipelineError};
+use crate::settings::Settings;
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Partition count of a topic, `None` if it does not exist.
+pub fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<Option<usize>, PipelineError> {
+    let md = consumer
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .map_err(|e| PipelineError::Kafka(format!("metadata for `{topic}`: {e}")))?;
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else { return Ok(None) };
+    match t.error() {
+        Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => Ok(None),
+        Some(e) => Err(PipelineError::Kafka(format!("metadata for `{topic}`: {:?}", RDKafkaErrorCode::from(e)))),
+        None if t.partitions().is_empty() => Ok(None),
+        None => Ok(Some(t.partitions().len())),
+    }
+}
+
+/// Checks (and if allowed creates) the topics; returns the input partition count.
+pub async fn prepare(settings: &Settings) -> Result<usize, PipelineError> {
+    let probe: BaseConsumer = client::base(settings)?
+        .set("group.id", format!("{}-probe", settings.application_id))
+        .create()
+        .map_err(|e| PipelineError::Kafka(format!("creating a client: {e}")))?;
+    let k = &settings.kafka;
+    let input = partition_count(&probe, &k.input_topic)?.ok_or_else(|| {
+        PipelineError::Topology(format!("input topic `{}` does not exist at {}", k.input_topic, k.bootstrap_servers))
+    })?;
+    let changelog = settings.changelog_topic();
+    let mut missing = Vec::new();
+    match partition_count(&probe, &changelog)? {
+        Some(n) if n != input => {
+            return Err(PipelineError::Topology(format!(
+                "changelog topic `{changelog}` has {n} partitions but input topic `{}` has {input}; they must be \
+                 co-partitioned (state for input partition p lives in changelog partition p). Recreate the changelog \
+                 with {input} partitions or use another application_id.",
+                k.input_topic
+            )))
+        }
+        Some(_) => {}
+        None => missing.push((changelog.clone(), true)),
+    }
+    for t in [&k.outreach_topic, &k.dead_letter_topic] {
+        if partition_count(&probe, t)?.is_none() {
+            missing.push((t.clone(), false));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(input);
+    }
+    if !k.create_topics {
+        let names: Vec<&str> = missing.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(PipelineError::Topology(format!(
+            "missing topics {names:?} and kafka.create_topics is false"
+        )));
+    }
+    let admin: AdminClient<DefaultClientContext> = client::base(settings)?
+        .create()
+        .map_err(|e| PipelineError::Kafka(format!("creating an admin client: {e}")))?;
+    let partitions = i32::try_from(input).unwrap_or(i32::MAX);
+    let new: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|(name, compact)| {
+            let t = NewTopic::new(name, partitions, TopicReplication::Fixed(k.replication_factor));
+            if *compact {
+                t.set("cleanup.policy", "compact").set("retention.ms", "-1")
+            } else {
+                t.set("cleanup.policy", "delete").set("retention.ms", "604800000")
+            }
+        })
+        .collect();
+    let results = admin
+        .create_topics(&new, &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)))
+        .await
+        .map_err(|e| PipelineError::Kafka(format!("creating topics: {e}")))?;
+    for r in results {
+        match r {
+            Ok(name) => tracing::info!(topic = %name, partitions, "created topic"),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => tracing::debug!(topic = %name, "topic exists"),
+            Err((name, e)) => return Err(PipelineError::Kafka(format!("creating topic `{name}`: {e:?}"))),
+        }
+    }
+    // Wait until the new topics are visible in metadata.
+    for _ in 0..50 {
+        let mut all = true;
+        for (name, _) in &missing {
+            all &= partition_count(&probe, name)?.is_some();
+        }
+        if all {
+            return Ok(input);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(PipelineError::Topology("created topics did not appear in metadata".into()))
+}

@@ -1,0 +1,430 @@
+//! The service configuration (`churnwatch run --config FILE`): one TOML file
+//! plus environment overrides (`CHURNWATCH_SECTION__KEY=value`, e.g.
+//! `CHURNWATCH_KAFKA__BOOTSTRAP_SERVERS=broker:9092`), over built-in defaults
+//! (figment). The core sections (`fold`, `model`, `score`, `outreach`) are
+//! the same as `replay` reads. Every problem is reported at once, with its key.
+
+use std::{collections::BTreeMap, path::Path};
+
+use figment::{
+    providers::{Env, Format as _, Serialized, Toml},
+    Figment,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    codec::Format,
+    config::{ConfigProblem, CoreConfig, FoldConfig, ModelConfig, OutreachConfig, ScoreConfig},
+    time::Span,
+};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Names the consumer group (unless `kafka.group_id` is set) and the
+    /// changelog topic `<application_id>-changelog`.
+    pub application_id: String,
+    pub kafka: KafkaSettings,
+    pub processing: ProcessingSettings,
+    pub shutdown: ShutdownSettings,
+    pub log: LogSettings,
+    pub fold: FoldConfig,
+    pub model: ModelConfig,
+    pub score: ScoreConfig,
+    pub outreach: OutreachConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            application_id: "churnwatch".into(),
+            kafka: KafkaSettings::default(),
+            processing: ProcessingSettings::default(),
+            shutdown: ShutdownSettings::default(),
+            log: LogSettings::default(),
+            fold: FoldConfig::default(),
+            model: ModelConfig::default(),
+            score: ScoreConfig::default(),
+            outreach: OutreachConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignmentStrategy {
+    /// Incremental rebalancing (KIP-429): only moved partitions stop.
+    CooperativeSticky,
+    /// Eager: every rebalance revokes everything (for brokers or mixed
+    /// groups that cannot do cooperative).
+    Range,
+    RoundRobin,
+}
+
+impl AssignmentStrategy {
+    pub fn librdkafka_name(self) -> &'static str {
+        match self {
+            AssignmentStrategy::CooperativeSticky => "cooperative-sticky",
+            AssignmentStrategy::Range => "range",
+            AssignmentStrategy::RoundRobin => "roundrobin",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    /// Input: customer interaction events, key = customer_id.
+    pub input_topic: String,
+    /// Output: OutreachRequested, key = customer_id.
+    pub outreach_topic: String,
+    /// Undecodable or invalid input, with the reason in headers.
+    pub dead_letter_topic: String,
+    /// Consumer group; default: `application_id`.
+    pub group_id: Option<String>,
+    /// Static membership (`group.instance.id`): a restart within the session
+    /// timeout keeps its partitions (no rebalance on rolling restarts).
+    pub group_instance_id: Option<String>,
+    pub assignment_strategy: AssignmentStrategy,
+    /// Input encoding when a message has no `content-type` header.
+    pub input_format: Format,
+    /// Encoding of outreach messages.
+    pub outreach_format: Format,
+    /// Create the changelog (compacted), outreach and dead-letter topics
+    /// when missing, with the input topic's partition count.
+    pub create_topics: bool,
+    /// Replication factor for created topics.
+    pub replication_factor: i32,
+    /// Passed to librdkafka as is (security.protocol, sasl.*, ssl.*, ...).
+    /// Values may be `env:VAR` or `file:PATH` to keep secrets out of the file.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        KafkaSettings {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            input_topic: "customer-interactions".into(),
+            outreach_topic: "churnwatch-outreach".into(),
+            dead_letter_topic: "churnwatch-dead-letter".into(),
+            group_id: None,
+            group_instance_id: None,
+            assignment_strategy: AssignmentStrategy::CooperativeSticky,
+            input_format: Format::Protobuf,
+            outreach_format: Format::Protobuf,
+            create_topics: true,
+            replication_factor: 1,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    AtLeastOnce,
+    ExactlyOnce,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessingSettings {
+    pub guarantee: Guarantee,
+    /// How often the changelog is flushed and input offsets are committed
+    /// (after the broker acknowledged everything they caused).
+    pub commit_interval_ms: u64,
+    /// A partition that receives nothing for this long advances its stream
+    /// time with the wall clock, so silent customers are still scored when
+    /// traffic stops. `None` (omit the key) = event time only.
+    pub idle_advance: Option<Span>,
+    /// Independent consumer loops in this process (each owns some partitions).
+    pub threads: usize,
+    /// Most messages the producer may hold unacknowledged; when full,
+    /// consumption pauses (backpressure) instead of memory growing.
+    pub max_in_flight: usize,
+}
+
+impl Default for ProcessingSettings {
+    fn default() -> Self {
+        ProcessingSettings {
+            guarantee: Guarantee::AtLeastOnce,
+            commit_interval_ms: 1000,
+            idle_advance: Some(Span::seconds(60)),
+            threads: 1,
+            max_in_flight: 100_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// On SIGTERM/SIGINT: stop fetching, drain, commit and exit within this.
+    pub timeout: Span,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        ShutdownSettings { timeout: Span::seconds(30) }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// tracing filter, e.g. `info` or `churnwatch=debug`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// Loading failed: every problem, each with its key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct SettingsError(pub Vec<ConfigProblem>);
+
+impl Settings {
+    pub fn core(&self) -> CoreConfig {
+        CoreConfig {
+            fold: self.fold.clone(),
+            model: self.model.clone(),
+            score: self.score.clone(),
+            outreach: self.outreach.clone(),
+        }
+    }
+
+    pub fn group_id(&self) -> &str {
+        self.kafka.group_id.as_deref().unwrap_or(&self.application_id)
+    }
+
+    pub fn changelog_topic(&self) -> String {
+        format!("{}-changelog", self.application_id)
+    }
+
+    /// Defaults, then the file (if any), then `CHURNWATCH_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Settings, SettingsError> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(SettingsError(vec![ConfigProblem::new(
+                    "--config",
+                    format!("{} does not exist", f.display()),
+                )]));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed("CHURNWATCH_").split("__").ignore(&["log"]));
+        let settings: Settings = fig.extract().map_err(|e| {
+            SettingsError(
+                e.into_iter()
+                    .map(|err| {
+                        let key = if err.path.is_empty() { "(file)".to_owned() } else { err.path.join(".") };
+                        ConfigProblem::new(key, err.kind.to_string())
+                    })
+                    .collect(),
+            )
+        })?;
+        let problems = settings.problems();
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(SettingsError(problems))
+        }
+    }
+
+    /// Every cross-field problem, core included.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut p = self.core().problems();
+        let k = &self.kafka;
+        if self.application_id.trim().is_empty() {
+            p.push(ConfigProblem::new("application_id", "must not be empty"));
+        }
+        for (key, v) in [
+            ("kafka.bootstrap_servers", &k.bootstrap_servers),
+            ("kafka.input_topic", &k.input_topic),
+            ("kafka.outreach_topic", &k.outreach_topic),
+            ("kafka.dead_letter_topic", &k.dead_letter_topic),
+        ] {
+            if v.trim().is_empty() {
+                p.push(ConfigProblem::new(key, "must not be empty"));
+            }
+        }
+        let topics = [&k.input_topic, &k.outreach_topic, &k.dead_letter_topic, &self.changelog_topic()];
+        for (i, a) in topics.iter().enumerate() {
+            if topics[i + 1..].contains(a) {
+                p.push(ConfigProblem::new("kafka", format!("topic `{a}` is used for two purposes")));
+            }
+        }
+        if k.replication_factor < 1 {
+            p.push(ConfigProblem::new("kafka.replication_factor", "must be at least 1"));
+        }
+        for (key, value) in &k.properties {
+            if let Err(e) = resolve_secret(value) {
+                p.push(ConfigProblem::new(format!("kafka.properties.\"{key}\""), e));
+            }
+            if ["enable.auto.commit", "group.id", "bootstrap.servers", "transactional.id"].contains(&key.as_str()) {
+                p.push(ConfigProblem::new(
+                    format!("kafka.properties.\"{key}\""),
+                    "is managed by churnwatch; use the dedicated setting",
+                ));
+            }
+        }
+        let pr = &self.processing;
+        if pr.commit_interval_ms == 0 {
+            p.push(ConfigProblem::new("processing.commit_interval_ms", "must be positive"));
+        }
+        if pr.idle_advance.is_some_and(|s| s.as_secs() <= 0) {
+            p.push(ConfigProblem::new("processing.idle_advance", "must be positive (omit it to disable)"));
+        }
+        if pr.threads == 0 || pr.threads > 64 {
+            p.push(ConfigProblem::new("processing.threads", "must be between 1 and 64"));
+        }
+        if pr.max_in_flight < 100 {
+            p.push(ConfigProblem::new("processing.max_in_flight", "must be at least 100"));
+        }
+        if self.shutdown.timeout.as_secs() <= 0 {
+            p.push(ConfigProblem::new("shutdown.timeout", "must be positive"));
+        }
+        p
+    }
+
+    /// The settings as TOML with secrets masked (for `check-config` and logs).
+    pub fn redacted_toml(&self) -> String {
+        let mut s = self.clone();
+        for (key, v) in s.kafka.properties.iter_mut() {
+            if is_secret_key(key) && !v.starts_with("env:") && !v.starts_with("file:") {
+                *v = "***".into();
+            }
+        }
+        toml::to_string(&s).unwrap_or_default()
+    }
+}
+
+/// Keys whose values are secrets.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password") || k.contains("secret") || k.ends_with(".key") || k.contains("token")
+}
+
+/// A property value: literal, `env:VAR` or `file:PATH` (trailing newline trimmed).
+pub fn resolve_secret(value: &str) -> Result<String, String> {
+    if let Some(var) = value.strip_prefix("env:") {
+        std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
+    } else if let Some(path) = value.strip_prefix("file:") {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+            .map_err(|e| format!("cannot read {path}: {e}"))
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                r#"
+                application_id = "cw-test"
+                [kafka]
+                input_topic = "events"
+                [kafka.properties]
+                "security.protocol" = "SASL_PLAINTEXT"
+                "sasl.password" = "hunter2"
+                [outreach]
+                cooldown = "7d"
+                "#,
+            )?;
+            jail.set_env("CHURNWATCH_KAFKA__BOOTSTRAP_SERVERS", "10.0.0.1:9093");
+            jail.set_env("CHURNWATCH_PROCESSING__THREADS", "2");
+            let s = Settings::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(s.application_id, "cw-test");
+            assert_eq!(s.kafka.input_topic, "events");
+            assert_eq!(s.kafka.bootstrap_servers, "10.0.0.1:9093");
+            assert_eq!(s.processing.threads, 2);
+            assert_eq!(s.outreach.cooldown, Span::days(7));
+            assert_eq!(s.changelog_topic(), "cw-test-changelog");
+            assert_eq!(s.group_id(), "cw-test");
+            let shown = s.redacted_toml();
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("SASL_PLAINTEXT"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn all_problems_are_reported_together_with_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "bad.toml",
+                r#"
+                [kafka]
+                input_topic = "x"
+                outreach_topic = "x"
+                [kafka.properties]
+                "enable.auto.commit" = "true"
+                "sasl.password" = "env:CHURNWATCH_TEST_UNSET_VAR"
+                [processing]
+                threads = 0
+                [outreach]
+                cap = 0
+                "#,
+            )?;
+            let err = match Settings::load(Some(Path::new("bad.toml"))) {
+                Ok(_) => panic!("must fail"),
+                Err(e) => e,
+            };
+            let keys: Vec<String> = err.0.iter().map(|p| p.key.clone()).collect();
+            for k in [
+                "kafka",
+                "kafka.properties.\"enable.auto.commit\"",
+                "kafka.properties.\"sasl.password\"",
+                "processing.threads",
+                "outreach.cap",
+            ] {
+                assert!(keys.iter().any(|x| x == k), "{k} not in {keys:?}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_name_their_path() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("u.toml", "[kafka]\nbootstrap = \"x\"\n")?;
+            let err = Settings::load(Some(Path::new("u.toml"))).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("bootstrap"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_resolve_from_env_and_files() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CW_SECRET", "s3cret");
+            jail.create_file("pw", "from-file\n")?;
+            assert_eq!(resolve_secret("env:CW_SECRET"), Ok("s3cret".into()));
+            assert_eq!(resolve_secret("file:pw"), Ok("from-file".into()));
+            assert_eq!(resolve_secret("plain"), Ok("plain".into()));
+            assert!(resolve_secret("env:CW_NOPE_NOT_SET").is_err());
+            Ok(())
+        });
+    }
+}
