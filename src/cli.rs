@@ -6,10 +6,10 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    settings::Settings,
     codec::Format,
     config::{CoreConfig, TimeUnit},
     replay::{self, ReplayOptions},
+    settings::Settings,
     time::{parse_rfc3339, Span},
 };
 
@@ -171,7 +171,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig { file } => {
             let settings = Settings::load(Some(&file))?;
-            println!("# {} is valid; effective configuration (secrets masked):", file.display());
+            println!(
+                "# {} is valid; effective configuration (secrets masked):",
+                file.display()
+            );
             println!("{}", settings.redacted_toml());
             Ok(ExitCode::SUCCESS)
         }

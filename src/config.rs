@@ -110,6 +110,9 @@ pub struct ModelConfig {
     pub refit_every: Span,
     /// Do not fit on fewer customers than this; keep the previous model.
     pub min_customers: u64,
+    /// Do not fit before the oldest customer's history is this long (a fit
+    /// on a few days of data says nothing about dropout).
+    pub min_history: Span,
     /// Horizon of "expected activity".
     pub horizon: Span,
 }
@@ -122,6 +125,7 @@ impl Default for ModelConfig {
             prior: None,
             refit_every: Span::days(1),
             min_customers: 100,
+            min_history: Span::days(28),
             horizon: Span::days(30),
         }
     }

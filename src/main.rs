@@ -10,8 +10,11 @@ use churnwatch::{
 };
 
 fn init_logs(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => b.json().init(),
         LogFormat::Text => b.init(),
@@ -40,7 +43,10 @@ fn run(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(config)?;
     init_logs(settings.log.format, &settings.log.level);
     let metrics = Arc::new(Metrics::new()?);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(service::run(settings, metrics, service::signals()))?;
     Ok(ExitCode::SUCCESS)
 }

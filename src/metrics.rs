@@ -3,8 +3,8 @@
 //! reasons, playbooks, channels, levels, partitions), never a customer id.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -153,7 +153,10 @@ impl Metrics {
         r.register(Box::new(m.commits.clone()))?;
         r.register(Box::new(m.timers_fired.clone()))?;
         // Pre-create the bounded label sets so dashboards see zeros, not gaps.
-        for reason in crate::validate::Rejection::REASONS.iter().chain(crate::codec::DecodeError::REASONS.iter()) {
+        for reason in crate::validate::Rejection::REASONS
+            .iter()
+            .chain(crate::codec::DecodeError::REASONS.iter())
+        {
             m.events_rejected.with_label_values(&[reason]);
         }
         for s in crate::outreach::Suppression::ALL {
@@ -183,9 +186,15 @@ mod tests {
     #[test]
     fn names_follow_the_conventions() {
         let m = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
-        m.events_consumed.with_label_values(&["purchase", "0"]).inc();
-        m.outreach_emitted.with_label_values(&["WIN_BACK", "email", "high"]).inc();
-        m.outreach_outcomes.with_label_values(&["WIN_BACK", "replied"]).inc();
+        m.events_consumed
+            .with_label_values(&["purchase", "0"])
+            .inc();
+        m.outreach_emitted
+            .with_label_values(&["WIN_BACK", "email", "high"])
+            .inc();
+        m.outreach_outcomes
+            .with_label_values(&["WIN_BACK", "replied"])
+            .inc();
         m.model_refits.with_label_values(&["ok"]).inc();
         m.restore_records.with_label_values(&["0"]).inc();
         m.rebalances.with_label_values(&["assign"]).inc();
@@ -205,6 +214,8 @@ mod tests {
                 }
             }
         }
-        assert!(m.render().contains("churnwatch_events_rejected_total{reason=\"nps_out_of_range\"} 0"));
+        assert!(m
+            .render()
+            .contains("churnwatch_events_rejected_total{reason=\"nps_out_of_range\"} 0"));
     }
 }

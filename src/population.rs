@@ -29,6 +29,8 @@ pub struct FitRecord {
 pub enum RefitError {
     #[error("only {customers} customers with activity; model.min_customers is {min}, so the current model stays")]
     TooFew { customers: u64, min: u64 },
+    #[error("the longest customer history is {days:.0} days; model.min_history is {min_days} days, so the current model stays")]
+    TooShort { days: f64, min_days: i64 },
     #[error(transparent)]
     Model(#[from] ModelError),
 }

@@ -48,8 +48,12 @@ pub struct ReplayOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("invalid configuration: {0}")]
     Config(String),
 }
@@ -312,24 +316,32 @@ fn write_scores(proc: &Processor, now: Timestamp, path: &Path) -> Result<(), Rep
     .map_err(csv_err)?;
     for (id, state) in proc.sorted() {
         let s = score::score(state, now, &ctx);
+        // Customers with no activity yet (only consent or subscription
+        // events) have no buy-till-you-die inputs: those cells stay empty.
         let (x, t_x, t, p_alive, expected) = match &state.activity {
             Some(a) => {
                 let tr = model.triple(a, day_of(now));
                 let expected = model
                     .expected_activity(a, day_of(now), cfg.model.horizon)
-                    .unwrap_or(f64::NAN);
-                (tr.x, tr.t_x, tr.t, model.p_alive(a, day_of(now)), expected)
+                    .map_or(String::new(), |e| format!("{e:.6}"));
+                (
+                    format!("{}", tr.x),
+                    format!("{:.4}", tr.t_x),
+                    format!("{:.4}", tr.t),
+                    format!("{:.6}", model.p_alive(a, day_of(now))),
+                    expected,
+                )
             }
-            None => (0.0, 0.0, 0.0, f64::NAN, f64::NAN),
+            None => Default::default(),
         };
         let top = s.reasons.first();
         w.write_record([
             id.to_string(),
-            format!("{x}"),
-            format!("{t_x:.4}"),
-            format!("{t:.4}"),
-            format!("{p_alive:.6}"),
-            format!("{expected:.6}"),
+            x,
+            t_x,
+            t,
+            p_alive,
+            expected,
             format!("{:.6}", s.risk),
             s.level.as_str().to_owned(),
             top.map_or("", |r| r.code).to_owned(),

@@ -11,7 +11,11 @@ use crate::{
 };
 
 /// Runs until `shutdown` resolves or a loop fails.
-pub async fn run(settings: Settings, metrics: Arc<Metrics>, shutdown: impl Future<Output = ()>) -> Result<(), PipelineError> {
+pub async fn run(
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), PipelineError> {
     let timeout = settings.shutdown.timeout.as_std();
     tracing::info!(
         application_id = %settings.application_id,
@@ -38,7 +42,9 @@ pub async fn run(settings: Settings, metrics: Arc<Metrics>, shutdown: impl Futur
     match tokio::time::timeout(timeout, joined).await {
         Ok(Ok(r)) => r,
         Ok(Err(_)) => Err(PipelineError::Panicked),
-        Err(_) => Err(PipelineError::Kafka(format!("did not stop within shutdown.timeout ({timeout:?})"))),
+        Err(_) => Err(PipelineError::Kafka(format!(
+            "did not stop within shutdown.timeout ({timeout:?})"
+        ))),
     }
 }
 
@@ -47,7 +53,10 @@ pub async fn signals() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             let _ = tokio::signal::ctrl_c().await;
             return;
         };

@@ -166,7 +166,9 @@ pub struct ShutdownSettings {
 
 impl Default for ShutdownSettings {
     fn default() -> Self {
-        ShutdownSettings { timeout: Span::seconds(30) }
+        ShutdownSettings {
+            timeout: Span::seconds(30),
+        }
     }
 }
 
@@ -187,7 +189,10 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        LogSettings { format: LogFormat::Text, level: "info".into() }
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
     }
 }
 
@@ -207,7 +212,10 @@ impl Settings {
     }
 
     pub fn group_id(&self) -> &str {
-        self.kafka.group_id.as_deref().unwrap_or(&self.application_id)
+        self.kafka
+            .group_id
+            .as_deref()
+            .unwrap_or(&self.application_id)
     }
 
     pub fn changelog_topic(&self) -> String {
@@ -231,7 +239,11 @@ impl Settings {
             SettingsError(
                 e.into_iter()
                     .map(|err| {
-                        let key = if err.path.is_empty() { "(file)".to_owned() } else { err.path.join(".") };
+                        let key = if err.path.is_empty() {
+                            "(file)".to_owned()
+                        } else {
+                            err.path.join(".")
+                        };
                         ConfigProblem::new(key, err.kind.to_string())
                     })
                     .collect(),
@@ -262,20 +274,38 @@ impl Settings {
                 p.push(ConfigProblem::new(key, "must not be empty"));
             }
         }
-        let topics = [&k.input_topic, &k.outreach_topic, &k.dead_letter_topic, &self.changelog_topic()];
+        let topics = [
+            &k.input_topic,
+            &k.outreach_topic,
+            &k.dead_letter_topic,
+            &self.changelog_topic(),
+        ];
         for (i, a) in topics.iter().enumerate() {
             if topics[i + 1..].contains(a) {
-                p.push(ConfigProblem::new("kafka", format!("topic `{a}` is used for two purposes")));
+                p.push(ConfigProblem::new(
+                    "kafka",
+                    format!("topic `{a}` is used for two purposes"),
+                ));
             }
         }
         if k.replication_factor < 1 {
-            p.push(ConfigProblem::new("kafka.replication_factor", "must be at least 1"));
+            p.push(ConfigProblem::new(
+                "kafka.replication_factor",
+                "must be at least 1",
+            ));
         }
         for (key, value) in &k.properties {
             if let Err(e) = resolve_secret(value) {
                 p.push(ConfigProblem::new(format!("kafka.properties.\"{key}\""), e));
             }
-            if ["enable.auto.commit", "group.id", "bootstrap.servers", "transactional.id"].contains(&key.as_str()) {
+            if [
+                "enable.auto.commit",
+                "group.id",
+                "bootstrap.servers",
+                "transactional.id",
+            ]
+            .contains(&key.as_str())
+            {
                 p.push(ConfigProblem::new(
                     format!("kafka.properties.\"{key}\""),
                     "is managed by churnwatch; use the dedicated setting",
@@ -284,16 +314,28 @@ impl Settings {
         }
         let pr = &self.processing;
         if pr.commit_interval_ms == 0 {
-            p.push(ConfigProblem::new("processing.commit_interval_ms", "must be positive"));
+            p.push(ConfigProblem::new(
+                "processing.commit_interval_ms",
+                "must be positive",
+            ));
         }
         if pr.idle_advance.is_some_and(|s| s.as_secs() <= 0) {
-            p.push(ConfigProblem::new("processing.idle_advance", "must be positive (omit it to disable)"));
+            p.push(ConfigProblem::new(
+                "processing.idle_advance",
+                "must be positive (omit it to disable)",
+            ));
         }
         if pr.threads == 0 || pr.threads > 64 {
-            p.push(ConfigProblem::new("processing.threads", "must be between 1 and 64"));
+            p.push(ConfigProblem::new(
+                "processing.threads",
+                "must be between 1 and 64",
+            ));
         }
         if pr.max_in_flight < 100 {
-            p.push(ConfigProblem::new("processing.max_in_flight", "must be at least 100"));
+            p.push(ConfigProblem::new(
+                "processing.max_in_flight",
+                "must be at least 100",
+            ));
         }
         if self.shutdown.timeout.as_secs() <= 0 {
             p.push(ConfigProblem::new("shutdown.timeout", "must be positive"));
@@ -333,6 +375,7 @@ pub fn resolve_secret(value: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
 
@@ -409,7 +452,10 @@ mod tests {
     fn unknown_keys_name_their_path() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("u.toml", "[kafka]\nbootstrap = \"x\"\n")?;
-            let err = Settings::load(Some(Path::new("u.toml"))).err().map(|e| e.to_string()).unwrap_or_default();
+            let err = Settings::load(Some(Path::new("u.toml")))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(err.contains("bootstrap"), "{err}");
             Ok(())
         });

@@ -18,7 +18,8 @@ use common::{month::month, settings, unique, wait_for, Broker, Storage};
 use prost::Message;
 
 fn decode_outreach(r: &common::Record) -> OutreachRequested {
-    OutreachRequested::decode(r.value.as_deref().unwrap_or_default()).unwrap_or_else(|e| panic!("outreach decodes: {e}"))
+    OutreachRequested::decode(r.value.as_deref().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("outreach decodes: {e}"))
 }
 
 /// The outreach ids `churnwatch replay` gives on the same events.
@@ -37,7 +38,11 @@ fn replay_ids(evs: &[InteractionEvent]) -> BTreeSet<String> {
     std::fs::read_to_string(out)
         .unwrap_or_default()
         .lines()
-        .map(|l| serde_json::from_str::<OutreachRequested>(l).map(|o| o.outreach_id).unwrap_or_default())
+        .map(|l| {
+            serde_json::from_str::<OutreachRequested>(l)
+                .map(|o| o.outreach_id)
+                .unwrap_or_default()
+        })
         .collect()
 }
 
@@ -46,7 +51,12 @@ fn metric(m: &Metrics, name: &str) -> f64 {
         .gather()
         .iter()
         .filter(|f| f.name() == name)
-        .flat_map(|f| f.get_metric().iter().map(|x| x.get_counter().get_value() + x.get_gauge().get_value()).collect::<Vec<_>>())
+        .flat_map(|f| {
+            f.get_metric()
+                .iter()
+                .map(|x| x.get_counter().get_value() + x.get_gauge().get_value())
+                .collect::<Vec<_>>()
+        })
         .sum()
 }
 
@@ -58,18 +68,31 @@ async fn the_month_over_kafka_gives_the_replay_outreach() {
     let evs = month();
     // Each partition keeps traffic until the end of the month, so stream time moves on in both.
     let busy_first = ["steady", "silent-regular", "renewal"];
-    broker.produce(&s.kafka.input_topic, &evs, Format::Protobuf, |c| i32::from(!busy_first.contains(&c)));
+    broker.produce(&s.kafka.input_topic, &evs, Format::Protobuf, |c| {
+        i32::from(!busy_first.contains(&c))
+    });
     let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
-    let p = Pipeline::start(s.clone(), metrics.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    let p = Pipeline::start(s.clone(), metrics.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 
     let expected = replay_ids(&evs);
     assert_eq!(expected.len(), 4);
-    let got = broker.read_topic(&s.kafka.outreach_topic, expected.len(), Duration::from_secs(60), false);
+    let got = broker.read_topic(
+        &s.kafka.outreach_topic,
+        expected.len(),
+        Duration::from_secs(60),
+        false,
+    );
     let ids: BTreeSet<String> = got.iter().map(|r| decode_outreach(r).outreach_id).collect();
     assert_eq!(ids, expected, "the same outreach ids as replay");
     for r in &got {
         let o = decode_outreach(r);
-        assert_eq!(r.key.as_deref(), Some(o.customer_id.as_str()), "keyed by customer");
+        assert_eq!(
+            r.key.as_deref(),
+            Some(o.customer_id.as_str()),
+            "keyed by customer"
+        );
         assert_eq!(r.header("outreach_id"), Some(o.outreach_id.as_str()));
         assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
     }
@@ -89,21 +112,39 @@ async fn a_silent_customer_gets_outreach_while_nothing_arrives() {
     let mut s = settings(&broker, &app, 1);
     s.processing.idle_advance = Some(churnwatch::time::Span::seconds(1));
     // A weekly buyer whose last purchase was 40 days ago (wall clock).
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let evs: Vec<InteractionEvent> = (0..12)
-        .map(|w| events::purchase(&format!("q{w}"), "quiet", now - (40 + 7 * (11 - w)) * 86_400, 30.0))
+        .map(|w| {
+            events::purchase(
+                &format!("q{w}"),
+                "quiet",
+                now - (40 + 7 * (11 - w)) * 86_400,
+                30.0,
+            )
+        })
         .collect();
     broker.produce(&s.kafka.input_topic, &evs, Format::Protobuf, |_| 0);
     let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
-    let p = Pipeline::start(s.clone(), metrics.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    let p = Pipeline::start(s.clone(), metrics.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let got = broker.read_topic(&s.kafka.outreach_topic, 1, Duration::from_secs(60), false);
-    assert_eq!(got.len(), 1, "the silence timer fired with no event arriving");
+    assert_eq!(
+        got.len(),
+        1,
+        "the silence timer fired with no event arriving"
+    );
     let o = decode_outreach(&got[0]);
     assert_eq!(o.customer_id, "quiet");
     assert_eq!(o.reasons[0].code, "silence");
     let decided = o.decided_at.map_or(0, |t| t.seconds);
     let last_purchase = now - 40 * 86_400;
-    assert!(decided > last_purchase && decided <= now, "decided between the last purchase and now");
+    assert!(
+        decided > last_purchase && decided <= now,
+        "decided between the last purchase and now"
+    );
     p.stop();
     p.join().unwrap_or_else(|e| panic!("{e}"));
 }
@@ -132,51 +173,110 @@ async fn bad_input_is_dead_lettered_with_its_reason_and_good_input_goes_on() {
     let mut e = good(104);
     e.occurred_at = Some(events::ts(253_402_300_799));
     bad.push(("timestamp_out_of_range", enc(&e)));
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    bad.push(("timestamp_in_future", enc(&events::purchase("f", "c-bad", now + 30 * 86_400, 1.0))));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    bad.push((
+        "timestamp_in_future",
+        enc(&events::purchase("f", "c-bad", now + 30 * 86_400, 1.0)),
+    ));
     bad.push(("nps_out_of_range", enc(&events::nps("n", "c-bad", t0, 11))));
     bad.push(("csat_out_of_range", enc(&events::csat("s", "c-bad", t0, 0))));
-    bad.push(("negative_amount", enc(&events::purchase("a", "c-bad", t0, -5.0))));
-    bad.push(("non_finite_amount", enc(&events::purchase("a2", "c-bad", t0, f64::NAN))));
+    bad.push((
+        "negative_amount",
+        enc(&events::purchase("a", "c-bad", t0, -5.0)),
+    ));
+    bad.push((
+        "non_finite_amount",
+        enc(&events::purchase("a2", "c-bad", t0, f64::NAN)),
+    ));
     let mut e = good(105);
     e.kind = None;
     bad.push(("missing_kind", enc(&e)));
-    bad.push(("oversize_string", enc(&events::purchase("o", &"x".repeat(300), t0, 1.0))));
+    bad.push((
+        "oversize_string",
+        enc(&events::purchase("o", &"x".repeat(300), t0, 1.0)),
+    ));
     let mut e = good(106);
     e.channel = 77;
     bad.push(("unknown_enum", enc(&e)));
-    bad.push(("undecodable_protobuf", vec![0xff, 0xfe, 0x00, 0x13, 0x37, 0x99, 0x42]));
+    bad.push((
+        "undecodable_protobuf",
+        vec![0xff, 0xfe, 0x00, 0x13, 0x37, 0x99, 0x42],
+    ));
     bad.push(("empty", Vec::new()));
 
     let producer = broker.producer();
     let mut n_good = 0;
     for (i, (_, bytes)) in bad.iter().enumerate() {
         let g = enc(&good(i as i64));
-        broker.send_raw(&producer, &s.kafka.input_topic, Some(b"c-good"), Some(&g), 0);
+        broker.send_raw(
+            &producer,
+            &s.kafka.input_topic,
+            Some(b"c-good"),
+            Some(&g),
+            0,
+        );
         n_good += 1;
-        broker.send_raw(&producer, &s.kafka.input_topic, Some(b"c-bad"), Some(bytes), 0);
+        broker.send_raw(
+            &producer,
+            &s.kafka.input_topic,
+            Some(b"c-bad"),
+            Some(bytes),
+            0,
+        );
     }
-    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
 
     let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
-    let p = Pipeline::start(s.clone(), metrics.clone()).await.unwrap_or_else(|e| panic!("{e}"));
-    let dlq = broker.read_topic(&s.kafka.dead_letter_topic, bad.len(), Duration::from_secs(60), false);
-    let reasons: Vec<&str> = dlq.iter().filter_map(|r| r.header("churnwatch.reason")).collect();
+    let p = Pipeline::start(s.clone(), metrics.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dlq = broker.read_topic(
+        &s.kafka.dead_letter_topic,
+        bad.len(),
+        Duration::from_secs(60),
+        false,
+    );
+    let reasons: Vec<&str> = dlq
+        .iter()
+        .filter_map(|r| r.header("churnwatch.reason"))
+        .collect();
     let expected: Vec<&str> = bad.iter().map(|(r, _)| *r).collect();
-    assert_eq!(reasons, expected, "every bad message, in order, with its reason");
+    assert_eq!(
+        reasons, expected,
+        "every bad message, in order, with its reason"
+    );
     for (r, (_, bytes)) in dlq.iter().zip(&bad) {
-        assert_eq!(r.header("churnwatch.source.topic"), Some(s.kafka.input_topic.as_str()));
+        assert_eq!(
+            r.header("churnwatch.source.topic"),
+            Some(s.kafka.input_topic.as_str())
+        );
         assert_eq!(r.header("churnwatch.source.partition"), Some("0"));
-        assert!(r.header("churnwatch.source.offset").is_some_and(|o| o.parse::<i64>().is_ok()));
+        assert!(r
+            .header("churnwatch.source.offset")
+            .is_some_and(|o| o.parse::<i64>().is_ok()));
         assert!(r.header("churnwatch.error").is_some_and(|e| !e.is_empty()));
-        assert_eq!(r.value.clone().unwrap_or_default(), *bytes, "the original bytes are kept");
+        assert_eq!(
+            r.value.clone().unwrap_or_default(),
+            *bytes,
+            "the original bytes are kept"
+        );
     }
     let consumed = wait_for(Duration::from_secs(30), || {
         let n = metric(&metrics, "churnwatch_events_consumed_total");
         (n as usize >= n_good).then_some(n)
     });
-    assert_eq!(consumed, Some(n_good as f64), "every good event around them was processed");
-    assert_eq!(metric(&metrics, "churnwatch_events_rejected_total") as usize, bad.len());
+    assert_eq!(
+        consumed,
+        Some(n_good as f64),
+        "every good event around them was processed"
+    );
+    assert_eq!(
+        metric(&metrics, "churnwatch_events_rejected_total") as usize,
+        bad.len()
+    );
     assert!(!p.is_finished(), "the service keeps running");
     let c = p.customer("c-good").unwrap_or_default();
     assert_eq!(c.value.map(|v| v.purchases), Some(n_good as u32));

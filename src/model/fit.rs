@@ -203,10 +203,21 @@ fn from_log(u: &Vec4) -> Params {
     }
 }
 
+/// ln(1e-4) and ln(1e5): bounds of every log-parameter during the fit.
+const LOG_MIN: f64 = -9.210_340_371_976_182;
+const LOG_MAX: f64 = 11.512_925_464_970_229;
+
 /// Negative total log-likelihood at log-parameters `u`; +∞ where the model
 /// is undefined or the value overflows, which Nelder–Mead treats as "worse
 /// than anything" and backs away from.
 fn neg_log_likelihood(prep: &Prepared, u: &Vec4) -> f64 {
+    // The search box: every parameter in [1e-4, 1e5]. A population with
+    // (almost) no dropout has its likelihood maximum at a, b -> infinity;
+    // without a box the simplex runs off to 1e200 and every downstream
+    // formula overflows. At the box edge P(alive) is already ~1 for all.
+    if u.iter().any(|v| !(LOG_MIN..=LOG_MAX).contains(v)) {
+        return f64::INFINITY;
+    }
     let p = from_log(u);
     if p.validate().is_err() {
         return f64::INFINITY;

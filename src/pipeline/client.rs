@@ -11,9 +11,13 @@ use crate::settings::{resolve_secret, Settings};
 pub fn base(settings: &Settings) -> Result<ClientConfig, PipelineError> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &settings.kafka.bootstrap_servers);
-    c.set("client.id", format!("{}-churnwatch", settings.application_id));
+    c.set(
+        "client.id",
+        format!("{}-churnwatch", settings.application_id),
+    );
     for (k, v) in &settings.kafka.properties {
-        let value = resolve_secret(v).map_err(|e| PipelineError::Config(format!("kafka.properties.\"{k}\": {e}")))?;
+        let value = resolve_secret(v)
+            .map_err(|e| PipelineError::Config(format!("kafka.properties.\"{k}\": {e}")))?;
         c.set(k, value);
     }
     Ok(c)

@@ -61,15 +61,23 @@ pub struct Engine {
 }
 
 fn now_unix() -> Timestamp {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn now_millis() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Engine {
-    pub fn new(settings: Arc<Settings>, metrics: Arc<Metrics>, thread: usize) -> Result<Engine, PipelineError> {
+    pub fn new(
+        settings: Arc<Settings>,
+        metrics: Arc<Metrics>,
+        thread: usize,
+    ) -> Result<Engine, PipelineError> {
         let core = Arc::new(settings.core());
         let sink = Sink::new(&settings, metrics.clone(), thread)?;
         let restorer = restore::restore_consumer(&settings)?;
@@ -95,7 +103,10 @@ impl Engine {
 
     fn begin(&mut self) -> Result<(), PipelineError> {
         if self.sink.transactional && !self.txn_open {
-            self.sink.producer.begin_transaction().map_err(|e| PipelineError::Kafka(format!("begin transaction: {e}")))?;
+            self.sink
+                .producer
+                .begin_transaction()
+                .map_err(|e| PipelineError::Kafka(format!("begin transaction: {e}")))?;
             self.txn_open = true;
         }
         Ok(())
@@ -106,7 +117,11 @@ impl Engine {
         self.begin()?;
         let p = msg.partition();
         let Some(task) = self.partitions.get_mut(&p) else {
-            tracing::warn!(partition = p, offset = msg.offset(), "message for a partition not owned; skipped");
+            tracing::warn!(
+                partition = p,
+                offset = msg.offset(),
+                "message for a partition not owned; skipped"
+            );
             return Ok(());
         };
         task.last_message = Instant::now();
@@ -127,24 +142,56 @@ impl Engine {
         let ps = p.to_string();
         match outcome {
             Err((reason, detail)) => {
-                self.metrics.events_rejected.with_label_values(&[reason]).inc();
-                tracing::debug!(partition = p, offset = msg.offset(), reason, "dead-lettered");
-                self.sink.dead_letter(msg.key(), msg.payload(), reason, &detail, msg.topic(), p, msg.offset())?;
+                self.metrics
+                    .events_rejected
+                    .with_label_values(&[reason])
+                    .inc();
+                tracing::debug!(
+                    partition = p,
+                    offset = msg.offset(),
+                    reason,
+                    "dead-lettered"
+                );
+                self.sink.dead_letter(
+                    msg.key(),
+                    msg.payload(),
+                    reason,
+                    &detail,
+                    msg.topic(),
+                    p,
+                    msg.offset(),
+                )?;
             }
             Ok((processed, kind, at)) => {
                 match processed {
-                    Processed::Folded(Folded::Duplicate) => self.metrics.events_dropped.with_label_values(&["duplicate"]).inc(),
-                    Processed::Folded(Folded::Late) | Processed::Late => {
-                        self.metrics.events_dropped.with_label_values(&["late"]).inc()
-                    }
-                    Processed::Forgotten => self.metrics.events_dropped.with_label_values(&["forgotten"]).inc(),
+                    Processed::Folded(Folded::Duplicate) => self
+                        .metrics
+                        .events_dropped
+                        .with_label_values(&["duplicate"])
+                        .inc(),
+                    Processed::Folded(Folded::Late) | Processed::Late => self
+                        .metrics
+                        .events_dropped
+                        .with_label_values(&["late"])
+                        .inc(),
+                    Processed::Forgotten => self
+                        .metrics
+                        .events_dropped
+                        .with_label_values(&["forgotten"])
+                        .inc(),
                     Processed::Folded(_) => {
                         let k = kind.map_or("unknown", EventKind::as_str);
-                        self.metrics.events_consumed.with_label_values(&[k, &ps]).inc();
+                        self.metrics
+                            .events_consumed
+                            .with_label_values(&[k, &ps])
+                            .inc();
                     }
                 }
                 if let Some(at) = at {
-                    self.metrics.event_time_lag.with_label_values(&[&ps]).set((wall - at) as f64);
+                    self.metrics
+                        .event_time_lag
+                        .with_label_values(&[&ps])
+                        .set((wall - at) as f64);
                 }
             }
         }
@@ -162,20 +209,36 @@ impl Engine {
                 Effect::Outreach(o) => {
                     self.sink.outreach(&o)?;
                     let playbook = o.playbook().as_str_name();
-                    let ch = channel::name(Channel::try_from(o.channel).unwrap_or(Channel::Unspecified));
+                    let ch =
+                        channel::name(Channel::try_from(o.channel).unwrap_or(Channel::Unspecified));
                     let level = Level::from_number(u32::try_from(o.level).unwrap_or(0)).as_str();
-                    self.metrics.outreach_emitted.with_label_values(&[playbook, ch, level]).inc();
+                    self.metrics
+                        .outreach_emitted
+                        .with_label_values(&[playbook, ch, level])
+                        .inc();
                     if let Some(ms) = arrived_ms {
-                        self.metrics.processing_latency.observe(((now_millis() - ms).max(0) as f64) / 1000.0);
+                        self.metrics
+                            .processing_latency
+                            .observe(((now_millis() - ms).max(0) as f64) / 1000.0);
                     }
                 }
                 Effect::Suppressed { reason, .. } => {
-                    self.metrics.outreach_suppressed.with_label_values(&[reason.code()]).inc();
+                    self.metrics
+                        .outreach_suppressed
+                        .with_label_values(&[reason.code()])
+                        .inc();
                 }
                 Effect::Outcome { playbook, outcome } => {
-                    let pb = if playbook == Playbook::Unspecified { "unknown" } else { playbook.as_str_name() };
+                    let pb = if playbook == Playbook::Unspecified {
+                        "unknown"
+                    } else {
+                        playbook.as_str_name()
+                    };
                     let oc = outcome_name(outcome);
-                    self.metrics.outreach_outcomes.with_label_values(&[pb, oc]).inc();
+                    self.metrics
+                        .outreach_outcomes
+                        .with_label_values(&[pb, oc])
+                        .inc();
                 }
             }
         }
@@ -184,7 +247,9 @@ impl Engine {
 
     /// Moves idle partitions' stream time with the wall clock (live mode).
     pub fn idle_advance(&mut self) -> Result<(), PipelineError> {
-        let Some(idle) = self.settings.processing.idle_advance else { return Ok(()) };
+        let Some(idle) = self.settings.processing.idle_advance else {
+            return Ok(());
+        };
         let now = now_unix() - self.core.fold.lateness.as_secs();
         let mut fired = false;
         for task in self.partitions.values_mut() {
@@ -202,7 +267,10 @@ impl Engine {
 
     /// Writes the changelog, waits for the broker to acknowledge everything,
     /// then commits the input offsets (or commits the transaction).
-    pub fn end_batch<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), PipelineError> {
+    pub fn end_batch<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), PipelineError> {
         let mut tpl = TopicPartitionList::new();
         let topic = self.settings.kafka.input_topic.clone();
         let mut wrote = false;
@@ -211,7 +279,10 @@ impl Engine {
                 if !wrote {
                     wrote = true;
                     if self.sink.transactional && !self.txn_open {
-                        self.sink.producer.begin_transaction().map_err(|e| PipelineError::Kafka(format!("begin transaction: {e}")))?;
+                        self.sink
+                            .producer
+                            .begin_transaction()
+                            .map_err(|e| PipelineError::Kafka(format!("begin transaction: {e}")))?;
                         self.txn_open = true;
                     }
                 }
@@ -234,15 +305,17 @@ impl Engine {
                         .send_offsets_to_transaction(&tpl, &meta, TXN_TIMEOUT)
                         .map_err(|e| self.txn_failed("send offsets", e))?;
                 }
-                self.sink.producer.commit_transaction(TXN_TIMEOUT).map_err(|e| self.txn_failed("commit", e))?;
+                self.sink
+                    .producer
+                    .commit_transaction(TXN_TIMEOUT)
+                    .map_err(|e| self.txn_failed("commit", e))?;
                 self.txn_open = false;
                 self.metrics.commits.with_label_values(&["ok"]).inc();
             }
         } else {
-            self.sink
-                .producer
-                .flush(FLUSH_TIMEOUT)
-                .map_err(|e| PipelineError::Kafka(format!("waiting for the broker to acknowledge: {e}")))?;
+            self.sink.producer.flush(FLUSH_TIMEOUT).map_err(|e| {
+                PipelineError::Kafka(format!("waiting for the broker to acknowledge: {e}"))
+            })?;
             let failed = self.sink.failed_deliveries();
             if failed > self.failed_seen {
                 self.failed_seen = failed;
@@ -271,7 +344,9 @@ impl Engine {
         self.metrics.commits.with_label_values(&["aborted"]).inc();
         let _ = self.sink.producer.abort_transaction(TXN_TIMEOUT);
         self.txn_open = false;
-        PipelineError::Kafka(format!("transaction {what} failed (aborted; the batch will be reprocessed): {e}"))
+        PipelineError::Kafka(format!(
+            "transaction {what} failed (aborted; the batch will be reprocessed): {e}"
+        ))
     }
 
     pub fn update_gauges(&self) {
@@ -285,17 +360,31 @@ impl Engine {
         }
         self.metrics.customers_tracked.set(customers as i64);
         for (l, n) in Level::ALL.iter().zip(levels) {
-            self.metrics.customers_by_level.with_label_values(&[l.as_str()]).set(n as i64);
+            self.metrics
+                .customers_by_level
+                .with_label_values(&[l.as_str()])
+                .set(n as i64);
         }
-        self.metrics.producer_queue.set(i64::from(self.sink.in_flight()));
-        self.metrics.assigned_partitions.set(self.assigned.len() as i64);
+        self.metrics
+            .producer_queue
+            .set(i64::from(self.sink.in_flight()));
+        self.metrics
+            .assigned_partitions
+            .set(self.assigned.len() as i64);
     }
 
     /// Refits the population model on the schedule (stream time), from the
     /// partitions this loop owns.
     pub fn maybe_refit(&mut self) {
         let every = self.core.model.refit_every.as_secs();
-        let Some(st) = self.partitions.values().filter_map(|t| t.processor.stream_time()).max() else { return };
+        let Some(st) = self
+            .partitions
+            .values()
+            .filter_map(|t| t.processor.stream_time())
+            .max()
+        else {
+            return;
+        };
         let due = self.next_refit.is_some_and(|t| st >= t);
         if self.next_refit.is_none() || due {
             self.next_refit = Some((st.div_euclid(every) + 1) * every);
@@ -325,12 +414,18 @@ impl Engine {
                 );
                 self.model = m;
             }
-            Err(RefitError::TooFew { customers, min }) => {
-                self.metrics.model_refits.with_label_values(&["skipped"]).inc();
-                tracing::info!(customers, min, "too few customers to refit; keeping the model");
+            Err(e @ (RefitError::TooFew { .. } | RefitError::TooShort { .. })) => {
+                self.metrics
+                    .model_refits
+                    .with_label_values(&["skipped"])
+                    .inc();
+                tracing::info!(reason = %e, "refit skipped; keeping the model");
             }
             Err(e) => {
-                self.metrics.model_refits.with_label_values(&["error"]).inc();
+                self.metrics
+                    .model_refits
+                    .with_label_values(&["error"])
+                    .inc();
                 tracing::warn!(error = %e, "model refit failed; keeping the model");
             }
         }
@@ -345,10 +440,22 @@ impl Engine {
                 continue;
             }
             let mut processor = Processor::new(self.core.clone(), self.model.clone());
-            let r = restore::restore(&self.restorer, &topic, p, &mut processor, Duration::from_secs(600))?;
+            let r = restore::restore(
+                &self.restorer,
+                &topic,
+                p,
+                &mut processor,
+                Duration::from_secs(600),
+            )?;
             let ps = p.to_string();
-            self.metrics.restore_duration.with_label_values(&[&ps]).observe(r.elapsed.as_secs_f64());
-            self.metrics.restore_records.with_label_values(&[&ps]).inc_by(r.records);
+            self.metrics
+                .restore_duration
+                .with_label_values(&[&ps])
+                .observe(r.elapsed.as_secs_f64());
+            self.metrics
+                .restore_records
+                .with_label_values(&[&ps])
+                .inc_by(r.records);
             tracing::info!(
                 partition = p,
                 records = r.records,
@@ -357,7 +464,14 @@ impl Engine {
                 elapsed_ms = r.elapsed.as_millis() as u64,
                 "restored partition state from the changelog"
             );
-            self.partitions.insert(p, PartitionTask { processor, next_offset: None, last_message: Instant::now() });
+            self.partitions.insert(
+                p,
+                PartitionTask {
+                    processor,
+                    next_offset: None,
+                    last_message: Instant::now(),
+                },
+            );
         }
         self.update_gauges();
         Ok(())
@@ -368,7 +482,11 @@ impl Engine {
         for p in partitions {
             self.assigned.remove(p);
             if let Some(t) = self.partitions.remove(p) {
-                tracing::info!(partition = p, customers = t.processor.len(), "partition revoked; state dropped");
+                tracing::info!(
+                    partition = p,
+                    customers = t.processor.len(),
+                    "partition revoked; state dropped"
+                );
             }
         }
         self.update_gauges();
@@ -376,12 +494,20 @@ impl Engine {
 
     /// Ready: every assigned partition restored, and polling recently.
     pub fn readiness(&self) -> Result<(), String> {
-        let missing: Vec<i32> = self.assigned.iter().filter(|p| !self.partitions.contains_key(p)).copied().collect();
+        let missing: Vec<i32> = self
+            .assigned
+            .iter()
+            .filter(|p| !self.partitions.contains_key(p))
+            .copied()
+            .collect();
         if !missing.is_empty() {
             return Err(format!("restoring partitions {missing:?}"));
         }
         if self.last_poll.elapsed() > Duration::from_secs(30) {
-            return Err(format!("consumer has not polled for {} s", self.last_poll.elapsed().as_secs()));
+            return Err(format!(
+                "consumer has not polled for {} s",
+                self.last_poll.elapsed().as_secs()
+            ));
         }
         Ok(())
     }

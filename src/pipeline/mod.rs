@@ -54,7 +54,9 @@ pub enum PipelineError {
 }
 
 fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
-    engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    engine
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Rebalance and statistics hooks, on one context (as rdkafka intends).
@@ -69,7 +71,10 @@ impl ClientContext for LoopContext {
         if let Some(t) = stats.topics.get(&self.input_topic) {
             for (p, ps) in &t.partitions {
                 if *p >= 0 && ps.consumer_lag >= 0 {
-                    self.metrics.consumer_lag.with_label_values(&[&p.to_string()]).set(ps.consumer_lag);
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[&p.to_string()])
+                        .set(ps.consumer_lag);
                 }
             }
         }
@@ -78,7 +83,11 @@ impl ClientContext for LoopContext {
 
 impl LoopContext {
     fn partitions(&self, tpl: &rdkafka::TopicPartitionList) -> Vec<i32> {
-        tpl.elements().iter().filter(|e| e.topic() == self.input_topic).map(|e| e.partition()).collect()
+        tpl.elements()
+            .iter()
+            .filter(|e| e.topic() == self.input_topic)
+            .map(|e| e.partition())
+            .collect()
     }
 }
 
@@ -122,14 +131,21 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Checks the topics and starts `processing.threads` loops.
-    pub async fn start(settings: Settings, metrics: Arc<Metrics>) -> Result<Pipeline, PipelineError> {
+    pub async fn start(
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Pipeline, PipelineError> {
         let settings = Arc::new(settings);
         topics::prepare(&settings).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut engines = Vec::new();
         let mut threads = Vec::new();
         for thread in 0..settings.processing.threads {
-            let engine = Arc::new(Mutex::new(Engine::new(settings.clone(), metrics.clone(), thread)?));
+            let engine = Arc::new(Mutex::new(Engine::new(
+                settings.clone(),
+                metrics.clone(),
+                thread,
+            )?));
             if settings.processing.guarantee == Guarantee::ExactlyOnce {
                 probe_transactions(&lock(&engine), &settings)?;
             }
@@ -142,7 +158,11 @@ impl Pipeline {
             engines.push(engine);
             threads.push(handle);
         }
-        Ok(Pipeline { stop, engines, threads })
+        Ok(Pipeline {
+            stop,
+            engines,
+            threads,
+        })
     }
 
     /// Asks every loop to finish its batch, commit and leave the group.
@@ -176,7 +196,11 @@ impl Pipeline {
 
     /// Partitions owned, over all loops.
     pub fn assigned(&self) -> Vec<i32> {
-        let mut v: Vec<i32> = self.engines.iter().flat_map(|e| lock(e).partitions.keys().copied().collect::<Vec<_>>()).collect();
+        let mut v: Vec<i32> = self
+            .engines
+            .iter()
+            .flat_map(|e| lock(e).partitions.keys().copied().collect::<Vec<_>>())
+            .collect();
         v.sort_unstable();
         v
     }
@@ -185,7 +209,9 @@ impl Pipeline {
     pub fn customer(&self, id: &str) -> Option<pb::CustomerState> {
         self.engines.iter().find_map(|e| {
             let e = lock(e);
-            e.partitions.values().find_map(|t| t.processor.get(id).map(|s| s.to_snapshot(id)))
+            e.partitions
+                .values()
+                .find_map(|t| t.processor.get(id).map(|s| s.to_snapshot(id)))
         })
     }
 
@@ -218,14 +244,29 @@ fn consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
-        .set("partition.assignment.strategy", k.assignment_strategy.librdkafka_name())
+        .set(
+            "partition.assignment.strategy",
+            k.assignment_strategy.librdkafka_name(),
+        )
         .set("statistics.interval.ms", "5000");
     if let Some(id) = &k.group_instance_id {
-        cfg.set("group.instance.id", if settings.processing.threads > 1 { format!("{id}-{thread}") } else { id.clone() });
+        cfg.set(
+            "group.instance.id",
+            if settings.processing.threads > 1 {
+                format!("{id}-{thread}")
+            } else {
+                id.clone()
+            },
+        );
     }
-    let ctx = LoopContext { engine, metrics, input_topic: k.input_topic.clone() };
-    let consumer: BaseConsumer<LoopContext> =
-        cfg.create_with_context(ctx).map_err(|e| PipelineError::Kafka(format!("creating the consumer: {e}")))?;
+    let ctx = LoopContext {
+        engine,
+        metrics,
+        input_topic: k.input_topic.clone(),
+    };
+    let consumer: BaseConsumer<LoopContext> = cfg
+        .create_with_context(ctx)
+        .map_err(|e| PipelineError::Kafka(format!("creating the consumer: {e}")))?;
     consumer
         .subscribe(&[&k.input_topic])
         .map_err(|e| PipelineError::Kafka(format!("subscribing to `{}`: {e}", k.input_topic)))?;
@@ -246,14 +287,23 @@ fn probe_transactions(engine: &Engine, settings: &Settings) -> Result<(), Pipeli
         ))
     };
     let p = &engine.sink.producer;
-    p.init_transactions(Duration::from_secs(30)).map_err(|e| unsupported("initialise transactions", e))?;
-    p.begin_transaction().map_err(|e| unsupported("begin a transaction", e))?;
-    engine.sink.changelog(0, "\u{0}churnwatch-transaction-probe", None)?;
-    p.commit_transaction(Duration::from_secs(30)).map_err(|e| unsupported("commit a transaction", e))?;
+    p.init_transactions(Duration::from_secs(30))
+        .map_err(|e| unsupported("initialise transactions", e))?;
+    p.begin_transaction()
+        .map_err(|e| unsupported("begin a transaction", e))?;
+    engine
+        .sink
+        .changelog(0, "\u{0}churnwatch-transaction-probe", None)?;
+    p.commit_transaction(Duration::from_secs(30))
+        .map_err(|e| unsupported("commit a transaction", e))?;
     Ok(())
 }
 
-fn run_loop(consumer: BaseConsumer<LoopContext>, engine: Arc<Mutex<Engine>>, stop: Arc<AtomicBool>) -> Result<(), PipelineError> {
+fn run_loop(
+    consumer: BaseConsumer<LoopContext>,
+    engine: Arc<Mutex<Engine>>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), PipelineError> {
     let interval = Duration::from_millis(lock(&engine).settings.processing.commit_interval_ms);
     let mut batch_started = Instant::now();
     let result = (|| {

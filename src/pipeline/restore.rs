@@ -53,7 +53,9 @@ pub fn restore(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Beginning)
         .map_err(|e| PipelineError::Kafka(e.to_string()))?;
-    consumer.assign(&tpl).map_err(|e| PipelineError::Kafka(format!("assigning {topic}/{partition}: {e}")))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| PipelineError::Kafka(format!("assigning {topic}/{partition}: {e}")))?;
     let deadline = Instant::now() + timeout;
     let mut last_offset = low - 1;
     while last_offset < high - 1 {
@@ -62,8 +64,11 @@ pub fn restore(
                 "restoring {topic}/{partition} timed out at offset {last_offset} of {high}"
             )));
         }
-        let Some(msg) = consumer.poll(Duration::from_millis(200)) else { continue };
-        let msg = msg.map_err(|e| PipelineError::Kafka(format!("reading {topic}/{partition}: {e}")))?;
+        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let msg =
+            msg.map_err(|e| PipelineError::Kafka(format!("reading {topic}/{partition}: {e}")))?;
         last_offset = msg.offset();
         out.records += 1;
         let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else {

@@ -61,13 +61,20 @@ pub const PROTOBUF: &str = "application/x-protobuf";
 pub const JSON: &str = "application/json";
 
 impl Sink {
-    pub fn new(settings: &Settings, metrics: Arc<Metrics>, thread: usize) -> Result<Sink, PipelineError> {
+    pub fn new(
+        settings: &Settings,
+        metrics: Arc<Metrics>,
+        thread: usize,
+    ) -> Result<Sink, PipelineError> {
         let mut cfg = client::base(settings)?;
         cfg.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
-            .set("queue.buffering.max.messages", settings.processing.max_in_flight.to_string())
+            .set(
+                "queue.buffering.max.messages",
+                settings.processing.max_in_flight.to_string(),
+            )
             .set("message.timeout.ms", "300000");
         let transactional = settings.processing.guarantee == Guarantee::ExactlyOnce;
         if transactional {
@@ -76,11 +83,18 @@ impl Sink {
                 .group_instance_id
                 .clone()
                 .unwrap_or_else(|| format!("pid{}", std::process::id()));
-            cfg.set("transactional.id", format!("{}-{instance}-{thread}", settings.application_id));
+            cfg.set(
+                "transactional.id",
+                format!("{}-{instance}-{thread}", settings.application_id),
+            );
         }
-        let ctx = DeliveryContext { failed: AtomicU64::new(0), metrics: metrics.clone() };
-        let producer: BaseProducer<DeliveryContext> =
-            cfg.create_with_context(ctx).map_err(|e| PipelineError::Kafka(format!("creating the producer: {e}")))?;
+        let ctx = DeliveryContext {
+            failed: AtomicU64::new(0),
+            metrics: metrics.clone(),
+        };
+        let producer: BaseProducer<DeliveryContext> = cfg
+            .create_with_context(ctx)
+            .map_err(|e| PipelineError::Kafka(format!("creating the producer: {e}")))?;
         Ok(Sink {
             producer,
             outreach_topic: settings.kafka.outreach_topic.clone(),
@@ -112,8 +126,14 @@ impl Sink {
             Format::Json => (serde_json::to_vec(o).unwrap_or_default(), JSON),
         };
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "outreach_id", value: Some(o.outreach_id.as_bytes()) })
-            .insert(Header { key: CONTENT_TYPE, value: Some(ct.as_bytes()) });
+            .insert(Header {
+                key: "outreach_id",
+                value: Some(o.outreach_id.as_bytes()),
+            })
+            .insert(Header {
+                key: CONTENT_TYPE,
+                value: Some(ct.as_bytes()),
+            });
         self.send(
             BaseRecord::to(&self.outreach_topic)
                 .key(o.customer_id.as_bytes())
@@ -136,12 +156,28 @@ impl Sink {
     ) -> Result<(), PipelineError> {
         let (p, o) = (partition.to_string(), offset.to_string());
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "churnwatch.reason", value: Some(reason.as_bytes()) })
-            .insert(Header { key: "churnwatch.error", value: Some(detail.as_bytes()) })
-            .insert(Header { key: "churnwatch.source.topic", value: Some(topic.as_bytes()) })
-            .insert(Header { key: "churnwatch.source.partition", value: Some(p.as_bytes()) })
-            .insert(Header { key: "churnwatch.source.offset", value: Some(o.as_bytes()) });
-        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.dead_letter_topic).headers(headers);
+            .insert(Header {
+                key: "churnwatch.reason",
+                value: Some(reason.as_bytes()),
+            })
+            .insert(Header {
+                key: "churnwatch.error",
+                value: Some(detail.as_bytes()),
+            })
+            .insert(Header {
+                key: "churnwatch.source.topic",
+                value: Some(topic.as_bytes()),
+            })
+            .insert(Header {
+                key: "churnwatch.source.partition",
+                value: Some(p.as_bytes()),
+            })
+            .insert(Header {
+                key: "churnwatch.source.offset",
+                value: Some(o.as_bytes()),
+            });
+        let mut r: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(&self.dead_letter_topic).headers(headers);
         if let Some(k) = key {
             r = r.key(k);
         }
@@ -152,9 +188,15 @@ impl Sink {
     }
 
     /// A state snapshot (or a tombstone) to the partition's changelog partition.
-    pub fn changelog(&self, partition: i32, customer_id: &str, snapshot: Option<&[u8]>) -> Result<(), PipelineError> {
-        let mut r: BaseRecord<'_, [u8], [u8]> =
-            BaseRecord::to(&self.changelog_topic).partition(partition).key(customer_id.as_bytes());
+    pub fn changelog(
+        &self,
+        partition: i32,
+        customer_id: &str,
+        snapshot: Option<&[u8]>,
+    ) -> Result<(), PipelineError> {
+        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.changelog_topic)
+            .partition(partition)
+            .key(customer_id.as_bytes());
         if let Some(v) = snapshot {
             r = r.payload(v);
         }

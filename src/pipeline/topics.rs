@@ -17,14 +17,24 @@ use crate::settings::Settings;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Partition count of a topic, `None` if it does not exist.
-pub fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<Option<usize>, PipelineError> {
+pub fn partition_count(
+    consumer: &BaseConsumer,
+    topic: &str,
+) -> Result<Option<usize>, PipelineError> {
     let md = consumer
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .map_err(|e| PipelineError::Kafka(format!("metadata for `{topic}`: {e}")))?;
-    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else { return Ok(None) };
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(None);
+    };
     match t.error() {
-        Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => Ok(None),
-        Some(e) => Err(PipelineError::Kafka(format!("metadata for `{topic}`: {:?}", RDKafkaErrorCode::from(e)))),
+        Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => {
+            Ok(None)
+        }
+        Some(e) => Err(PipelineError::Kafka(format!(
+            "metadata for `{topic}`: {:?}",
+            RDKafkaErrorCode::from(e)
+        ))),
         None if t.partitions().is_empty() => Ok(None),
         None => Ok(Some(t.partitions().len())),
     }
@@ -38,7 +48,10 @@ pub async fn prepare(settings: &Settings) -> Result<usize, PipelineError> {
         .map_err(|e| PipelineError::Kafka(format!("creating a client: {e}")))?;
     let k = &settings.kafka;
     let input = partition_count(&probe, &k.input_topic)?.ok_or_else(|| {
-        PipelineError::Topology(format!("input topic `{}` does not exist at {}", k.input_topic, k.bootstrap_servers))
+        PipelineError::Topology(format!(
+            "input topic `{}` does not exist at {}",
+            k.input_topic, k.bootstrap_servers
+        ))
     })?;
     let changelog = settings.changelog_topic();
     let mut missing = Vec::new();
@@ -75,23 +88,37 @@ pub async fn prepare(settings: &Settings) -> Result<usize, PipelineError> {
     let new: Vec<NewTopic<'_>> = missing
         .iter()
         .map(|(name, compact)| {
-            let t = NewTopic::new(name, partitions, TopicReplication::Fixed(k.replication_factor));
+            let t = NewTopic::new(
+                name,
+                partitions,
+                TopicReplication::Fixed(k.replication_factor),
+            );
             if *compact {
                 t.set("cleanup.policy", "compact").set("retention.ms", "-1")
             } else {
-                t.set("cleanup.policy", "delete").set("retention.ms", "604800000")
+                t.set("cleanup.policy", "delete")
+                    .set("retention.ms", "604800000")
             }
         })
         .collect();
     let results = admin
-        .create_topics(&new, &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)))
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)),
+        )
         .await
         .map_err(|e| PipelineError::Kafka(format!("creating topics: {e}")))?;
     for r in results {
         match r {
             Ok(name) => tracing::info!(topic = %name, partitions, "created topic"),
-            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => tracing::debug!(topic = %name, "topic exists"),
-            Err((name, e)) => return Err(PipelineError::Kafka(format!("creating topic `{name}`: {e:?}"))),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::debug!(topic = %name, "topic exists")
+            }
+            Err((name, e)) => {
+                return Err(PipelineError::Kafka(format!(
+                    "creating topic `{name}`: {e:?}"
+                )))
+            }
         }
     }
     // Wait until the new topics are visible in metadata.
@@ -105,5 +132,7 @@ pub async fn prepare(settings: &Settings) -> Result<usize, PipelineError> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(PipelineError::Topology("created topics did not appear in metadata".into()))
+    Err(PipelineError::Topology(
+        "created topics did not appear in metadata".into(),
+    ))
 }

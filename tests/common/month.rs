@@ -106,4 +106,3 @@ pub fn write_events(path: &Path, evs: &[InteractionEvent], format: Format) {
     }
     std::fs::write(path, buf).unwrap_or_else(|e| panic!("{e}"));
 }
-

@@ -1,0 +1,257 @@
+//! State that outlives instances: restore from the changelog after a
+//! restart, and two instances sharing (then taking over) partitions.
+//! Durable broker storage (tansu's sqlite engine), since consumers resume
+//! from committed offsets.
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use churnwatch::{
+    codec::Format,
+    generate::{GenConfig, Generator},
+    metrics::Metrics,
+    pb::{InteractionEvent, OutreachRequested},
+    pipeline::Pipeline,
+    replay::{replay, ReplayOptions},
+    settings::Settings,
+    time::Span,
+};
+use common::{settings, unique, wait_for, Broker, Storage};
+use prost::Message;
+
+fn counter(m: &Metrics, name: &str) -> u64 {
+    m.registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| {
+            f.get_metric()
+                .iter()
+                .map(|x| x.get_counter().get_value())
+                .collect::<Vec<_>>()
+        })
+        .sum::<f64>() as u64
+}
+
+/// Every input message accounted for: folded, dropped or dead-lettered.
+fn handled(m: &Metrics) -> u64 {
+    counter(m, "churnwatch_events_consumed_total")
+        + counter(m, "churnwatch_events_dropped_total")
+        + counter(m, "churnwatch_events_rejected_total")
+}
+
+fn population(customers: u64, days: i64) -> Vec<InteractionEvent> {
+    Generator::new(GenConfig {
+        customers,
+        span: Span::days(days),
+        seed: 7,
+        ..GenConfig::default()
+    })
+    .collect()
+}
+
+fn partition_of(id: &str, n: u64) -> i32 {
+    (xxhash_rust::xxh3::xxh3_64(id.as_bytes()) % n) as i32
+}
+
+/// No refits: every instance and the replay score with the same (prior) model.
+fn fixed_model(mut s: Settings) -> Settings {
+    s.model.min_customers = u64::MAX;
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_instance_restores_the_state_from_the_changelog_without_reprocessing() {
+    let broker = Broker::start(Storage::Sqlite);
+    let app = unique("cw-restore");
+    let s = fixed_model(settings(&broker, &app, 2));
+    let evs = population(300, 45);
+    broker.produce(&s.kafka.input_topic, &evs, Format::Protobuf, |c| {
+        partition_of(c, 2)
+    });
+
+    let ma = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
+    let a = Pipeline::start(s.clone(), ma.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let done = wait_for(Duration::from_secs(120), || {
+        (handled(&ma) == evs.len() as u64).then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "instance A handled {} of {}",
+        handled(&ma),
+        evs.len()
+    );
+    let before = a.snapshots();
+    assert_eq!(before.len(), 300);
+    a.stop();
+    a.join().unwrap_or_else(|e| panic!("{e}"));
+
+    let mb = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
+    let b = Pipeline::start(s.clone(), mb.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ready = wait_for(Duration::from_secs(60), || {
+        (b.assigned() == vec![0, 1] && b.readiness().is_ok()).then_some(())
+    });
+    assert!(
+        ready.is_some(),
+        "B owns and restored both partitions: {:?} {:?}",
+        b.assigned(),
+        b.readiness()
+    );
+    let after = b.snapshots();
+    assert_eq!(after.len(), before.len());
+    assert!(
+        after == before,
+        "the restored state equals the state before, byte for byte"
+    );
+    assert!(counter(&mb, "churnwatch_changelog_restore_records_total") >= 300);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        handled(&mb),
+        0,
+        "no input reprocessed: offsets were committed"
+    );
+    b.stop();
+    b.join().unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_partitions_and_one_takes_over_when_the_other_stops() {
+    let broker = Broker::start(Storage::Sqlite);
+    let app = unique("cw-share");
+    let s = fixed_model(settings(&broker, &app, 4));
+
+    let evs = population(400, 60);
+    let half = evs.len() / 2;
+    broker.produce(&s.kafka.input_topic, &evs[..half], Format::Protobuf, |c| {
+        partition_of(c, 4)
+    });
+
+    let ma = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
+    let mb = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
+    let a = Pipeline::start(s.clone(), ma.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = Pipeline::start(s.clone(), mb.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shared = wait_for(Duration::from_secs(60), || {
+        let (pa, pb) = (a.assigned(), b.assigned());
+        let all: BTreeSet<i32> = pa.iter().chain(&pb).copied().collect();
+        (!pa.is_empty() && !pb.is_empty() && all.len() == 4 && pa.len() + pb.len() == 4)
+            .then_some((pa, pb))
+    });
+    assert!(
+        shared.is_some(),
+        "both own partitions: {:?} / {:?}",
+        a.assigned(),
+        b.assigned()
+    );
+    let first = wait_for(Duration::from_secs(120), || {
+        (handled(&ma) + handled(&mb) >= half as u64).then_some(())
+    });
+    assert!(
+        first.is_some(),
+        "first half handled: {}",
+        handled(&ma) + handled(&mb)
+    );
+
+    a.stop();
+    a.join().unwrap_or_else(|e| panic!("{e}"));
+    let took_over = wait_for(Duration::from_secs(60), || {
+        (b.assigned() == vec![0, 1, 2, 3] && b.readiness().is_ok()).then_some(())
+    });
+    assert!(took_over.is_some(), "B took over: {:?}", b.assigned());
+    assert!(
+        counter(&mb, "churnwatch_changelog_restore_records_total") > 0,
+        "A's partitions restored from the changelog"
+    );
+
+    broker.produce(&s.kafka.input_topic, &evs[half..], Format::Protobuf, |c| {
+        partition_of(c, 4)
+    });
+    let all = wait_for(Duration::from_secs(120), || {
+        (handled(&ma) + handled(&mb) >= evs.len() as u64).then_some(())
+    });
+    assert!(
+        all.is_some(),
+        "everything handled: {} of {}",
+        handled(&ma) + handled(&mb),
+        evs.len()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(b.snapshots().len(), 400, "B holds every customer");
+
+    let out = broker.read_topic(
+        &s.kafka.outreach_topic,
+        usize::MAX,
+        Duration::from_secs(5),
+        false,
+    );
+    let sent: Vec<OutreachRequested> = out
+        .iter()
+        .map(|r| {
+            OutreachRequested::decode(r.value.as_deref().unwrap_or_default()).unwrap_or_default()
+        })
+        .collect();
+    assert!(!sent.is_empty());
+    // One id per (customer, episode), never a second id for another episode's outreach.
+    let mut by_episode: BTreeMap<(String, i64), BTreeSet<String>> = BTreeMap::new();
+    for o in &sent {
+        by_episode
+            .entry((
+                o.customer_id.clone(),
+                o.episode_started_at.map_or(0, |t| t.seconds),
+            ))
+            .or_default()
+            .insert(o.outreach_id.clone());
+    }
+    assert!(by_episode.values().all(|ids| ids.len() == 1));
+    let distinct: BTreeSet<&str> = sent.iter().map(|o| o.outreach_id.as_str()).collect();
+    assert_eq!(
+        distinct.len(),
+        sent.len(),
+        "no outreach sent twice across the takeover"
+    );
+
+    // And every one of them is a decision the replay of the same events makes.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let input = dir.path().join("in.pb");
+    common::month::write_events(&input, &evs, Format::Protobuf);
+    let replayed = dir.path().join("out.jsonl");
+    let opts = ReplayOptions {
+        inputs: vec![input],
+        format: Format::Protobuf,
+        outreach_out: Some(replayed.clone()),
+        ..ReplayOptions::default()
+    };
+    replay(s.core(), &opts).unwrap_or_else(|e| panic!("{e}"));
+    let replay_ids: BTreeSet<String> = std::fs::read_to_string(replayed)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<OutreachRequested>(l)
+                .map(|o| o.outreach_id)
+                .unwrap_or_default()
+        })
+        .collect();
+    let foreign: Vec<&&str> = distinct
+        .iter()
+        .filter(|id| !replay_ids.contains(**id))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "{} outreach ids the replay does not make: {foreign:?}",
+        foreign.len()
+    );
+    b.stop();
+    b.join().unwrap_or_else(|e| panic!("{e}"));
+}
