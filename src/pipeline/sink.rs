@@ -87,6 +87,11 @@ impl Sink {
                 "transactional.id",
                 format!("{}-{instance}-{thread}", settings.application_id),
             );
+            // A transaction spans one commit interval; the broker aborts it
+            // after this long (and librdkafka requires message.timeout.ms <= it).
+            let txn_ms = (settings.processing.commit_interval_ms * 2).max(60_000);
+            cfg.set("transaction.timeout.ms", txn_ms.to_string())
+                .set("message.timeout.ms", txn_ms.to_string());
         }
         let ctx = DeliveryContext {
             failed: AtomicU64::new(0),

@@ -91,8 +91,18 @@ impl Broker {
         b
     }
 
+    /// A broker that something else runs (e.g. librdkafka's mock cluster).
+    pub fn external(bootstrap: &str) -> Broker {
+        Broker {
+            bootstrap: bootstrap.to_owned(),
+            child: None,
+            _dir: None,
+            storage: Storage::Memory,
+        }
+    }
+
     pub fn is_tansu(&self) -> bool {
-        self.child.is_some() || self._dir.is_some()
+        self._dir.is_some()
     }
 
     fn wait_ready(&self) {
