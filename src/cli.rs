@@ -171,11 +171,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig { file } => {
             let settings = Settings::load(Some(&file))?;
-            println!(
-                "# {} is valid; effective configuration (secrets masked):",
-                file.display()
+            use std::io::Write as _;
+            // A closed pipe (`check-config FILE | head`) is not an error.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "# {} is valid; effective configuration (secrets masked):\n{}",
+                file.display(),
+                settings.redacted_toml()
             );
-            println!("{}", settings.redacted_toml());
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { .. } => anyhow::bail!("`run` is handled by the binary's entry point"),

@@ -168,6 +168,15 @@ impl Metrics {
         for reason in ["late", "duplicate", "forgotten"] {
             m.events_dropped.with_label_values(&[reason]);
         }
+        for result in ["ok", "skipped", "error"] {
+            m.model_refits.with_label_values(&[result]);
+        }
+        for result in ["ok", "error", "refused", "aborted"] {
+            m.commits.with_label_values(&[result]);
+        }
+        for kind in ["assign", "revoke"] {
+            m.rebalances.with_label_values(&[kind]);
+        }
         Ok(m)
     }
 

@@ -67,6 +67,8 @@ pub struct Processor {
     tombstones: Vec<SmolStr>,
     /// Customers per level (low, medium, high, critical), kept incrementally.
     levels: [u64; 4],
+    /// Silence-timer re-scores so far.
+    timers_fired: u64,
 }
 
 fn level_index(l: Level) -> usize {
@@ -85,6 +87,7 @@ impl Processor {
             changed: FxHashSet::default(),
             tombstones: Vec::new(),
             levels: [0; 4],
+            timers_fired: 0,
         }
     }
 
@@ -232,6 +235,7 @@ impl Processor {
                 s.state.score.next_check_at == due && due > s.state.score.scored_at
             });
             if live {
+                self.timers_fired += 1;
                 self.rescore(slot, due, out);
                 self.changed.insert(slot);
             }
@@ -266,6 +270,7 @@ impl Processor {
                 }
                 None => return,
             };
+            self.timers_fired += 1;
             self.rescore(slot, due, out);
         }
     }
@@ -365,6 +370,11 @@ impl Processor {
     /// Counts of customers per level (low, medium, high, critical).
     pub fn level_counts(&self) -> [u64; 4] {
         self.levels
+    }
+
+    /// Silence-timer re-scores since this processor started.
+    pub fn timers_fired(&self) -> u64 {
+        self.timers_fired
     }
 }
 

@@ -1,14 +1,36 @@
-//! `churnwatch run`: the service's edge. Starts the pipeline, waits for
-//! SIGTERM/SIGINT (or a caller's shutdown future), then drains within
-//! `shutdown.timeout`; a second signal exits at once.
+//! `churnwatch run`: the service's edge. Serves the admin HTTP, starts the
+//! pipeline, waits for SIGTERM/SIGINT (or a caller's shutdown future), then
+//! drains within `shutdown.timeout`; a second signal exits at once.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use crate::{
+    http::{self, AdminConfig, AdminSource, CustomerView},
     metrics::Metrics,
     pipeline::{Pipeline, PipelineError},
-    settings::Settings,
+    settings::{resolve_secret, Settings},
 };
+
+/// The admin server's view of the pipeline, which starts after the server
+/// (so `/healthz` answers while topics are checked and state restored).
+#[derive(Default)]
+struct Source(OnceLock<Arc<Pipeline>>);
+
+impl AdminSource for Source {
+    fn readiness(&self) -> Result<(), String> {
+        match self.0.get() {
+            Some(p) => p.readiness(),
+            None => Err("starting: checking topics".into()),
+        }
+    }
+    fn customer(&self, id: &str) -> Option<CustomerView> {
+        self.0.get().and_then(|p| p.customer_view(id))
+    }
+}
 
 /// Runs until `shutdown` resolves or a loop fails.
 pub async fn run(
@@ -24,7 +46,33 @@ pub async fn run(
         guarantee = ?settings.processing.guarantee,
         "starting"
     );
-    let pipeline = Pipeline::start(settings, metrics).await?;
+    let source = Arc::new(Source::default());
+    let token = match &settings.http.bearer_token {
+        Some(t) => Some(
+            resolve_secret(t)
+                .map_err(|e| PipelineError::Config(format!("http.bearer_token: {e}")))?,
+        ),
+        None => None,
+    };
+    let router = http::router(
+        metrics.clone(),
+        source.clone(),
+        AdminConfig {
+            customers_endpoint: settings.http.customers_endpoint,
+            bearer_token: token,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(&settings.http.listen)
+        .await
+        .map_err(|e| PipelineError::Config(format!("http.listen {}: {e}", settings.http.listen)))?;
+    tracing::info!(listen = %settings.http.listen, "admin HTTP: /metrics /healthz /readyz /customers/{{id}}");
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, router, async move {
+        let _ = http_stopped.await;
+    }));
+
+    let pipeline = Arc::new(Pipeline::start(settings, metrics).await?);
+    let _ = source.0.set(pipeline.clone());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -38,14 +86,18 @@ pub async fn run(
     }
     tracing::info!("stopping: draining, committing and leaving the group");
     pipeline.stop();
-    let joined = tokio::task::spawn_blocking(move || pipeline.join());
-    match tokio::time::timeout(timeout, joined).await {
+    let joiner = pipeline.clone();
+    let joined = tokio::task::spawn_blocking(move || joiner.join());
+    let result = match tokio::time::timeout(timeout, joined).await {
         Ok(Ok(r)) => r,
         Ok(Err(_)) => Err(PipelineError::Panicked),
         Err(_) => Err(PipelineError::Kafka(format!(
             "did not stop within shutdown.timeout ({timeout:?})"
         ))),
-    }
+    };
+    let _ = http_stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    result
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits the process at once.

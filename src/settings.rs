@@ -28,6 +28,7 @@ pub struct Settings {
     pub processing: ProcessingSettings,
     pub shutdown: ShutdownSettings,
     pub log: LogSettings,
+    pub http: HttpSettings,
     pub fold: FoldConfig,
     pub model: ModelConfig,
     pub score: ScoreConfig,
@@ -42,6 +43,7 @@ impl Default for Settings {
             processing: ProcessingSettings::default(),
             shutdown: ShutdownSettings::default(),
             log: LogSettings::default(),
+            http: HttpSettings::default(),
             fold: FoldConfig::default(),
             model: ModelConfig::default(),
             score: ScoreConfig::default(),
@@ -196,6 +198,29 @@ impl Default for LogSettings {
     }
 }
 
+/// The admin HTTP server (`/metrics`, `/healthz`, `/readyz`, `/customers/{id}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address to bind; loopback by default (customer data is served here).
+    pub listen: String,
+    /// Serve `/customers/{id}`.
+    pub customers_endpoint: bool,
+    /// Require `Authorization: Bearer <token>` on `/customers/{id}`; may be
+    /// `env:VAR` or `file:PATH`.
+    pub bearer_token: Option<String>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: "127.0.0.1:9090".into(),
+            customers_endpoint: true,
+            bearer_token: None,
+        }
+    }
+}
+
 /// Loading failed: every problem, each with its key.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
@@ -337,6 +362,17 @@ impl Settings {
                 "must be at least 100",
             ));
         }
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            p.push(ConfigProblem::new(
+                "http.listen",
+                "must be an address like 127.0.0.1:9090",
+            ));
+        }
+        if let Some(t) = &self.http.bearer_token {
+            if let Err(e) = resolve_secret(t) {
+                p.push(ConfigProblem::new("http.bearer_token", e));
+            }
+        }
         if self.shutdown.timeout.as_secs() <= 0 {
             p.push(ConfigProblem::new("shutdown.timeout", "must be positive"));
         }
@@ -346,6 +382,11 @@ impl Settings {
     /// The settings as TOML with secrets masked (for `check-config` and logs).
     pub fn redacted_toml(&self) -> String {
         let mut s = self.clone();
+        if let Some(t) = s.http.bearer_token.as_mut() {
+            if !t.starts_with("env:") && !t.starts_with("file:") {
+                *t = "***".into();
+            }
+        }
         for (key, v) in s.kafka.properties.iter_mut() {
             if is_secret_key(key) && !v.starts_with("env:") && !v.starts_with("file:") {
                 *v = "***".into();

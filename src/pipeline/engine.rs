@@ -56,6 +56,7 @@ pub struct Engine {
     effects: Vec<Effect>,
     txn_open: bool,
     failed_seen: u64,
+    timers_seen: u64,
     pub fatal: Option<PipelineError>,
     pub last_poll: Instant,
 }
@@ -96,6 +97,7 @@ impl Engine {
             effects: Vec::new(),
             txn_open: false,
             failed_seen: 0,
+            timers_seen: 0,
             fatal: None,
             last_poll: Instant::now(),
         })
@@ -349,7 +351,18 @@ impl Engine {
         ))
     }
 
-    pub fn update_gauges(&self) {
+    pub fn update_gauges(&mut self) {
+        let fired: u64 = self
+            .partitions
+            .values()
+            .map(|t| t.processor.timers_fired())
+            .sum();
+        // Counters only go up: count what was fired since the last look, per
+        // partition set (a revoked partition's count leaves with it).
+        if fired > self.timers_seen {
+            self.metrics.timers_fired.inc_by(fired - self.timers_seen);
+        }
+        self.timers_seen = fired;
         let mut levels = [0u64; 4];
         let mut customers = 0;
         for t in self.partitions.values() {
@@ -481,6 +494,9 @@ impl Engine {
     pub fn revoke(&mut self, partitions: &[i32]) {
         for p in partitions {
             self.assigned.remove(p);
+            let ps = p.to_string();
+            let _ = self.metrics.consumer_lag.remove_label_values(&[&ps]);
+            let _ = self.metrics.event_time_lag.remove_label_values(&[&ps]);
             if let Some(t) = self.partitions.remove(p) {
                 tracing::info!(
                     partition = p,

@@ -126,7 +126,7 @@ impl ConsumerContext for LoopContext {
 pub struct Pipeline {
     stop: Arc<AtomicBool>,
     engines: Vec<Arc<Mutex<Engine>>>,
-    threads: Vec<JoinHandle<Result<(), PipelineError>>>,
+    threads: Mutex<Vec<JoinHandle<Result<(), PipelineError>>>>,
 }
 
 impl Pipeline {
@@ -161,7 +161,7 @@ impl Pipeline {
         Ok(Pipeline {
             stop,
             engines,
-            threads,
+            threads: Mutex::new(threads),
         })
     }
 
@@ -171,13 +171,18 @@ impl Pipeline {
     }
 
     pub fn is_finished(&self) -> bool {
-        self.threads.iter().all(|t| t.is_finished())
+        self.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .all(|t| t.is_finished())
     }
 
     /// Waits for the loops; the first error wins.
-    pub fn join(self) -> Result<(), PipelineError> {
+    pub fn join(&self) -> Result<(), PipelineError> {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         let mut result = Ok(());
-        for t in self.threads {
+        for t in threads {
             let r = t.join().unwrap_or(Err(PipelineError::Panicked));
             if result.is_ok() {
                 result = r;
@@ -212,6 +217,21 @@ impl Pipeline {
             e.partitions
                 .values()
                 .find_map(|t| t.processor.get(id).map(|s| s.to_snapshot(id)))
+        })
+    }
+
+    /// What `/customers/{id}` shows: the owned customer's state scored now.
+    pub fn customer_view(&self, id: &str) -> Option<crate::http::CustomerView> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.engines.iter().find_map(|e| {
+            let e = lock(e);
+            let snap = e
+                .partitions
+                .values()
+                .find_map(|t| t.processor.get(id).map(|s| s.to_snapshot(id)))?;
+            crate::http::customer_view(id, &snap, &e.core, &e.model, now)
         })
     }
 

@@ -1,0 +1,174 @@
+//! `churnwatch run` as ops run it: the binary, its admin HTTP, and signals.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use churnwatch::{codec::Format, events};
+use common::{settings, unique, wait_for, Broker, Storage};
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(19090)
+}
+
+/// (status, body) of a plain HTTP/1.1 GET.
+fn get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    Some((status, body))
+}
+
+fn signal(child: &Child, sig: &str) {
+    let _ = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status();
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start(broker: &Broker, token: &str) -> (Running, u16, String) {
+    let app = unique("cw-svc");
+    let mut s = settings(broker, &app, 2);
+    let port = free_port();
+    s.http.listen = format!("127.0.0.1:{port}");
+    s.http.bearer_token = Some("env:CW_TEST_TOKEN".into());
+    let t0 = 1_767_225_600;
+    let evs: Vec<_> = (0..5)
+        .map(|i| events::purchase(&format!("e{i}"), "alice", t0 + i * 86_400, 20.0))
+        .collect();
+    broker.produce(&s.kafka.input_topic, &evs, Format::Protobuf, |_| 0);
+    let dir = std::env::temp_dir().join(format!("{app}.toml"));
+    std::fs::write(&dir, toml::to_string(&s).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+    let child = Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+        .args(["run", "--config"])
+        .arg(&dir)
+        .env("CW_TEST_TOKEN", token)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    (Running(child), port, app)
+}
+
+#[test]
+fn the_service_serves_its_admin_endpoints_and_stops_cleanly_on_sigterm() {
+    let broker = Broker::start(Storage::Memory);
+    let (mut svc, port, _) = start(&broker, "s3cret");
+    let healthy = wait_for(Duration::from_secs(30), || {
+        get(port, "/healthz", None).filter(|r| r.0 == 200)
+    });
+    assert!(
+        healthy.is_some(),
+        "/healthz answers while the service starts"
+    );
+    let ready = wait_for(Duration::from_secs(60), || {
+        get(port, "/readyz", None).filter(|r| r.0 == 200)
+    });
+    assert!(
+        ready.is_some(),
+        "/readyz turns 200 once partitions are restored: {:?}",
+        get(port, "/readyz", None)
+    );
+    let alice = wait_for(Duration::from_secs(30), || {
+        get(port, "/customers/alice", Some("s3cret"))
+            .filter(|r| r.0 == 200 && r.1.contains("\"purchases\":5"))
+    });
+    assert!(
+        alice.is_some(),
+        "{:?}",
+        get(port, "/customers/alice", Some("s3cret"))
+    );
+    assert_eq!(
+        get(port, "/customers/alice", None).map(|r| r.0),
+        Some(401),
+        "no token, no customer data"
+    );
+    let nobody = get(port, "/customers/nobody", Some("s3cret")).unwrap_or_default();
+    assert_eq!(nobody.0, 404);
+    assert!(
+        nobody.1.contains("not owned by this instance"),
+        "{}",
+        nobody.1
+    );
+    let metrics = get(port, "/metrics", None).unwrap_or_default();
+    assert!(
+        metrics
+            .1
+            .contains("churnwatch_events_consumed_total{kind=\"purchase\",partition=\"0\"} 5"),
+        "{}",
+        metrics.1
+    );
+    assert!(metrics.1.contains("churnwatch_http_unauthorized_total 1"));
+
+    signal(&svc.0, "-TERM");
+    let status = wait_exit(&mut svc.0, Duration::from_secs(30));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "SIGTERM: drain, commit, exit 0 within shutdown.timeout"
+    );
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let mut broker = Broker::start(Storage::Memory);
+    let (mut svc, port, _) = start(&broker, "t");
+    let ready = wait_for(Duration::from_secs(60), || {
+        get(port, "/readyz", None).filter(|r| r.0 == 200)
+    });
+    assert!(ready.is_some());
+    // With the broker gone, a graceful stop cannot finish quickly...
+    broker.stop();
+    signal(&svc.0, "-TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    // ...a second signal ends it now.
+    signal(&svc.0, "-TERM");
+    let status = wait_exit(&mut svc.0, Duration::from_secs(3));
+    assert!(
+        status.is_some(),
+        "still running 3 s after the second signal"
+    );
+    let code = status.and_then(|s| s.code());
+    assert!(code == Some(130) || code == Some(0), "{code:?}");
+}

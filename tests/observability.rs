@@ -1,0 +1,357 @@
+//! The dashboards and alerts hold against what churnwatch really exports.
+//!
+//! - Without any tool: every metric family churnwatch registers is on the
+//!   Grafana dashboard, and every `churnwatch_*` / `churnwatch:*` name the
+//!   dashboard and the rule files use exists (as a metric or a recording rule).
+//! - With Prometheus: the admin server runs on a loopback port with a small
+//!   workload moving every metric, and `scripts/check-observability.sh`
+//!   scrapes it with a real Prometheus and evaluates every expression. Runs
+//!   when `promtool` and `prometheus` are on PATH, or when `CI` is set (the
+//!   script installs them); otherwise it says it skipped.
+
+use std::{
+    collections::BTreeSet,
+    fmt::Display,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Arc,
+    time::Duration,
+};
+
+use churnwatch::{
+    http::{self, AdminConfig, AdminSource, CustomerView},
+    kind::EventKind,
+    metrics::Metrics,
+    outreach::Suppression,
+    pb::Playbook,
+    score::Level,
+    validate::Rejection,
+};
+
+fn must<T, E: Display>(r: Result<T, E>, what: &str) -> T {
+    r.unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn read(path: &str) -> String {
+    must(std::fs::read_to_string(repo(path)), path)
+}
+
+/// Every sample name the registry exports: counters and gauges as named,
+/// histograms as `_bucket`, `_sum` and `_count`.
+fn exported(metrics: &Metrics) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut families = BTreeSet::new();
+    let mut samples = BTreeSet::new();
+    for f in metrics.registry.gather() {
+        let name = f.name().to_owned();
+        if f.get_field_type() == prometheus::proto::MetricType::HISTOGRAM {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                samples.insert(format!("{name}{suffix}"));
+            }
+        } else {
+            samples.insert(name.clone());
+        }
+        families.insert(name);
+    }
+    (families, samples)
+}
+
+/// The `churnwatch_…` and `churnwatch:…` names in a text. A simple
+/// alternation in a name regex (`churnwatch_events_(consumed|rejected)_total`)
+/// is expanded into each name.
+fn names_in(text: &str) -> BTreeSet<String> {
+    let is_name = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == ':';
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("churnwatch") {
+        let tail = &rest[at..];
+        let boundary = rest[..at]
+            .chars()
+            .last()
+            .is_none_or(|c| !is_name(c) && !c.is_ascii_alphabetic());
+        let head_len = tail.find(|c: char| !is_name(c)).unwrap_or(tail.len());
+        // A colon closing a name is prose ("churnwatch: the ..."), not PromQL.
+        let head = tail[..head_len].trim_end_matches(':');
+        rest = &tail[head_len.max(1)..];
+        let prefixed = head.starts_with("churnwatch_") || head.starts_with("churnwatch:");
+        if !boundary || !prefixed || head.len() <= "churnwatch_".len() {
+            continue;
+        }
+        let after = &tail[head_len..];
+        let alternation = after
+            .strip_prefix('(')
+            .and_then(|a| a.find(')').map(|end| (&a[..end], &a[end + 1..])));
+        match alternation {
+            Some((alts, suffix_text)) if head.ends_with('_') => {
+                let suffix_len = suffix_text
+                    .find(|c: char| !is_name(c))
+                    .unwrap_or(suffix_text.len());
+                for alt in alts.split('|') {
+                    out.insert(format!("{head}{alt}{}", &suffix_text[..suffix_len]));
+                }
+            }
+            _ => {
+                out.insert(head.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The PromQL of every dashboard target.
+fn dashboard_exprs() -> Vec<String> {
+    let d: serde_json::Value = must(
+        serde_json::from_str(&read("deploy/grafana/churnwatch.json")),
+        "dashboard JSON",
+    );
+    let mut out = Vec::new();
+    let mut stack = vec![&d];
+    while let Some(v) = stack.pop() {
+        if let Some(panels) = v.get("panels").and_then(|p| p.as_array()) {
+            stack.extend(panels.iter());
+        }
+        for t in v
+            .get("targets")
+            .and_then(|t| t.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(e) = t.get("expr").and_then(|e| e.as_str()) {
+                out.push(e.to_owned());
+            }
+        }
+    }
+    out
+}
+
+struct NoCustomers;
+
+impl AdminSource for NoCustomers {
+    fn readiness(&self) -> Result<(), String> {
+        Ok(())
+    }
+    fn customer(&self, _: &str) -> Option<CustomerView> {
+        None
+    }
+}
+
+fn metrics_with_router() -> (Arc<Metrics>, axum::Router) {
+    let metrics = Arc::new(must(Metrics::new(), "metrics"));
+    let cfg = AdminConfig {
+        customers_endpoint: true,
+        bearer_token: Some("t0ken".into()),
+    };
+    let router = http::router(metrics.clone(), Arc::new(NoCustomers), cfg);
+    (metrics, router)
+}
+
+#[test]
+fn every_metric_is_on_the_dashboard_and_every_name_used_exists() {
+    let (metrics, _router) = metrics_with_router();
+    // Labelled families export nothing until a label set exists: move them
+    // all first (a new metric must be added to `tick` to be checked here).
+    tick(&metrics, 0);
+    let (families, samples) = exported(&metrics);
+    assert!(families.len() >= 25, "{families:?}");
+    assert!(families.contains(http::UNAUTHORIZED_METRIC), "{families:?}");
+
+    let dashboard: String = dashboard_exprs().join("\n");
+    let recording = read("deploy/prometheus/recording.yml");
+    let alerts = read("deploy/prometheus/alerts.yml");
+    let recorded: BTreeSet<String> = recording
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("- record:")
+                .map(|n| n.trim().to_owned())
+        })
+        .collect();
+    assert!(recorded.len() >= 5, "{recorded:?}");
+
+    let on_dashboard = names_in(&dashboard);
+    let missing: Vec<&String> = families
+        .iter()
+        .filter(|f| {
+            !on_dashboard.iter().any(|n| {
+                n == *f
+                    || n.strip_prefix(f.as_str())
+                        .is_some_and(|s| s.starts_with('_'))
+            })
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "metric families with no dashboard panel: {missing:?}"
+    );
+
+    for (file, text) in [
+        ("dashboard", &dashboard),
+        ("recording.yml", &recording),
+        ("alerts.yml", &alerts),
+    ] {
+        for name in names_in(text) {
+            let known = if name.contains(':') {
+                recorded.contains(&name)
+            } else {
+                samples.contains(&name)
+            };
+            assert!(
+                known,
+                "{file} uses `{name}`, which churnwatch does not export (nor a recording rule)"
+            );
+        }
+    }
+}
+
+/// Moves every metric the way the pipeline does, with label values taken
+/// from the same enums, so each family has series and rates are not zero.
+fn tick(m: &Metrics, round: u64) {
+    for (i, kind) in EventKind::ALL.iter().enumerate() {
+        for p in ["0", "1"] {
+            m.events_consumed
+                .with_label_values(&[kind.as_str(), p])
+                .inc_by(1 + (i as u64 + round) % 3);
+        }
+    }
+    m.events_rejected
+        .with_label_values(&[Rejection::REASONS[0]])
+        .inc();
+    m.events_dropped.with_label_values(&["late"]).inc();
+    m.events_dropped.with_label_values(&["duplicate"]).inc();
+    m.processing_latency.observe(0.004 * (1 + round % 5) as f64);
+    for (p, lag) in [("0", 10 + round as i64), ("1", 3)] {
+        m.event_time_lag
+            .with_label_values(&[p])
+            .set(2.0 + round as f64 % 3.0);
+        m.consumer_lag.with_label_values(&[p]).set(lag);
+    }
+    m.customers_tracked.set(1000);
+    for (l, n) in Level::ALL.iter().zip([700, 200, 80, 20]) {
+        m.customers_by_level.with_label_values(&[l.as_str()]).set(n);
+    }
+    for (pb, ch, level) in [
+        (Playbook::CheckIn, "email", Level::High),
+        (Playbook::WinBack, "phone", Level::Critical),
+    ] {
+        m.outreach_emitted
+            .with_label_values(&[pb.as_str_name(), ch, level.as_str()])
+            .inc();
+        for outcome in ["delivered", "opened", "replied", "converted"] {
+            m.outreach_outcomes
+                .with_label_values(&[pb.as_str_name(), outcome])
+                .inc();
+        }
+    }
+    m.outreach_suppressed
+        .with_label_values(&[Suppression::Cooldown.code()])
+        .inc();
+    for result in ["ok", "skipped", "error"] {
+        m.model_refits.with_label_values(&[result]).inc();
+    }
+    for (param, v) in [("r", 0.243), ("alpha", 30.9), ("a", 0.793), ("b", 2.426)] {
+        m.model_param.with_label_values(&[param]).set(v);
+    }
+    m.model_log_likelihood.set(-9582.4);
+    m.model_customers.set(950);
+    for p in ["0", "1"] {
+        m.restore_duration.with_label_values(&[p]).observe(0.2);
+        m.restore_records.with_label_values(&[p]).inc_by(500);
+    }
+    m.changelog_records.inc_by(20);
+    m.rebalances.with_label_values(&["assign"]).inc();
+    m.rebalances.with_label_values(&["revoke"]).inc();
+    m.assigned_partitions.set(2);
+    m.producer_queue.set(5);
+    for result in ["ok", "error", "refused", "aborted"] {
+        m.commits.with_label_values(&[result]).inc();
+    }
+    m.timers_fired.inc_by(3);
+}
+
+/// Whether the Prometheus check can run: the tools are here, or CI asks for
+/// it (the script installs them).
+fn prometheus_check_runs() -> bool {
+    let on_path = |tool: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    };
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    ci || (on_path("promtool") && on_path("prometheus"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboards_and_alerts_hold_against_a_live_scrape() {
+    if !prometheus_check_runs() {
+        eprintln!(
+            "SKIPPED: promtool/prometheus not on PATH and CI not set; \
+             install Debian's `prometheus` package or run with CI=true"
+        );
+        return;
+    }
+    let (metrics, router) = metrics_with_router();
+    tick(&metrics, 0);
+    let listener = must(tokio::net::TcpListener::bind("127.0.0.1:0").await, "bind");
+    let addr = must(listener.local_addr(), "local_addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, router, async {
+        let _ = stopped.await;
+    }));
+    let workload = {
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(250));
+            for round in 1.. {
+                every.tick().await;
+                tick(&m, round);
+            }
+        })
+    };
+
+    // The image's HEALTHCHECK, pointed at this server.
+    let dockerfile = read("deploy/Dockerfile");
+    let health = dockerfile
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("CMD [\"bash\", \"-c\", "))
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or_else(|| panic!("no HEALTHCHECK CMD in deploy/Dockerfile"));
+    let health: String = must(serde_json::from_str(health), "HEALTHCHECK command");
+    let health = health.replace("127.0.0.1/9090", &format!("127.0.0.1/{}", addr.port()));
+    let probe = health.clone();
+    let out = must(
+        tokio::task::spawn_blocking(move || Command::new("bash").arg("-c").arg(&probe).output())
+            .await,
+        "join",
+    );
+    assert!(
+        must(out, "bash").status.success(),
+        "the Dockerfile's HEALTHCHECK fails against /healthz: {health}"
+    );
+
+    let script = repo("scripts/check-observability.sh");
+    let url = format!("http://{addr}/metrics");
+    println!("checking the dashboards and rules against {url}");
+    let out = must(
+        tokio::task::spawn_blocking(move || Command::new("bash").arg(&script).arg(&url).output())
+            .await,
+        "join",
+    );
+    let out = must(out, "running scripts/check-observability.sh");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+
+    workload.abort();
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    assert!(
+        out.status.success(),
+        "scripts/check-observability.sh failed:\n{text}"
+    );
+    assert!(text.contains("0 failed"), "{text}");
+}
