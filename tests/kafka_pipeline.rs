@@ -284,3 +284,89 @@ async fn bad_input_is_dead_lettered_with_its_reason_and_good_input_goes_on() {
     p.join().unwrap_or_else(|e| panic!("{e}"));
     let _ = Channel::Web;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_values_are_read_when_configured_or_when_the_content_type_says_so() {
+    use rdkafka::{
+        message::{Header, OwnedHeaders},
+        producer::{BaseRecord, Producer},
+    };
+    let broker = Broker::start(Storage::Memory);
+    let app = unique("cw-json");
+    let s = settings(&broker, &app, 1);
+    let t0 = 1_767_225_600;
+    let producer = broker.producer();
+    // Protobuf by default (no header) ...
+    let pb =
+        churnwatch::codec::encode(&events::purchase("p1", "mixed", t0, 10.0), Format::Protobuf);
+    broker.send_raw(
+        &producer,
+        &s.kafka.input_topic,
+        Some(b"mixed"),
+        Some(&pb),
+        0,
+    );
+    // ... proto3 JSON when the header says so.
+    let json = churnwatch::codec::encode(
+        &events::purchase("j1", "mixed", t0 + 86_400, 15.0),
+        Format::Json,
+    );
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "content-type",
+        value: Some("application/json"),
+    });
+    let r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&s.kafka.input_topic)
+        .partition(0)
+        .key(&b"mixed"[..])
+        .payload(&json[..])
+        .headers(headers);
+    producer
+        .send(r)
+        .map_err(|e| e.0)
+        .unwrap_or_else(|e| panic!("{e}"));
+    producer
+        .flush(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
+    let p = Pipeline::start(s.clone(), metrics.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let both = wait_for(Duration::from_secs(30), || {
+        p.customer("mixed")
+            .and_then(|c| c.value)
+            .filter(|v| v.purchases == 2)
+            .map(|v| v.amount)
+    });
+    assert_eq!(
+        both,
+        Some(25.0),
+        "one protobuf and one JSON purchase folded"
+    );
+    assert_eq!(metric(&metrics, "churnwatch_events_rejected_total"), 0.0);
+    p.stop();
+    p.join().unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changelog_with_another_partition_count_is_refused_with_a_clear_message() {
+    let broker = Broker::start(Storage::Memory);
+    let app = unique("cw-copart");
+    let s = settings(&broker, &app, 4);
+    broker.create_topic(&s.changelog_topic(), 2, true);
+    let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
+    match Pipeline::start(s.clone(), metrics).await {
+        Err(churnwatch::pipeline::PipelineError::Topology(msg)) => {
+            assert!(
+                msg.contains("2 partitions")
+                    && msg.contains("has 4")
+                    && msg.contains("co-partitioned"),
+                "{msg}"
+            );
+        }
+        Err(e) => panic!("expected a topology error, got {e}"),
+        Ok(p) => {
+            p.stop();
+            panic!("must refuse to run");
+        }
+    }
+}

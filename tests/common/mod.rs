@@ -403,6 +403,23 @@ pub fn settings(broker: &Broker, app: &str, partitions: i32) -> Settings {
     s
 }
 
+/// Service settings over an existing input topic.
+pub fn settings_for_topic(broker: &Broker, app: &str, input: &str) -> Settings {
+    let mut s = Settings {
+        application_id: app.to_owned(),
+        ..Settings::default()
+    };
+    s.kafka.bootstrap_servers = broker.bootstrap.clone();
+    s.kafka.input_topic = input.to_owned();
+    s.kafka.outreach_topic = format!("{app}-outreach");
+    s.kafka.dead_letter_topic = format!("{app}-dlq");
+    s.processing.idle_advance = None;
+    if broker.is_tansu() {
+        s.kafka.assignment_strategy = churnwatch::settings::AssignmentStrategy::Range;
+    }
+    s
+}
+
 /// Polls `f` until it returns Some or the timeout passes.
 pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
