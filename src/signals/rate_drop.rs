@@ -34,10 +34,29 @@ pub fn test(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Option<(u32
     Some((observed, expected, p))
 }
 
+fn below_expectation(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> bool {
+    let g = &ctx.cfg.signals;
+    let Some(a) = s.activity.as_ref() else {
+        return false;
+    };
+    let span = a.span_days();
+    if span <= 0 {
+        return false;
+    }
+    let window = g.rate_window.whole_days().max(1) as i32;
+    let expected = f64::from(a.repeat_days) / f64::from(span) * f64::from(window);
+    f64::from(a.active_days_from(day_of(now) - window + 1)) < expected
+}
+
 /// p-value to strength: 0 from `SIGNIFICANCE` up, rising linearly to 1 at p = 0.
 pub const SIGNIFICANCE: f64 = 0.2;
 
 pub fn strength(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> f64 {
+    // Hot path (the silence timer evaluates this often): skip the CDF when
+    // the count is not below expectation, where the strength is 0 anyway.
+    if !below_expectation(s, now, ctx) {
+        return 0.0;
+    }
     match test(s, now, ctx) {
         Some((observed, expected, p)) if f64::from(observed) < expected => {
             (1.0 - p / SIGNIFICANCE).clamp(0.0, 1.0)
