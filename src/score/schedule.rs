@@ -11,7 +11,7 @@ use super::{level, Level};
 use crate::{
     signals::{self, Context},
     state::CustomerState,
-    time::Timestamp,
+    time::{day_of, start_of_day, Timestamp},
 };
 
 /// All breakpoints after `now`, sorted, without duplicates.
@@ -21,6 +21,26 @@ pub fn breakpoints(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Vec<
     signals::friction::breakpoints(s, now, ctx, &mut out);
     signals::escalation::breakpoints(s, now, ctx, &mut out);
     signals::renewal::breakpoints(s, now, &mut out);
+    // Step-ups at an exact second (not at a day boundary): the renewal
+    // window opening, and a first-response SLA running out.
+    if let Some(sub) = &s.subscription {
+        if sub.renews_at != 0 {
+            signals::push_after(
+                &mut out,
+                now,
+                sub.renews_at - ctx.cfg.signals.renewal_window.as_secs(),
+            );
+        }
+    }
+    if let Some(sup) = &s.support {
+        for t in sup.open_tickets.iter().filter(|t| t.first_response_at == 0) {
+            signals::push_after(
+                &mut out,
+                now,
+                t.opened_at + ctx.fold.first_response_sla.as_secs() + 1,
+            );
+        }
+    }
     out.sort_unstable();
     out.dedup();
     out
@@ -58,7 +78,36 @@ pub fn next_change(
 
 /// Smallest t in (lo, hi] with level(t) != `start`, given level(hi) != start
 /// and a level that only rises on (lo, hi].
+///
+/// Without open tickets every signal moves only at UTC day boundaries
+/// between breakpoints (activity is counted in days), so the search runs over
+/// days first: a handful of evaluations instead of ~25 over seconds.
 fn first_change(
+    s: &CustomerState,
+    lo: Timestamp,
+    hi: Timestamp,
+    start: Level,
+    ctx: &Context<'_>,
+) -> Timestamp {
+    let day_granular = s.support.as_ref().is_none_or(|x| x.open_tickets.is_empty());
+    if day_granular {
+        let (mut lo_d, mut hi_d) = (day_of(lo), day_of(hi));
+        if hi_d > lo_d && level(s, start_of_day(hi_d), ctx) != start {
+            while hi_d - lo_d > 1 {
+                let mid = lo_d + (hi_d - lo_d) / 2;
+                if level(s, start_of_day(mid), ctx) != start {
+                    hi_d = mid;
+                } else {
+                    lo_d = mid;
+                }
+            }
+            return start_of_day(hi_d);
+        }
+    }
+    first_change_in_seconds(s, lo, hi, start, ctx)
+}
+
+fn first_change_in_seconds(
     s: &CustomerState,
     mut lo: Timestamp,
     mut hi: Timestamp,

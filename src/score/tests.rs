@@ -303,3 +303,75 @@ fn next_change_sees_a_level_fall_at_a_breakpoint() {
         );
     });
 }
+
+/// The schedule against brute force, on a generated population: no level
+/// change is missed between now and the scheduled time (checked hourly and
+/// at every day boundary), and the level does change exactly there.
+#[test]
+fn next_change_agrees_with_a_brute_force_scan_on_a_generated_population() {
+    use crate::generate::{GenConfig, Generator};
+    let cfg = CoreConfig::default();
+    let model = PopulationModel::prior(&cfg.model);
+    let ctx = Context {
+        cfg: &cfg.score,
+        fold: &cfg.fold,
+        model: &model,
+    };
+    let evs: Vec<InteractionEvent> = Generator::new(GenConfig {
+        customers: 150,
+        span: crate::time::Span::days(60),
+        ..GenConfig::default()
+    })
+    .collect();
+    let mut states: std::collections::BTreeMap<String, CustomerState> = Default::default();
+    let fold_cfg = FoldConfig::default();
+    for e in &evs {
+        if let Ok(v) = validate(e, None, &fold_cfg) {
+            states
+                .entry(e.customer_id.clone())
+                .or_insert_with(|| CustomerState::new(v.at))
+                .apply(&v, &fold_cfg);
+        }
+    }
+    let now = evs
+        .last()
+        .and_then(|e| e.occurred_at)
+        .map_or(0, |t| t.seconds);
+    let mut changes = 0;
+    for (id, s) in &states {
+        let start = level(s, now, &ctx);
+        let until = now + 90 * D;
+        let next = schedule::next_change(s, now, until, &ctx);
+        let end = next.unwrap_or(until);
+        let mut t = now;
+        while t < end {
+            assert_eq!(
+                level(s, t, &ctx),
+                start,
+                "{id}: changed at {t}, before the scheduled {next:?}"
+            );
+            t += 3600;
+        }
+        let mut d = crate::time::day_of(now) + 1;
+        while start_of_day(d) < end {
+            assert_eq!(
+                level(s, start_of_day(d), &ctx),
+                start,
+                "{id}: changed at day {d}"
+            );
+            d += 1;
+        }
+        if let Some(t) = next {
+            changes += 1;
+            assert_ne!(
+                level(s, t, &ctx),
+                start,
+                "{id}: no change at the scheduled {t}"
+            );
+        }
+    }
+    assert!(
+        changes > 20,
+        "the population has silence to schedule: {changes}"
+    );
+}
