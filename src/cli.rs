@@ -1,4 +1,4 @@
-//! The command line: `churnwatch replay | check-config | ...`.
+//! The command line: `churnwatch demo | replay | generate | run | check-config`.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     codec::Format,
     config::{CoreConfig, TimeUnit},
+    demo::{self, DemoOptions},
     replay::{self, ReplayOptions},
     settings::Settings,
     time::{parse_rfc3339, Span},
@@ -26,9 +27,13 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Try it: an in-process Kafka, a synthetic population, the whole
+    /// service and a live view of what it decides (see README, "Quick start").
+    Demo(DemoArgs),
     /// Fold events from files and write states, scores, the model and outreach.
     Replay(ReplayArgs),
-    /// Write a seeded synthetic population's events to a file (or stdout).
+    /// Write a seeded synthetic population's events to a file, stdout or a
+    /// Kafka topic.
     Generate(GenerateArgs),
     /// Run the service: consume events from Kafka, keep state in the
     /// changelog, emit outreach (see README, "Service mode").
@@ -105,12 +110,76 @@ pub struct GenerateArgs {
     /// Stop after this many events (0 = until the span ends).
     #[arg(long, default_value_t = 0)]
     pub max_events: u64,
-    /// jsonl or protobuf (length-delimited).
+    /// jsonl or protobuf: the file framing (one JSON line, or
+    /// length-delimited binary), or on Kafka the message value.
     #[arg(long, value_parser = parse_format, default_value = "jsonl")]
     pub format: Format,
     /// Output file; `-` for standard output.
     #[arg(long, default_value = "-")]
     pub out: PathBuf,
+    /// Write to Kafka instead: the bootstrap servers.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        requires = "topic",
+        conflicts_with = "out"
+    )]
+    pub bootstrap: Option<String>,
+    /// The topic to write to (created when missing).
+    #[arg(long, requires = "bootstrap")]
+    pub topic: Option<String>,
+    /// Events per second (default: as fast as the broker takes them).
+    #[arg(long, value_name = "EVENTS_PER_SEC", value_parser = parse_rate, requires = "bootstrap")]
+    pub rate: Option<f64>,
+    /// Partitions of the topic, if it is created.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub partitions: i32,
+    /// Replication factor of the topic, if it is created.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=16))]
+    pub replication_factor: i32,
+    /// retention.ms of the topic, if it is created (messages carry the time
+    /// they were produced, not the event time).
+    #[arg(long, default_value = "7d")]
+    pub retention: Span,
+    /// A librdkafka property, KEY=VALUE (repeatable), e.g.
+    /// security.protocol=SASL_SSL; VALUE may be env:VAR or file:PATH.
+    #[arg(long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Number of customers in the synthetic population.
+    #[arg(long, default_value_t = 2_000)]
+    pub customers: u64,
+    /// Simulated history, ending at today's midnight (UTC).
+    #[arg(long, default_value = "120d")]
+    pub span: Span,
+    /// Random seed of the population.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Share of customers who go silent.
+    #[arg(long, default_value_t = 0.2)]
+    pub silent_share: f64,
+    /// Partitions of each topic.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..=64))]
+    pub partitions: i32,
+    /// Events per second into the input topic; 0: as fast as possible.
+    #[arg(long, value_name = "EVENTS_PER_SEC", default_value_t = 5_000.0)]
+    pub rate: f64,
+    /// Address of the admin HTTP server (/metrics, /readyz, /customers/{id}).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub http: String,
+    /// Stop after this long, e.g. 20s or 5m (default: on Ctrl-C).
+    #[arg(long)]
+    pub duration: Option<Span>,
+    /// How often the live view is printed, e.g. 3s.
+    #[arg(long, default_value = "3s")]
+    pub refresh: Span,
+    /// Use a tansu broker (from PATH or ~/.cache/churnwatch/tools/bin)
+    /// instead of the in-process mock cluster.
+    #[arg(long)]
+    pub tansu: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -129,6 +198,22 @@ fn parse_format(s: &str) -> Result<Format, String> {
 
 fn parse_time(s: &str) -> Result<i64, String> {
     parse_rfc3339(s).map_err(|e| e.to_string())
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "`{s}` is not a positive number of events per second"
+        )),
+    }
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
 }
 
 /// Reads a configuration file (the same file `run` reads; replay uses its
@@ -166,7 +251,35 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Generate(a) => {
-            generate_to_file(a)?;
+            if a.bootstrap.is_some() {
+                generate_to_kafka(a)?;
+            } else {
+                generate_to_file(a)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(a) => {
+            if !(0.0..=1.0).contains(&a.silent_share) {
+                anyhow::bail!("--silent-share must be between 0 and 1");
+            }
+            if !a.rate.is_finite() || a.rate < 0.0 {
+                anyhow::bail!("--rate must be a number of events per second, 0 for unlimited");
+            }
+            if a.duration.is_some_and(|d| d.as_secs() <= 0) {
+                anyhow::bail!("--duration must be positive");
+            }
+            demo::run(DemoOptions {
+                customers: a.customers,
+                seed: a.seed,
+                span: a.span,
+                silent_share: a.silent_share,
+                partitions: a.partitions,
+                rate: (a.rate > 0.0).then_some(a.rate),
+                http: a.http,
+                duration: a.duration,
+                refresh: a.refresh,
+                tansu: a.tansu,
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => {
@@ -229,5 +342,76 @@ fn generate_to_file(a: GenerateArgs) -> anyhow::Result<()> {
     w.flush()?;
     bar.finish_and_clear();
     eprintln!("wrote {n} events for {} customers", a.customers);
+    Ok(())
+}
+
+/// `generate --bootstrap`: the same events, to a Kafka topic (created when
+/// missing), keyed by customer id, with a progress bar on a terminal.
+fn generate_to_kafka(a: GenerateArgs) -> anyhow::Result<()> {
+    use std::sync::atomic::AtomicBool;
+
+    use crate::generate::{GenConfig, Generator};
+
+    let (Some(bootstrap), Some(topic)) = (a.bootstrap.as_deref(), a.topic.as_deref()) else {
+        anyhow::bail!("--bootstrap needs --topic");
+    };
+    if a.retention.as_secs() <= 0 {
+        anyhow::bail!("--retention must be positive");
+    }
+    let mut client = rdkafka::ClientConfig::new();
+    client.set("bootstrap.servers", bootstrap);
+    for (k, v) in &a.properties {
+        let value = crate::settings::resolve_secret(v)
+            .map_err(|e| anyhow::anyhow!("--property {k}: {e}"))?;
+        client.set(k, value);
+    }
+    let spec = demo::TopicSpec {
+        name: topic,
+        partitions: a.partitions,
+        replication: a.replication_factor,
+        compact: false,
+        retention_ms: a.retention.as_secs() * 1000,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (partitions, created) = rt.block_on(demo::ensure_topic(&client, &spec))?;
+    drop(rt);
+    let cfg = GenConfig {
+        customers: a.customers,
+        seed: a.seed,
+        start: a.start,
+        span: a.span,
+        silent_share: a.silent_share,
+        max_events: a.max_events,
+        ..GenConfig::default()
+    };
+    let days = a.span.whole_days().max(1) as u64;
+    let bar = indicatif::ProgressBar::new(days);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} day {pos}/{len} of the simulated span · {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    let target = demo::Target {
+        client,
+        topic,
+        format: a.format,
+        rate: a.rate,
+    };
+    let started = std::time::Instant::now();
+    let stop = AtomicBool::new(false);
+    let sent = demo::produce(Generator::new(cfg), &target, &stop, |n, at| {
+        bar.set_position(((at - a.start).max(0) / crate::time::SECS_PER_DAY) as u64);
+        bar.set_message(format!("{n} events sent"));
+    })?;
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "wrote {sent} events for {} customers to topic {topic} at {bootstrap} ({partitions} partitions{}) in {secs:.1} s ({:.0} events/s)",
+        a.customers,
+        if created { ", created" } else { "" },
+        sent as f64 / secs.max(1e-3)
+    );
     Ok(())
 }

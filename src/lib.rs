@@ -6,12 +6,14 @@
 //! and turned into outreach decisions ([`outreach`]). [`processor`] runs one
 //! partition's stream through all of that, with silence timers ([`timers`]).
 //! Everything so far is the pure core: no Kafka, no clock, no I/O.
-//! [`replay`] drives it from files.
+//! [`replay`] drives it from files; [`pipeline`] and [`service`] run it on
+//! Kafka (`churnwatch run`), and [`demo`] runs all of it on one machine.
 
 pub mod channel;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod demo;
 pub mod events;
 pub mod fold;
 pub mod generate;

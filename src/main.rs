@@ -1,4 +1,4 @@
-use std::{process::ExitCode, sync::Arc};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;
 
@@ -25,6 +25,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => run(config.as_deref()),
+        demo @ Command::Demo(_) => {
+            // The live view owns stdout; only warnings and errors go to stderr.
+            init_logs(LogFormat::Text, "warn");
+            cli::run(Cli { command: demo })
+        }
         other => {
             init_logs(LogFormat::Text, "info");
             cli::run(Cli { command: other })
@@ -47,6 +52,10 @@ fn run(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(service::run(settings, metrics, service::signals()))?;
+    let result = rt.block_on(service::run(settings, metrics, service::signals()));
+    // After shutdown.timeout a processing thread may still be stuck (a Kafka
+    // call without a deadline); dropping the runtime would wait for it.
+    rt.shutdown_timeout(Duration::from_secs(2));
+    result?;
     Ok(ExitCode::SUCCESS)
 }
