@@ -2,7 +2,7 @@
 //! then the latest maximum-likelihood fit over the customers' (x, t_x, T).
 //! Bridges customer state (UTC days) and the model's time unit.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     config::{ModelConfig, TimeUnit},
@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// What one fit produced (exported as metrics and `--model-out`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FitRecord {
     pub params: Params,
     pub log_likelihood: f64,
@@ -35,7 +35,7 @@ pub enum RefitError {
     Model(#[from] ModelError),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PopulationModel {
     pub family: Family,
     pub time_unit: TimeUnit,

@@ -138,7 +138,7 @@ pub struct ProcessingSettings {
     pub commit_interval_ms: u64,
     /// A partition that receives nothing for this long advances its stream
     /// time with the wall clock, so silent customers are still scored when
-    /// traffic stops. `None` (omit the key) = event time only.
+    /// traffic stops. `"0s"` disables it (event time only, as in replay).
     pub idle_advance: Option<Span>,
     /// Independent consumer loops in this process (each owns some partitions).
     pub threads: usize,
@@ -344,10 +344,10 @@ impl Settings {
                 "must be positive",
             ));
         }
-        if pr.idle_advance.is_some_and(|s| s.as_secs() <= 0) {
+        if pr.idle_advance.is_some_and(|s| s.as_secs() < 0) {
             p.push(ConfigProblem::new(
                 "processing.idle_advance",
-                "must be positive (omit it to disable)",
+                "must not be negative (\"0s\" disables it)",
             ));
         }
         if pr.threads == 0 || pr.threads > 64 {

@@ -255,3 +255,53 @@ async fn two_instances_share_the_partitions_and_one_takes_over_when_the_other_st
     b.stop();
     b.join().unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_instance_scores_with_the_model_the_stopped_one_had_fitted() {
+    let broker = Broker::start(Storage::Sqlite);
+    let app = unique("cw-model");
+    let s = settings(&broker, &app, 2);
+    let evs = population(400, 60);
+    broker.produce(&s.kafka.input_topic, &evs, Format::Protobuf, |c| {
+        partition_of(c, 2)
+    });
+    let ma = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
+    let a = Pipeline::start(s.clone(), ma.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let done = wait_for(Duration::from_secs(120), || {
+        (handled(&ma) == evs.len() as u64).then_some(())
+    });
+    assert!(done.is_some());
+    let first = wait_for(Duration::from_secs(30), || {
+        a.model().filter(|m| m.fit.is_some())
+    });
+    assert!(first.is_some(), "A refitted the model: {:?}", a.model());
+    std::thread::sleep(Duration::from_secs(1)); // one more batch: the model record is committed
+    let fitted = a.model().unwrap_or_else(|| panic!("A has a model"));
+    a.stop();
+    a.join().unwrap_or_else(|e| panic!("{e}"));
+
+    let b = Pipeline::start(
+        s.clone(),
+        Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}"))),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let restored = wait_for(Duration::from_secs(60), || {
+        (b.assigned() == vec![0, 1] && b.readiness().is_ok())
+            .then(|| b.model())
+            .flatten()
+    });
+    let restored = restored.unwrap_or_else(|| panic!("B ready"));
+    assert_eq!(
+        restored.params, fitted.params,
+        "the same model, not the prior"
+    );
+    assert_eq!(
+        restored.fit.as_ref().map(|f| f.fitted_at),
+        fitted.fit.as_ref().map(|f| f.fitted_at)
+    );
+    b.stop();
+    b.join().unwrap_or_else(|e| panic!("{e}"));
+}

@@ -57,6 +57,8 @@ pub struct Engine {
     txn_open: bool,
     failed_seen: u64,
     timers_seen: u64,
+    /// Commit synchronously (revocation, shutdown) instead of asynchronously.
+    pub sync_commit: bool,
     pub fatal: Option<PipelineError>,
     pub last_poll: Instant,
 }
@@ -98,6 +100,7 @@ impl Engine {
             txn_open: false,
             failed_seen: 0,
             timers_seen: 0,
+            sync_commit: false,
             fatal: None,
             last_poll: Instant::now(),
         })
@@ -249,7 +252,12 @@ impl Engine {
 
     /// Moves idle partitions' stream time with the wall clock (live mode).
     pub fn idle_advance(&mut self) -> Result<(), PipelineError> {
-        let Some(idle) = self.settings.processing.idle_advance else {
+        let Some(idle) = self
+            .settings
+            .processing
+            .idle_advance
+            .filter(|s| s.as_secs() > 0)
+        else {
             return Ok(());
         };
         let now = now_unix() - self.core.fold.lateness.as_secs();
@@ -275,6 +283,12 @@ impl Engine {
     ) -> Result<(), PipelineError> {
         let mut tpl = TopicPartitionList::new();
         let topic = self.settings.kafka.input_topic.clone();
+        if !self.sink.transactional {
+            // At-least-once: the outreach and dead letters of this batch must
+            // be acknowledged before the changelog that records them as sent,
+            // or a crash in between would lose an outreach for good.
+            self.acknowledged("outreach and dead letters")?;
+        }
         let mut wrote = false;
         for (p, task) in self.partitions.iter_mut() {
             for (id, state) in task.processor.take_changed() {
@@ -315,19 +329,17 @@ impl Engine {
                 self.metrics.commits.with_label_values(&["ok"]).inc();
             }
         } else {
-            self.sink.producer.flush(FLUSH_TIMEOUT).map_err(|e| {
-                PipelineError::Kafka(format!("waiting for the broker to acknowledge: {e}"))
-            })?;
-            let failed = self.sink.failed_deliveries();
-            if failed > self.failed_seen {
-                self.failed_seen = failed;
-                self.metrics.commits.with_label_values(&["refused"]).inc();
-                return Err(PipelineError::Kafka(format!(
-                    "{failed} records were not delivered; input offsets are not committed (they will be reprocessed)"
-                )));
-            }
+            self.acknowledged("the changelog")?;
             if tpl.count() > 0 {
-                match consumer.commit(&tpl, CommitMode::Sync) {
+                // Async: a batch's commit never blocks the loop (a lost
+                // commit only means reprocessing, which is deterministic).
+                // Revocation and shutdown commit synchronously.
+                let mode = if self.sync_commit {
+                    CommitMode::Sync
+                } else {
+                    CommitMode::Async
+                };
+                match consumer.commit(&tpl, mode) {
                     Ok(()) => self.metrics.commits.with_label_values(&["ok"]).inc(),
                     Err(e) => {
                         // Not fatal: the events are reprocessed after a restart
@@ -339,6 +351,22 @@ impl Engine {
             }
         }
         self.update_gauges();
+        Ok(())
+    }
+
+    /// Waits until the broker acknowledged everything produced so far.
+    fn acknowledged(&mut self, what: &str) -> Result<(), PipelineError> {
+        self.sink.producer.flush(FLUSH_TIMEOUT).map_err(|e| {
+            PipelineError::Kafka(format!("waiting for the broker to acknowledge {what}: {e}"))
+        })?;
+        let failed = self.sink.failed_deliveries();
+        if failed > self.failed_seen {
+            self.failed_seen = failed;
+            self.metrics.commits.with_label_values(&["refused"]).inc();
+            return Err(PipelineError::Kafka(format!(
+                "{failed} records were not delivered; input offsets are not committed (they will be reprocessed)"
+            )));
+        }
         Ok(())
     }
 
@@ -398,13 +426,14 @@ impl Engine {
         else {
             return;
         };
-        let due = self.next_refit.is_some_and(|t| st >= t);
-        if self.next_refit.is_none() || due {
-            self.next_refit = Some((st.div_euclid(every) + 1) * every);
-        }
+        // The first look fits at once (a restarted or new instance should
+        // not score with the prior for a whole period); then once per period
+        // of stream time.
+        let due = self.next_refit.is_none_or(|t| st >= t);
         if !due {
             return;
         }
+        self.next_refit = Some((st.div_euclid(every) + 1) * every);
         let activities = self
             .partitions
             .values()
@@ -426,6 +455,9 @@ impl Engine {
                     "population model refitted"
                 );
                 self.model = m;
+                if let Err(e) = self.record_model() {
+                    tracing::warn!(error = %e, "could not record the model in the changelog");
+                }
             }
             Err(e @ (RefitError::TooFew { .. } | RefitError::TooShort { .. })) => {
                 self.metrics
@@ -477,6 +509,10 @@ impl Engine {
                 elapsed_ms = r.elapsed.as_millis() as u64,
                 "restored partition state from the changelog"
             );
+            if let Some(m) = r.model.clone() {
+                self.adopt(m);
+            }
+            processor.set_model(self.model.clone());
             self.partitions.insert(
                 p,
                 PartitionTask {
@@ -487,6 +523,44 @@ impl Engine {
             );
         }
         self.update_gauges();
+        Ok(())
+    }
+
+    /// Uses a model restored from the changelog if it is newer than the one
+    /// in use, so a restarted instance scores as the crashed one did.
+    fn adopt(&mut self, m: PopulationModel) {
+        let newer = match (&m.fit, &self.model.fit) {
+            (Some(a), Some(b)) => a.fitted_at > b.fitted_at,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if !newer || m.family != self.core.model.family || m.time_unit != self.core.model.time_unit
+        {
+            return;
+        }
+        let every = self.core.model.refit_every.as_secs();
+        if let Some(f) = &m.fit {
+            self.next_refit = Some((f.fitted_at.div_euclid(every) + 1) * every);
+        }
+        let m = Arc::new(m);
+        for t in self.partitions.values_mut() {
+            t.processor.set_model(m.clone());
+        }
+        set_model_metrics(&self.metrics, &m);
+        tracing::info!(params = ?m.params, "population model restored from the changelog");
+        self.model = m;
+    }
+
+    /// Records the model in use in every owned changelog partition.
+    fn record_model(&mut self) -> Result<(), PipelineError> {
+        let bytes =
+            serde_json::to_vec(&*self.model).map_err(|e| PipelineError::Kafka(e.to_string()))?;
+        self.begin()?;
+        let parts: Vec<i32> = self.partitions.keys().copied().collect();
+        for p in parts {
+            self.sink
+                .changelog(p, super::restore::MODEL_KEY, Some(&bytes))?;
+        }
         Ok(())
     }
 

@@ -99,7 +99,10 @@ impl ConsumerContext for LoopContext {
             self.metrics.rebalances.with_label_values(&["revoke"]).inc();
             let parts = self.partitions(tpl);
             let mut e = lock(&self.engine);
-            if let Err(err) = e.end_batch(consumer) {
+            e.sync_commit = true;
+            let ended = e.end_batch(consumer);
+            e.sync_commit = false;
+            if let Err(err) = ended {
                 tracing::error!(error = %err, "could not commit before revocation");
                 e.fatal = Some(err);
             }
@@ -235,6 +238,11 @@ impl Pipeline {
         })
     }
 
+    /// The population model the first loop scores with.
+    pub fn model(&self) -> Option<Arc<crate::population::PopulationModel>> {
+        self.engines.first().map(|e| lock(e).model.clone())
+    }
+
     /// Every owned customer's encoded snapshot, sorted by id.
     pub fn snapshots(&self) -> Vec<(String, Vec<u8>)> {
         let mut v = Vec::new();
@@ -346,7 +354,9 @@ fn run_loop(
                 batch_started = Instant::now();
             }
         }
-        lock(&engine).end_batch(&consumer)
+        let mut e = lock(&engine);
+        e.sync_commit = true;
+        e.end_batch(&consumer)
     })();
     if result.is_ok() {
         consumer.unsubscribe();

@@ -10,11 +10,19 @@ use rdkafka::{
 };
 
 use super::{client, PipelineError};
-use crate::{processor::Processor, settings::Settings, state::CustomerState};
+use crate::{
+    population::PopulationModel, processor::Processor, settings::Settings, state::CustomerState,
+};
+
+/// Changelog key of the population model in use (customer ids never start
+/// with a NUL byte; keys that do are churnwatch's own records).
+pub const MODEL_KEY: &str = "\u{0}churnwatch/model";
 
 /// What one restore did.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Restored {
+    /// The last fitted model recorded in this changelog partition, if any.
+    pub model: Option<PopulationModel>,
     pub records: u64,
     pub customers: usize,
     pub skipped: u64,
@@ -75,6 +83,17 @@ pub fn restore(
             out.skipped += 1;
             continue;
         };
+        if key.starts_with('\u{0}') {
+            if key == MODEL_KEY {
+                if let Some(m) = msg
+                    .payload()
+                    .and_then(|b| serde_json::from_slice::<PopulationModel>(b).ok())
+                {
+                    out.model = Some(m);
+                }
+            }
+            continue;
+        }
         match msg.payload() {
             None => proc.forget(key),
             Some(bytes) => match CustomerState::decode_snapshot(bytes) {
