@@ -40,6 +40,8 @@ pub struct PartitionTask {
     /// Offset to commit (last processed + 1), if anything was processed since the last commit.
     pub next_offset: Option<i64>,
     pub last_message: Instant,
+    /// Timer firings already counted in the metric.
+    pub timers_seen: u64,
 }
 
 pub struct Engine {
@@ -56,7 +58,9 @@ pub struct Engine {
     effects: Vec<Effect>,
     txn_open: bool,
     failed_seen: u64,
-    timers_seen: u64,
+    /// What this loop last added to the shared gauges (customers, 4 levels, assigned).
+    reported: [i64; 6],
+    reported_queue: i64,
     /// Commit synchronously (revocation, shutdown) instead of asynchronously.
     pub sync_commit: bool,
     pub fatal: Option<PipelineError>,
@@ -99,7 +103,8 @@ impl Engine {
             effects: Vec::new(),
             txn_open: false,
             failed_seen: 0,
-            timers_seen: 0,
+            reported: [0; 6],
+            reported_queue: 0,
             sync_commit: false,
             fatal: None,
             last_poll: Instant::now(),
@@ -379,39 +384,41 @@ impl Engine {
         ))
     }
 
+    /// Gauges are shared by all loops of the process: each loop adds the
+    /// change of its own part, so the gauge shows the sum over loops.
     pub fn update_gauges(&mut self) {
-        let fired: u64 = self
-            .partitions
-            .values()
-            .map(|t| t.processor.timers_fired())
-            .sum();
-        // Counters only go up: count what was fired since the last look, per
-        // partition set (a revoked partition's count leaves with it).
-        if fired > self.timers_seen {
-            self.metrics.timers_fired.inc_by(fired - self.timers_seen);
+        for t in self.partitions.values_mut() {
+            let fired = t.processor.timers_fired();
+            self.metrics
+                .timers_fired
+                .inc_by(fired.saturating_sub(t.timers_seen));
+            t.timers_seen = fired;
         }
-        self.timers_seen = fired;
-        let mut levels = [0u64; 4];
-        let mut customers = 0;
+        let mut now = [0i64; 6];
         for t in self.partitions.values() {
-            customers += t.processor.len();
+            now[0] += t.processor.len() as i64;
             for (i, n) in t.processor.level_counts().iter().enumerate() {
-                levels[i] += n;
+                now[1 + i] += *n as i64;
             }
         }
-        self.metrics.customers_tracked.set(customers as i64);
-        for (l, n) in Level::ALL.iter().zip(levels) {
+        now[5] = self.assigned.len() as i64;
+        let d: Vec<i64> = now.iter().zip(self.reported).map(|(n, r)| n - r).collect();
+        self.metrics.customers_tracked.add(d[0]);
+        for (i, l) in Level::ALL.iter().enumerate() {
             self.metrics
                 .customers_by_level
                 .with_label_values(&[l.as_str()])
-                .set(n as i64);
+                .add(d[1 + i]);
         }
-        self.metrics
-            .producer_queue
-            .set(i64::from(self.sink.in_flight()));
-        self.metrics
-            .assigned_partitions
-            .set(self.assigned.len() as i64);
+        self.metrics.assigned_partitions.add(d[5]);
+        self.reported = now;
+    }
+
+    /// The producer queue before the batch's flush (after it, it is empty).
+    pub fn sample_queue(&mut self) {
+        let q = i64::from(self.sink.in_flight());
+        self.metrics.producer_queue.add(q - self.reported_queue);
+        self.reported_queue = q;
     }
 
     /// Refits the population model on the schedule (stream time), from the
@@ -519,6 +526,7 @@ impl Engine {
                     processor,
                     next_offset: None,
                     last_message: Instant::now(),
+                    timers_seen: 0,
                 },
             );
         }

@@ -349,6 +349,7 @@ fn run_loop(
             }
             if batch_started.elapsed() >= interval {
                 e.idle_advance()?;
+                e.sample_queue();
                 e.end_batch(&consumer)?;
                 e.maybe_refit();
                 batch_started = Instant::now();
