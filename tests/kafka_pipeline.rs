@@ -370,3 +370,59 @@ async fn a_changelog_with_another_partition_count_is_refused_with_a_clear_messag
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_keeps_the_original_headers() {
+    use rdkafka::{
+        message::{Header, OwnedHeaders},
+        producer::{BaseRecord, Producer},
+    };
+    let broker = Broker::start(Storage::Memory);
+    let s = settings(&broker, &unique("cw-dlqh"), 1);
+    let producer = broker.producer();
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "content-type",
+            value: Some("application/json"),
+        })
+        .insert(Header {
+            key: "x-trace-id",
+            value: Some("abc-123"),
+        });
+    let r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&s.kafka.input_topic)
+        .partition(0)
+        .key(&b"k"[..])
+        .payload(&b"{not json"[..])
+        .headers(headers);
+    producer
+        .send(r)
+        .map_err(|e| e.0)
+        .unwrap_or_else(|e| panic!("{e}"));
+    producer
+        .flush(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = Pipeline::start(
+        s.clone(),
+        Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}"))),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let dlq = broker.read_topic(
+        &s.kafka.dead_letter_topic,
+        1,
+        Duration::from_secs(30),
+        false,
+    );
+    assert_eq!(dlq.len(), 1);
+    let d = &dlq[0];
+    assert_eq!(
+        d.header("churnwatch.reason"),
+        Some("undecodable_json"),
+        "decoded as JSON, as the header said"
+    );
+    assert_eq!(d.header("content-type"), Some("application/json"));
+    assert_eq!(d.header("x-trace-id"), Some("abc-123"));
+    assert_eq!(d.key.as_deref(), Some("k"));
+    p.stop();
+    p.join().unwrap_or_else(|e| panic!("{e}"));
+}

@@ -162,15 +162,7 @@ impl Engine {
                     reason,
                     "dead-lettered"
                 );
-                self.sink.dead_letter(
-                    msg.key(),
-                    msg.payload(),
-                    reason,
-                    &detail,
-                    msg.topic(),
-                    p,
-                    msg.offset(),
-                )?;
+                self.sink.dead_letter(msg, reason, &detail)?;
             }
             Ok((processed, kind, at)) => {
                 match processed {

@@ -13,7 +13,7 @@ use std::{
 use prost::Message;
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
-    message::{Header, OwnedHeaders},
+    message::{BorrowedMessage, Header, Headers, Message as _, OwnedHeaders},
     producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext},
     ClientContext,
 };
@@ -147,20 +147,25 @@ impl Sink {
         )
     }
 
-    /// The original message, with why it was refused and where it came from.
-    #[allow(clippy::too_many_arguments)]
+    /// The original message (key, bytes and headers), with why it was
+    /// refused and where it came from.
     pub fn dead_letter(
         &self,
-        key: Option<&[u8]>,
-        payload: Option<&[u8]>,
+        msg: &BorrowedMessage<'_>,
         reason: &str,
         detail: &str,
-        topic: &str,
-        partition: i32,
-        offset: i64,
     ) -> Result<(), PipelineError> {
-        let (p, o) = (partition.to_string(), offset.to_string());
-        let headers = OwnedHeaders::new()
+        let (p, o) = (msg.partition().to_string(), msg.offset().to_string());
+        let mut headers = OwnedHeaders::new();
+        if let Some(original) = msg.headers() {
+            for h in original.iter() {
+                headers = headers.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                });
+            }
+        }
+        let headers = headers
             .insert(Header {
                 key: "churnwatch.reason",
                 value: Some(reason.as_bytes()),
@@ -171,7 +176,7 @@ impl Sink {
             })
             .insert(Header {
                 key: "churnwatch.source.topic",
-                value: Some(topic.as_bytes()),
+                value: Some(msg.topic().as_bytes()),
             })
             .insert(Header {
                 key: "churnwatch.source.partition",
@@ -181,6 +186,7 @@ impl Sink {
                 key: "churnwatch.source.offset",
                 value: Some(o.as_bytes()),
             });
+        let (key, payload) = (msg.key(), msg.payload());
         let mut r: BaseRecord<'_, [u8], [u8]> =
             BaseRecord::to(&self.dead_letter_topic).headers(headers);
         if let Some(k) = key {
