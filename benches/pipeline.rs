@@ -47,20 +47,6 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn counter(m: &Metrics, name: &str) -> u64 {
-    m.registry
-        .gather()
-        .iter()
-        .filter(|f| f.name() == name)
-        .flat_map(|f| {
-            f.get_metric()
-                .iter()
-                .map(|x| x.get_counter().get_value())
-                .collect::<Vec<_>>()
-        })
-        .sum::<f64>() as u64
-}
-
 struct Row {
     name: &'static str,
     events: u64,
@@ -156,23 +142,18 @@ fn main() {
     let p = rt
         .block_on(Pipeline::start(s, metrics.clone()))
         .unwrap_or_else(|e| panic!("{e}"));
-    let handled = |m: &Metrics| {
-        counter(m, "churnwatch_events_consumed_total")
-            + counter(m, "churnwatch_events_dropped_total")
-            + counter(m, "churnwatch_events_rejected_total")
-    };
-    while handled(&metrics) < n && t0.elapsed() < Duration::from_secs(3600) {
+    while common::handled(&metrics) < n && t0.elapsed() < Duration::from_secs(3600) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
-    let outreach = counter(&metrics, "churnwatch_outreach_emitted_total");
-    let changelog = counter(&metrics, "churnwatch_changelog_records_written_total");
+    let outreach = common::metric(&metrics, "churnwatch_outreach_emitted_total") as u64;
+    let changelog = common::metric(&metrics, "churnwatch_changelog_records_written_total") as u64;
     p.stop();
     let _ = p.join();
     let cw = Row {
         name: "churnwatch (at-least-once, changelog + outreach)",
-        events: handled(&metrics),
+        events: common::handled(&metrics),
         secs,
         cpu,
     };

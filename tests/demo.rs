@@ -6,31 +6,14 @@ mod common;
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use churnwatch::pb::OutreachRequested;
-use common::{wait_for, Broker};
+use common::{free_port, wait_for, Broker, Running};
 use prost::Message;
-
-/// Kills the demo if the test fails first.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(19_190)
-}
 
 /// The body of a plain HTTP/1.1 GET, if the status is 200.
 fn get(port: u16, path: &str) -> Option<String> {

@@ -14,13 +14,10 @@ use churnwatch::{
     codec::Format,
     config::CoreConfig,
     metrics::Metrics,
-    pb::OutreachRequested,
     pipeline::{Pipeline, PipelineError},
-    replay::{replay, ReplayOptions},
     settings::Guarantee,
 };
-use common::{month::month, settings, unique, wait_for, Broker, Storage};
-use prost::Message;
+use common::{month::month, outreach_ids, settings, unique, wait_for, Broker, Running, Storage};
 use rdkafka::{mocking::MockCluster, producer::DefaultProducerContext};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,50 +56,6 @@ fn spawn(config: &std::path::Path) -> Child {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Kills the child process when dropped (a failing test leaves nothing running).
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn outreach_ids(records: &[common::Record]) -> Vec<String> {
-    records
-        .iter()
-        .map(|r| {
-            OutreachRequested::decode(r.value.as_deref().unwrap_or_default())
-                .map(|o| o.outreach_id)
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
-fn replay_ids(evs: &[churnwatch::pb::InteractionEvent]) -> BTreeSet<String> {
-    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let file = tmp.path().join("in.pb");
-    common::month::write_events(&file, evs, Format::Protobuf);
-    let out = tmp.path().join("o.jsonl");
-    let opts = ReplayOptions {
-        inputs: vec![file],
-        format: Format::Protobuf,
-        outreach_out: Some(out.clone()),
-        ..Default::default()
-    };
-    replay(CoreConfig::default(), &opts).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::read_to_string(out)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<OutreachRequested>(l)
-                .map(|o| o.outreach_id)
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
 /// A crash (SIGKILL) in the middle of a transaction, then a restart with the
 /// same transactional id: the open transaction is aborted, its input is
 /// reprocessed (its offsets were never committed) and committed once.
@@ -129,7 +82,7 @@ fn crash_mid_transaction(bootstrap: &str, create: &dyn Fn(&str, i32), filters: b
     broker.produce(&input, &evs, Format::Protobuf, |c| {
         i32::from(!busy_first.contains(&c))
     });
-    let expected = replay_ids(&evs);
+    let expected = common::replay_ids(&evs, CoreConfig::default());
     assert_eq!(expected.len(), 4);
 
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -12,52 +12,13 @@ use churnwatch::{
     metrics::Metrics,
     pb::{Channel, InteractionEvent, OutreachRequested},
     pipeline::Pipeline,
-    replay::{replay, ReplayOptions},
 };
-use common::{month::month, settings, unique, wait_for, Broker, Storage};
+use common::{metric, month::month, settings, unique, wait_for, Broker, Storage};
 use prost::Message;
 
 fn decode_outreach(r: &common::Record) -> OutreachRequested {
     OutreachRequested::decode(r.value.as_deref().unwrap_or_default())
         .unwrap_or_else(|e| panic!("outreach decodes: {e}"))
-}
-
-/// The outreach ids `churnwatch replay` gives on the same events.
-fn replay_ids(evs: &[InteractionEvent]) -> BTreeSet<String> {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let input = dir.path().join("in.pb");
-    common::month::write_events(&input, evs, Format::Protobuf);
-    let out = dir.path().join("out.jsonl");
-    let opts = ReplayOptions {
-        inputs: vec![input],
-        format: Format::Protobuf,
-        outreach_out: Some(out.clone()),
-        ..ReplayOptions::default()
-    };
-    replay(CoreConfig::default(), &opts).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::read_to_string(out)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<OutreachRequested>(l)
-                .map(|o| o.outreach_id)
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
-fn metric(m: &Metrics, name: &str) -> f64 {
-    m.registry
-        .gather()
-        .iter()
-        .filter(|f| f.name() == name)
-        .flat_map(|f| {
-            f.get_metric()
-                .iter()
-                .map(|x| x.get_counter().get_value() + x.get_gauge().get_value())
-                .collect::<Vec<_>>()
-        })
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +37,7 @@ async fn the_month_over_kafka_gives_the_replay_outreach() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
-    let expected = replay_ids(&evs);
+    let expected = common::replay_ids(&evs, CoreConfig::default());
     assert_eq!(expected.len(), 4);
     let got = broker.read_topic(
         &s.kafka.outreach_topic,

@@ -10,23 +10,7 @@ use std::{
 };
 
 use churnwatch::{codec::Format, events};
-use common::{settings, unique, wait_for, Broker, Storage};
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(19090)
-}
+use common::{free_port, settings, unique, wait_for, Broker, Running, Storage};
 
 /// (status, body) of a plain HTTP/1.1 GET.
 fn get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {

@@ -17,33 +17,11 @@ use churnwatch::{
     metrics::Metrics,
     pb::{InteractionEvent, OutreachRequested},
     pipeline::Pipeline,
-    replay::{replay, ReplayOptions},
     settings::Settings,
     time::Span,
 };
-use common::{settings, unique, wait_for, Broker, Storage};
+use common::{handled, settings, unique, wait_for, Broker, Storage};
 use prost::Message;
-
-fn counter(m: &Metrics, name: &str) -> u64 {
-    m.registry
-        .gather()
-        .iter()
-        .filter(|f| f.name() == name)
-        .flat_map(|f| {
-            f.get_metric()
-                .iter()
-                .map(|x| x.get_counter().get_value())
-                .collect::<Vec<_>>()
-        })
-        .sum::<f64>() as u64
-}
-
-/// Every input message accounted for: folded, dropped or dead-lettered.
-fn handled(m: &Metrics) -> u64 {
-    counter(m, "churnwatch_events_consumed_total")
-        + counter(m, "churnwatch_events_dropped_total")
-        + counter(m, "churnwatch_events_rejected_total")
-}
 
 fn population(customers: u64, days: i64) -> Vec<InteractionEvent> {
     Generator::new(GenConfig {
@@ -112,7 +90,7 @@ async fn a_new_instance_restores_the_state_from_the_changelog_without_reprocessi
         after == before,
         "the restored state equals the state before, byte for byte"
     );
-    assert!(counter(&mb, "churnwatch_changelog_restore_records_total") >= 300);
+    assert!(common::metric(&mb, "churnwatch_changelog_restore_records_total") as u64 >= 300);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         handled(&mb),
@@ -171,7 +149,7 @@ async fn two_instances_share_the_partitions_and_one_takes_over_when_the_other_st
     });
     assert!(took_over.is_some(), "B took over: {:?}", b.assigned());
     assert!(
-        counter(&mb, "churnwatch_changelog_restore_records_total") > 0,
+        common::metric(&mb, "churnwatch_changelog_restore_records_total") as u64 > 0,
         "A's partitions restored from the changelog"
     );
 
@@ -223,26 +201,7 @@ async fn two_instances_share_the_partitions_and_one_takes_over_when_the_other_st
     );
 
     // And every one of them is a decision the replay of the same events makes.
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let input = dir.path().join("in.pb");
-    common::month::write_events(&input, &evs, Format::Protobuf);
-    let replayed = dir.path().join("out.jsonl");
-    let opts = ReplayOptions {
-        inputs: vec![input],
-        format: Format::Protobuf,
-        outreach_out: Some(replayed.clone()),
-        ..ReplayOptions::default()
-    };
-    replay(s.core(), &opts).unwrap_or_else(|e| panic!("{e}"));
-    let replay_ids: BTreeSet<String> = std::fs::read_to_string(replayed)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<OutreachRequested>(l)
-                .map(|o| o.outreach_id)
-                .unwrap_or_default()
-        })
-        .collect();
+    let replay_ids = common::replay_ids(&evs, s.core());
     let foreign: Vec<&&str> = distinct
         .iter()
         .filter(|id| !replay_ids.contains(**id))

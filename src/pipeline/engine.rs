@@ -286,26 +286,21 @@ impl Engine {
             // or a crash in between would lose an outreach for good.
             self.acknowledged("outreach and dead letters")?;
         }
-        let mut wrote = false;
+        let mut changed = Vec::new();
         for (p, task) in self.partitions.iter_mut() {
             for (id, state) in task.processor.take_changed() {
-                if !wrote {
-                    wrote = true;
-                    if self.sink.transactional && !self.txn_open {
-                        self.sink
-                            .producer
-                            .begin_transaction()
-                            .map_err(|e| PipelineError::Kafka(format!("begin transaction: {e}")))?;
-                        self.txn_open = true;
-                    }
-                }
-                let bytes = state.map(|s| s.encode_snapshot(&id));
-                self.sink.changelog(*p, &id, bytes.as_deref())?;
+                changed.push((*p, id.clone(), state.map(|s| s.encode_snapshot(&id))));
             }
             if let Some(next) = task.next_offset.take() {
                 tpl.add_partition_offset(&topic, *p, Offset::Offset(next))
                     .map_err(|e| PipelineError::Kafka(e.to_string()))?;
             }
+        }
+        if !changed.is_empty() {
+            self.begin()?;
+        }
+        for (p, id, bytes) in &changed {
+            self.sink.changelog(*p, id, bytes.as_deref())?;
         }
         if self.sink.transactional {
             if self.txn_open {

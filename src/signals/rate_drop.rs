@@ -15,8 +15,9 @@ use crate::{
     time::{day_of, Timestamp},
 };
 
-/// Test inputs: (observed active days in window, expected, p-value).
-pub fn test(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Option<(u32, f64, f64)> {
+/// (observed active days in the window, expected at the baseline rate), once
+/// enough baseline exists.
+fn counts(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Option<(u32, f64)> {
     let g = &ctx.cfg.signals;
     let a = s.activity.as_ref()?;
     let span = a.span_days();
@@ -27,39 +28,29 @@ pub fn test(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Option<(u32
         return None;
     }
     let window = g.rate_window.whole_days().max(1) as i32;
-    let rate = f64::from(a.repeat_days) / f64::from(span);
-    let expected = rate * f64::from(window);
-    let observed = a.active_days_from(day_of(now) - window + 1);
-    let p = Poisson::new(expected).ok()?.cdf(u64::from(observed));
-    Some((observed, expected, p))
+    let expected = f64::from(a.repeat_days) / f64::from(span) * f64::from(window);
+    Some((a.active_days_from(day_of(now) - window + 1), expected))
 }
 
-fn below_expectation(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> bool {
-    let g = &ctx.cfg.signals;
-    let Some(a) = s.activity.as_ref() else {
-        return false;
-    };
-    let span = a.span_days();
-    if span <= 0 {
-        return false;
-    }
-    let window = g.rate_window.whole_days().max(1) as i32;
-    let expected = f64::from(a.repeat_days) / f64::from(span) * f64::from(window);
-    f64::from(a.active_days_from(day_of(now) - window + 1)) < expected
+fn p_value(observed: u32, expected: f64) -> Option<f64> {
+    Some(Poisson::new(expected).ok()?.cdf(u64::from(observed)))
+}
+
+/// Test inputs: (observed active days in window, expected, p-value).
+pub fn test(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Option<(u32, f64, f64)> {
+    let (observed, expected) = counts(s, now, ctx)?;
+    Some((observed, expected, p_value(observed, expected)?))
 }
 
 /// p-value to strength: 0 from `SIGNIFICANCE` up, rising linearly to 1 at p = 0.
 pub const SIGNIFICANCE: f64 = 0.2;
 
 pub fn strength(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> f64 {
-    // Hot path (the silence timer evaluates this often): skip the CDF when
-    // the count is not below expectation, where the strength is 0 anyway.
-    if !below_expectation(s, now, ctx) {
-        return 0.0;
-    }
-    match test(s, now, ctx) {
-        Some((observed, expected, p)) if f64::from(observed) < expected => {
-            (1.0 - p / SIGNIFICANCE).clamp(0.0, 1.0)
+    // Hot path (the silence timer evaluates this often): the CDF only when
+    // the count is below expectation; otherwise the strength is 0 anyway.
+    match counts(s, now, ctx) {
+        Some((observed, expected)) if f64::from(observed) < expected => {
+            p_value(observed, expected).map_or(0.0, |p| (1.0 - p / SIGNIFICANCE).clamp(0.0, 1.0))
         }
         _ => 0.0,
     }

@@ -53,7 +53,7 @@ fn tansu_bin() -> PathBuf {
     PathBuf::from("tansu")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -432,4 +432,76 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A child process killed when dropped (a failing test leaves nothing running).
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sum of a metric family's values (counters and gauges) over its labels.
+pub fn metric(m: &churnwatch::metrics::Metrics, name: &str) -> f64 {
+    m.registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| {
+            f.get_metric()
+                .iter()
+                .map(|x| x.get_counter().get_value() + x.get_gauge().get_value())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// Every input message accounted for: folded, dropped or dead-lettered.
+pub fn handled(m: &churnwatch::metrics::Metrics) -> u64 {
+    (metric(m, "churnwatch_events_consumed_total")
+        + metric(m, "churnwatch_events_dropped_total")
+        + metric(m, "churnwatch_events_rejected_total")) as u64
+}
+
+/// The outreach ids of outreach records read from a topic.
+pub fn outreach_ids(records: &[Record]) -> Vec<String> {
+    use prost::Message as _;
+    records
+        .iter()
+        .map(|r| {
+            churnwatch::pb::OutreachRequested::decode(r.value.as_deref().unwrap_or_default())
+                .map(|o| o.outreach_id)
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The outreach ids `churnwatch replay` gives on the same events.
+pub fn replay_ids(
+    evs: &[InteractionEvent],
+    core: churnwatch::config::CoreConfig,
+) -> std::collections::BTreeSet<String> {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let input = dir.path().join("in.pb");
+    month::write_events(&input, evs, Format::Protobuf);
+    let out = dir.path().join("out.jsonl");
+    let opts = churnwatch::replay::ReplayOptions {
+        inputs: vec![input],
+        format: Format::Protobuf,
+        outreach_out: Some(out.clone()),
+        ..Default::default()
+    };
+    churnwatch::replay::replay(core, &opts).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<churnwatch::pb::OutreachRequested>(l)
+                .map(|o| o.outreach_id)
+                .unwrap_or_default()
+        })
+        .collect()
 }
