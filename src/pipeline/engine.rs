@@ -16,7 +16,11 @@ use rdkafka::{
     Offset, TopicPartitionList,
 };
 
-use super::{restore, sink::Sink, PipelineError};
+use super::{
+    restore,
+    sink::{Sink, Trigger},
+    PipelineError,
+};
 use crate::{
     channel,
     codec::{self, Format},
@@ -200,16 +204,19 @@ impl Engine {
         if let Some(st) = task.processor.stream_time() {
             task.processor.advance_to(st, &mut self.effects);
         }
-        let arrived_ms = msg.timestamp().to_millis();
-        self.emit(arrived_ms)
+        self.emit(Some(Trigger {
+            partition: p,
+            offset: msg.offset(),
+            timestamp_ms: msg.timestamp().to_millis(),
+        }))
     }
 
     /// Sends what processing decided.
-    fn emit(&mut self, arrived_ms: Option<i64>) -> Result<(), PipelineError> {
+    fn emit(&mut self, trigger: Option<Trigger>) -> Result<(), PipelineError> {
         for e in std::mem::take(&mut self.effects) {
             match e {
                 Effect::Outreach(o) => {
-                    self.sink.outreach(&o)?;
+                    self.sink.outreach(&o, trigger)?;
                     let playbook = o.playbook().as_str_name();
                     let ch =
                         channel::name(Channel::try_from(o.channel).unwrap_or(Channel::Unspecified));
@@ -218,7 +225,7 @@ impl Engine {
                         .outreach_emitted
                         .with_label_values(&[playbook, ch, level])
                         .inc();
-                    if let Some(ms) = arrived_ms {
+                    if let Some(ms) = trigger.and_then(|t| t.timestamp_ms) {
                         self.metrics
                             .processing_latency
                             .observe(((now_millis() - ms).max(0) as f64) / 1000.0);

@@ -56,6 +56,14 @@ pub struct Sink {
     metrics: Arc<Metrics>,
 }
 
+/// The input message an outreach decision was made while processing.
+#[derive(Clone, Copy, Debug)]
+pub struct Trigger {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+}
+
 pub const CONTENT_TYPE: &str = "content-type";
 pub const PROTOBUF: &str = "application/x-protobuf";
 pub const JSON: &str = "application/json";
@@ -125,7 +133,15 @@ impl Sink {
         }
     }
 
-    pub fn outreach(&self, o: &OutreachRequested) -> Result<(), PipelineError> {
+    /// An outreach decision. `trigger` is the input message whose processing
+    /// made it (partition, offset, Kafka timestamp in ms), carried in headers
+    /// for lineage and for measuring event-to-decision latency downstream;
+    /// `None` when the wall clock moved an idle partition.
+    pub fn outreach(
+        &self,
+        o: &OutreachRequested,
+        trigger: Option<Trigger>,
+    ) -> Result<(), PipelineError> {
         let (payload, ct) = match self.outreach_format {
             Format::Protobuf => (o.encode_to_vec(), PROTOBUF),
             Format::Json => (serde_json::to_vec(o).unwrap_or_default(), JSON),
@@ -139,6 +155,32 @@ impl Sink {
                 key: CONTENT_TYPE,
                 value: Some(ct.as_bytes()),
             });
+        let headers = match trigger {
+            Some(t) => {
+                let (p, off, ts) = (
+                    t.partition.to_string(),
+                    t.offset.to_string(),
+                    t.timestamp_ms.map(|v| v.to_string()),
+                );
+                let mut h = headers
+                    .insert(Header {
+                        key: "churnwatch.trigger.partition",
+                        value: Some(p.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: "churnwatch.trigger.offset",
+                        value: Some(off.as_bytes()),
+                    });
+                if let Some(ts) = &ts {
+                    h = h.insert(Header {
+                        key: "churnwatch.trigger.timestamp",
+                        value: Some(ts.as_bytes()),
+                    });
+                }
+                h
+            }
+            None => headers,
+        };
         self.send(
             BaseRecord::to(&self.outreach_topic)
                 .key(o.customer_id.as_bytes())
