@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The end-to-end load harness (benches/pipeline.rs): ceiling, churnwatch,
+# restore, the Quix Streams peer and latency, through one broker, one table.
+#
+#   bash scripts/perf.sh                                            # the issue's sizes
+#   EVENTS=200000 CUSTOMERS=40000 LATENCY_SECS=20 bash scripts/perf.sh   # smoke, a few minutes
+#   KAFKA_BOOTSTRAP=host:9092 bash scripts/perf.sh                  # any Kafka instead of tansu
+#   PEER=0 bash scripts/perf.sh                                     # without the peer
+#
+# Creates the peer's Python venv (pinned in benches/peer/requirements.txt)
+# under the churnwatch cache when missing, installs tansu when missing, then
+# runs `cargo bench --bench pipeline`. The table is printed and written to
+# $PERF_TABLE (default $CARGO_TARGET_DIR/perf-table.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE="${CHURNWATCH_CACHE:-$HOME/.cache/churnwatch}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+export EVENTS="${EVENTS:-5000000}"
+export CUSTOMERS="${CUSTOMERS:-1000000}"
+export PARTITIONS="${PARTITIONS:-8}"
+export LATENCY_SECS="${LATENCY_SECS:-60}"
+export PERF_TABLE="${PERF_TABLE:-$CARGO_TARGET_DIR/perf-table.md}"
+
+if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
+  bash scripts/install-tansu.sh
+  export TANSU_BIN="${TANSU_BIN:-$CACHE/tools/bin/tansu}"
+fi
+
+if [ "${PEER:-1}" != "0" ]; then
+  VENV="$CACHE/peer-venv"
+  REQ=benches/peer/requirements.txt
+  # Reinstall when the pins change.
+  if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$REQ" "$VENV/requirements.txt"; then
+    echo "peer: creating $VENV from $REQ" >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --upgrade pip
+    "$VENV/bin/pip" install --quiet -r "$REQ"
+    cp "$REQ" "$VENV/requirements.txt"
+  fi
+  export PEER_PYTHON="$VENV/bin/python"
+fi
+
+exec cargo bench --bench pipeline
