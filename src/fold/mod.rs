@@ -74,7 +74,13 @@ impl CustomerState {
             Kind::Consent(c) => consent::apply(self, ev, c),
             Kind::OutreachOutcome(o) => outcome::apply(self, o),
             Kind::Erasure(_) => {
-                *self = CustomerState::default();
+                // Everything about the customer goes; the score mark stays
+                // until the caller removes the state, which uncounts the
+                // customer from the level the mark says they are counted at.
+                *self = CustomerState {
+                    score: self.score,
+                    ..CustomerState::default()
+                };
                 return Folded::Erased;
             }
         };

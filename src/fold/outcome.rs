@@ -14,7 +14,7 @@ pub(super) fn apply(s: &mut CustomerState, o: &OutreachOutcome) -> Folded {
         .ok()
         .and_then(|i| h.outcomes.get_mut(i))
     {
-        *slot += 1;
+        *slot = slot.saturating_add(1);
     }
     let mut playbook = Playbook::Unspecified;
     if let Some(last) = h.last.as_mut().filter(|l| l.outreach_id == o.outreach_id) {

@@ -7,7 +7,7 @@ pub(super) fn apply(
     p: &Purchase,
     cfg: &FoldConfig,
 ) -> Folded {
-    s.value.purchases += 1;
+    s.value.purchases = s.value.purchases.saturating_add(1);
     s.value.amount += p.amount;
     s.note_channel(ev, cfg);
     Folded::Applied

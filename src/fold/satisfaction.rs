@@ -58,11 +58,11 @@ pub(super) fn apply(
         sat.ewma += cfg.satisfaction_fast_weight * (normalised - sat.ewma);
         sat.baseline += cfg.satisfaction_baseline_weight * (normalised - sat.baseline);
     }
-    sat.answers += 1;
+    sat.answers = sat.answers.saturating_add(1);
     sat.last_answer_at = sat.last_answer_at.max(ev.at);
     if negative {
         let support = s.support_mut();
-        support.negative_experiences += 1;
+        support.negative_experiences = support.negative_experiences.saturating_add(1);
         if support.last_negative.is_none_or(|n| n.at <= mark.at) {
             support.last_negative = Some(mark);
         }

@@ -29,7 +29,7 @@ fn note_contact(support: &mut Support, mark: ContactMark, window: i64) {
 }
 
 fn note_negative(support: &mut Support, mark: ContactMark) {
-    support.negative_experiences += 1;
+    support.negative_experiences = support.negative_experiences.saturating_add(1);
     if support.last_negative.is_none_or(|n| n.at <= mark.at) {
         support.last_negative = Some(mark);
     }
@@ -51,7 +51,7 @@ pub(super) fn ticket_opened(
     if support.open_tickets.iter().any(|o| o.ticket == ticket) {
         return Folded::Applied;
     }
-    support.tickets_opened += 1;
+    support.tickets_opened = support.tickets_opened.saturating_add(1);
     let severity = u8::try_from(t.severity).unwrap_or(0);
     let pos = support
         .open_tickets
@@ -98,21 +98,23 @@ pub(super) fn ticket_updated(
                 .response_seconds
                 .map_or((ev.at - tk.opened_at).max(0), i64::from);
             let channel = tk.channel;
-            support.first_responses += 1;
-            support.first_response_secs_total += secs.max(0) as u64;
+            support.first_responses = support.first_responses.saturating_add(1);
+            support.first_response_secs_total = support
+                .first_response_secs_total
+                .saturating_add(secs.max(0) as u64);
             if secs > sla {
-                support.slow_first_responses += 1;
+                support.slow_first_responses = support.slow_first_responses.saturating_add(1);
                 note_negative(support, ContactMark { at: ev.at, channel });
             }
         }
         TicketStatus::Resolved => {
             if let Some(i) = open {
                 support.open_tickets.remove(i);
-                support.resolved += 1;
+                support.resolved = support.resolved.saturating_add(1);
             }
         }
         TicketStatus::Reopened => {
-            support.reopened += 1;
+            support.reopened = support.reopened.saturating_add(1);
             let channel = ev.channel;
             note_negative(support, ContactMark { at: ev.at, channel });
             match open {
@@ -161,7 +163,7 @@ pub(super) fn complaint(s: &mut CustomerState, ev: &Valid<'_>, cfg: &FoldConfig)
         channel: ev.channel,
     };
     let support = s.support_mut();
-    support.complaints += 1;
+    support.complaints = support.complaints.saturating_add(1);
     if support.last_complaint_at.is_none_or(|t| t <= ev.at) {
         support.last_complaint_at = Some(ev.at);
     }

@@ -208,15 +208,134 @@ fn outcomes_close_the_episode_of_the_outreach_they_answer() {
 }
 
 #[test]
-fn erasure_resets_the_state() {
+fn erasure_resets_the_state_but_the_score_mark() {
     let cfg = FoldConfig::default();
     let mut s = fold_all(&[events::purchase("e1", "c", T0, 10.0)]);
+    s.score.level = crate::score::Level::High;
+    s.score.next_check_at = T0 + 60;
+    let mark = s.score;
     let e = events::erasure("e2", "c", T0 + 5);
     let Ok(v) = validate(&e, None, &cfg) else {
         panic!("valid")
     };
     assert_eq!(s.apply(&v, &cfg), Folded::Erased);
-    assert_eq!(s, CustomerState::default());
+    // The mark stays until the processor removes the state: it uncounts the
+    // customer from the level the mark names.
+    assert_eq!(
+        s,
+        CustomerState {
+            score: mark,
+            ..CustomerState::default()
+        }
+    );
+}
+
+/// Fuzzing (fuzz/seeds/decode_fold/every-kind.pb): erasing a customer above
+/// `low` uncounted them from `low` (the fold had already reset their score
+/// mark), an overflow panic with debug assertions and wrong per-level
+/// gauges without.
+#[test]
+fn erasing_a_customer_at_risk_leaves_the_level_counts_right() {
+    use std::sync::Arc;
+
+    use crate::{config::CoreConfig, population::PopulationModel, processor::Processor};
+    let cfg = Arc::new(CoreConfig::default());
+    let model = Arc::new(PopulationModel::prior(&cfg.model));
+    let mut p = Processor::new(cfg, model);
+    let h = 3_600;
+    let evs = [
+        events::purchase("e1", "c", T0, 120.0),
+        events::ticket_opened("e2", "c", T0 + h, Channel::Chat, "t1"),
+        events::ticket_updated(
+            "e3",
+            "c",
+            T0 + 30 * h,
+            "t1",
+            TicketStatus::FirstResponse,
+            None,
+        ),
+        events::csat("e4", "c", T0 + 31 * h, 1),
+        events::complaint("e5", "c", T0 + 32 * h, Channel::Phone, "slow"),
+        events::ticket_updated("e6", "c", T0 + 33 * h, "t1", TicketStatus::Reopened, None),
+    ];
+    let mut out = Vec::new();
+    for e in &evs {
+        assert!(p.process(e, None, &mut out).is_ok());
+    }
+    assert_ne!(p.level_counts()[0], 1, "the customer is above low");
+    let erase = events::erasure("e7", "c", T0 + 34 * h);
+    assert!(p.process(&erase, None, &mut out).is_ok());
+    assert!(p.is_empty());
+    assert_eq!(p.level_counts(), [0; 4]);
+}
+
+/// Fuzzing (snapshot target): a restored snapshot can hold any count, and
+/// the next event must not overflow it.
+#[test]
+fn counters_saturate_instead_of_overflowing() {
+    let cfg = FoldConfig::default();
+    let mut s = fold_all(&[
+        events::purchase("e1", "c", T0, 1.0),
+        events::ticket_opened("e2", "c", T0, Channel::Chat, "t1"),
+        events::nps("e3", "c", T0, 9),
+    ]);
+    let max = u32::MAX;
+    s.value.purchases = max;
+    if let Some(a) = s.activity.as_mut() {
+        a.repeat_days = max;
+    }
+    let sup = s.support_mut();
+    sup.tickets_opened = max;
+    sup.resolved = max;
+    sup.reopened = max;
+    sup.first_responses = max;
+    sup.first_response_secs_total = u64::MAX;
+    sup.slow_first_responses = max;
+    sup.complaints = max;
+    sup.negative_experiences = max;
+    s.satisfaction_mut().answers = max;
+    s.outreach_mut().outcomes = [max; 7];
+    let d = SECS_PER_DAY;
+    let evs = [
+        events::purchase("f1", "c", T0 + d, 1.0),
+        events::ticket_opened("f2", "c", T0 + d, Channel::Chat, "t2"),
+        events::ticket_updated(
+            "f3",
+            "c",
+            T0 + 3 * d,
+            "t2",
+            TicketStatus::FirstResponse,
+            None,
+        ),
+        events::ticket_updated("f4", "c", T0 + 3 * d, "t2", TicketStatus::Resolved, None),
+        events::ticket_updated("f5", "c", T0 + 3 * d, "t2", TicketStatus::Reopened, None),
+        events::complaint("f6", "c", T0 + 3 * d, Channel::Phone, "slow"),
+        events::nps("f7", "c", T0 + 3 * d, 0),
+        events::outcome("f8", "c", T0 + 3 * d, "o1", Outcome::Ignored),
+    ];
+    for e in &evs {
+        if let Ok(v) = validate(e, None, &cfg) {
+            s.apply(&v, &cfg);
+        }
+    }
+    assert_eq!(s.value.purchases, max);
+    assert_eq!(s.activity.map(|a| a.repeat_days), Some(max));
+    let sup = s.support.as_deref().cloned().unwrap_or_default();
+    assert_eq!(
+        [
+            sup.tickets_opened,
+            sup.resolved,
+            sup.reopened,
+            sup.first_responses,
+            sup.slow_first_responses,
+            sup.complaints,
+            sup.negative_experiences,
+        ],
+        [max; 7]
+    );
+    assert_eq!(sup.first_response_secs_total, u64::MAX);
+    assert_eq!(s.satisfaction.map(|x| x.answers), Some(max));
+    assert_eq!(s.outreach.map(|h| h.outcomes), Some([max; 7]));
 }
 
 // ---- properties ----

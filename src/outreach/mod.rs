@@ -116,7 +116,7 @@ pub fn decide(
     );
     let h = s.outreach_mut();
     h.recent.push(now);
-    h.sent += 1;
+    h.sent = h.sent.saturating_add(1);
     h.episode_done = true;
     h.suppressed = None;
     h.last = Some(OutreachRecord {

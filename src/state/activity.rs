@@ -51,7 +51,7 @@ impl Activity {
             };
             self.recent |= 1;
             self.last_day = day;
-            self.repeat_days += 1;
+            self.repeat_days = self.repeat_days.saturating_add(1);
             return DayRecord::New;
         }
         if day == self.first_day {
@@ -70,7 +70,7 @@ impl Activity {
         if day < self.first_day {
             self.first_day = day;
         }
-        self.repeat_days += 1;
+        self.repeat_days = self.repeat_days.saturating_add(1);
         DayRecord::New
     }
 
