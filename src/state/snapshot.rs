@@ -7,11 +7,22 @@ use super::{
     Activity, ChannelUsage, Consent, ContactMark, CustomerState, OpenTicket, OutreachHistory,
     OutreachRecord, RecentEvents, Satisfaction, ScoreMark, SubscriptionFacts, Support, Value,
 };
-use crate::{channel, pb, score::Level};
+use crate::{
+    channel, pb,
+    score::Level,
+    time::{start_of_day, Timestamp},
+    validate::MAX_PLAUSIBLE_TIME,
+};
 
 /// The snapshot format this build writes. Readers accept every version up to
 /// their own (fields are only ever added).
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// Latest time a snapshot may hold. Event times end before 2100; timers and
+/// cooldowns may run past the last event, but not by a century. A later (or
+/// negative) time is corruption: restored, it would become stream time, and
+/// the silence timers would spin towards it.
+pub const MAX_SNAPSHOT_TIME: Timestamp = 2 * MAX_PLAUSIBLE_TIME;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -21,6 +32,8 @@ pub enum SnapshotError {
         "snapshot version {0} is newer than this build's {SCHEMA_VERSION}; upgrade churnwatch"
     )]
     TooNew(u32),
+    #[error("snapshot holds the time {0}, outside 1970 to {MAX_SNAPSHOT_TIME}; it is corrupt")]
+    Implausible(i64),
 }
 
 fn opt(ts: i64) -> Option<i64> {
@@ -101,6 +114,9 @@ impl CustomerState {
         if s.schema_version > SCHEMA_VERSION {
             return Err(SnapshotError::TooNew(s.schema_version));
         }
+        if let Some(t) = times(s).find(|t| !(0..=MAX_SNAPSHOT_TIME).contains(t)) {
+            return Err(SnapshotError::Implausible(t));
+        }
         let mut weights = [0f32; channel::COUNT];
         if let Some(c) = &s.channels {
             for (w, v) in weights.iter_mut().zip(&c.weights) {
@@ -180,6 +196,56 @@ impl CustomerState {
     }
 }
 
+/// Every time in a snapshot (days as their first second).
+fn times(s: &pb::CustomerState) -> impl Iterator<Item = Timestamp> + '_ {
+    let support = s.support.iter().flat_map(|x| {
+        x.open_tickets
+            .iter()
+            .flat_map(|t| [t.opened_unix, t.first_response_unix])
+            .chain(x.recent_contacts.iter().map(|c| c.at_unix))
+            .chain([x.last_complaint_unix, x.last_negative_unix])
+    });
+    let outreach = s.outreach.iter().flat_map(|x| {
+        x.recent_unix
+            .iter()
+            .copied()
+            .chain(
+                x.last
+                    .iter()
+                    .flat_map(|l| [l.decided_unix, l.episode_start_unix]),
+            )
+            .chain([x.episode_start_unix])
+    });
+    [s.first_seen_unix, s.last_event_unix]
+        .into_iter()
+        .chain(
+            s.activity
+                .iter()
+                .flat_map(|a| [a.first_day, a.last_day].map(start_of_day)),
+        )
+        .chain(s.channels.iter().map(|c| start_of_day(c.reference_day)))
+        .chain(support)
+        .chain(s.satisfaction.iter().flat_map(|x| {
+            [
+                x.last_answer_unix,
+                x.last_detractor_unix,
+                x.last_low_csat_unix,
+            ]
+        }))
+        .chain(
+            s.subscription
+                .iter()
+                .flat_map(|x| [x.renews_unix, x.updated_unix]),
+        )
+        .chain(s.consent.iter().map(|x| x.updated_unix))
+        .chain(outreach)
+        .chain(
+            s.score
+                .iter()
+                .flat_map(|x| [x.next_check_unix, x.scored_unix]),
+        )
+}
+
 fn mark(at: i64, channel: u32) -> ContactMark {
     ContactMark {
         at,
@@ -223,10 +289,16 @@ fn support_snapshot(s: &Support) -> pb::SupportSnapshot {
     }
 }
 
+/// The last `max` of a list kept oldest first, as the fold keeps it (a
+/// longer list is not something this build writes, and would make every
+/// re-score of the customer cost its square).
+fn newest<T>(list: &[T], max: usize) -> &[T] {
+    &list[list.len().saturating_sub(max)..]
+}
+
 fn support_from(s: &pb::SupportSnapshot) -> Support {
     Support {
-        open_tickets: s
-            .open_tickets
+        open_tickets: newest(&s.open_tickets, Support::MAX_OPEN)
             .iter()
             .map(|t| OpenTicket {
                 ticket: t.ticket_hash,
@@ -245,8 +317,7 @@ fn support_from(s: &pb::SupportSnapshot) -> Support {
         slow_first_responses: s.slow_first_responses,
         complaints: s.complaints,
         last_complaint_at: opt(s.last_complaint_unix),
-        recent_contacts: s
-            .recent_contacts
+        recent_contacts: newest(&s.recent_contacts, Support::MAX_CONTACTS)
             .iter()
             .map(|c| mark(c.at_unix, c.channel))
             .collect(),
@@ -306,5 +377,90 @@ fn outreach_from(s: &pb::OutreachSnapshot) -> OutreachHistory {
         suppressed: crate::outreach::suppression_code(&s.suppressed),
         sent: s.sent,
         outcomes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(last_event_unix: i64) -> pb::CustomerState {
+        pb::CustomerState {
+            schema_version: SCHEMA_VERSION,
+            customer_id: "c".into(),
+            first_seen_unix: 1_767_468_259,
+            last_event_unix,
+            score: Some(pb::ScoreSnapshot {
+                next_check_unix: 1_783_020_259,
+                scored_unix: 1_767_468_259,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Fuzzing (snapshot target): a changelog record whose last event was
+    /// in the year 15 billion became stream time on restore, and the silence
+    /// timers then fired every 180 days towards it (a hang). Corrupt times
+    /// are refused; the restore skips the record.
+    #[test]
+    fn implausible_times_are_refused() {
+        let corrupt = snapshot(474_451_838_179_699_939).encode_to_vec();
+        assert!(matches!(
+            CustomerState::decode_snapshot(&corrupt),
+            Err(SnapshotError::Implausible(474_451_838_179_699_939))
+        ));
+        let mut negative = snapshot(1_767_468_259);
+        negative.support = Some(pb::SupportSnapshot {
+            recent_contacts: vec![pb::ContactSnapshot {
+                at_unix: i64::MIN,
+                channel: 1,
+            }],
+            ..Default::default()
+        });
+        assert!(CustomerState::decode_snapshot(&negative.encode_to_vec()).is_err());
+        // The last second events may have, with a timer past it, is fine.
+        let mut latest = snapshot(MAX_PLAUSIBLE_TIME - 1);
+        latest.score = Some(pb::ScoreSnapshot {
+            next_check_unix: MAX_PLAUSIBLE_TIME + 180 * 86_400,
+            ..Default::default()
+        });
+        assert!(CustomerState::decode_snapshot(&latest.encode_to_vec()).is_ok());
+    }
+
+    /// Fuzzing (snapshot target, then by hand): 4,000 open tickets in one
+    /// snapshot made each event of that customer cost 1.6 s (re-scoring is
+    /// quadratic in them). The fold keeps at most `Support::MAX_OPEN`, and so
+    /// does the restore: the newest.
+    #[test]
+    fn long_lists_keep_only_the_newest_the_fold_would_keep() {
+        let mut s = snapshot(1_767_468_259);
+        s.support = Some(pb::SupportSnapshot {
+            open_tickets: (0..1_000)
+                .map(|i| pb::OpenTicketSnapshot {
+                    ticket_hash: i,
+                    opened_unix: 1_767_000_000 + i as i64,
+                    ..Default::default()
+                })
+                .collect(),
+            recent_contacts: (0..1_000)
+                .map(|i| pb::ContactSnapshot {
+                    at_unix: 1_767_000_000 + i,
+                    channel: 1,
+                })
+                .collect(),
+            ..Default::default()
+        });
+        let Ok((_, state)) = CustomerState::decode_snapshot(&s.encode_to_vec()) else {
+            panic!("decodes")
+        };
+        let support = state.support.unwrap_or_default();
+        assert_eq!(support.open_tickets.len(), Support::MAX_OPEN);
+        assert_eq!(support.open_tickets.first().map(|t| t.ticket), Some(984));
+        assert_eq!(support.recent_contacts.len(), Support::MAX_CONTACTS);
+        assert_eq!(
+            support.recent_contacts.last().map(|c| c.at),
+            Some(1_767_000_999)
+        );
     }
 }
