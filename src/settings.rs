@@ -399,7 +399,15 @@ impl Settings {
 /// Keys whose values are secrets.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    k.contains("password") || k.contains("secret") || k.ends_with(".key") || k.contains("token")
+    k.contains("password")
+        || k.contains("secret")
+        || k.contains("token")
+        || k.contains("credential")
+        || k.ends_with(".key")
+        // librdkafka: a private key given inline (`ssl.key.pem`), and the
+        // OAUTHBEARER config string, which may carry tokens or keys.
+        || k.ends_with("key.pem")
+        || k == "sasl.oauthbearer.config"
 }
 
 /// A property value: literal, `env:VAR` or `file:PATH` (trailing newline trimmed).

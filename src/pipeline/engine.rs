@@ -295,8 +295,15 @@ impl Engine {
         }
         let mut changed = Vec::new();
         for (p, task) in self.partitions.iter_mut() {
+            let from = changed.len();
             for (id, state) in task.processor.take_changed() {
-                changed.push((*p, id.clone(), state.map(|s| s.encode_snapshot(&id))));
+                changed.push((*p, id.clone(), state.map(|s| s.encode_snapshot(&id)), None));
+            }
+            // Tombstones of erasures carry the erasure time (see restore).
+            for c in &mut changed[from..] {
+                if c.2.is_none() {
+                    c.3 = task.processor.erased_at(&c.1);
+                }
             }
             if let Some(next) = task.next_offset.take() {
                 tpl.add_partition_offset(&topic, *p, Offset::Offset(next))
@@ -306,8 +313,11 @@ impl Engine {
         if !changed.is_empty() {
             self.begin()?;
         }
-        for (p, id, bytes) in &changed {
-            self.sink.changelog(*p, id, bytes.as_deref())?;
+        for (p, id, bytes, erased_at) in &changed {
+            match bytes {
+                Some(b) => self.sink.changelog(*p, id, Some(b))?,
+                None => self.sink.changelog_tombstone(*p, id, *erased_at)?,
+            }
         }
         if self.sink.transactional {
             if self.txn_open {

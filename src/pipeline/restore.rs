@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
-    message::Message,
+    message::{Headers, Message},
     Offset, TopicPartitionList,
 };
 
@@ -18,6 +18,9 @@ use crate::{
 /// with a NUL byte; keys that do are churnwatch's own records).
 pub const MODEL_KEY: &str = "\u{0}churnwatch/model";
 
+/// Header of an erasure's tombstone: the erasure's event time (unix seconds).
+pub const ERASED_AT_HEADER: &str = "churnwatch.erased-at";
+
 /// What one restore did.
 #[derive(Debug, Clone, Default)]
 pub struct Restored {
@@ -27,6 +30,14 @@ pub struct Restored {
     pub customers: usize,
     pub skipped: u64,
     pub elapsed: Duration,
+}
+
+/// The erasure time a tombstone carries, if it is an erasure's.
+fn erased_at(msg: &impl Message) -> Option<i64> {
+    msg.headers()?
+        .iter()
+        .find(|h| h.key == ERASED_AT_HEADER)
+        .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse().ok())
 }
 
 pub fn restore_consumer(settings: &Settings) -> Result<BaseConsumer, PipelineError> {
@@ -95,7 +106,10 @@ pub fn restore(
             continue;
         }
         match msg.payload() {
-            None => proc.forget(key),
+            None => match erased_at(&msg) {
+                Some(at) => proc.forget_erased(key, at),
+                None => proc.forget(key),
+            },
             Some(bytes) => match CustomerState::decode_snapshot(bytes) {
                 Ok((_, state)) => proc.restore(key, state),
                 Err(e) => {

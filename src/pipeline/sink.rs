@@ -257,6 +257,31 @@ impl Sink {
         self.send(r)
     }
 
+    /// A customer's tombstone; an erasure's carries its time in a header
+    /// ([`super::restore::ERASED_AT_HEADER`]) so that a restore keeps the
+    /// customer's older events forgotten.
+    pub fn changelog_tombstone(
+        &self,
+        partition: i32,
+        customer_id: &str,
+        erased_at: Option<i64>,
+    ) -> Result<(), PipelineError> {
+        let Some(at) = erased_at else {
+            return self.changelog(partition, customer_id, None);
+        };
+        let at = at.to_string();
+        let headers = OwnedHeaders::new().insert(Header {
+            key: super::restore::ERASED_AT_HEADER,
+            value: Some(at.as_str()),
+        });
+        let r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.changelog_topic)
+            .partition(partition)
+            .key(customer_id.as_bytes())
+            .headers(headers);
+        self.metrics.changelog_records.inc();
+        self.send(r)
+    }
+
     pub fn failed_deliveries(&self) -> u64 {
         self.producer.context().failed.load(Ordering::Relaxed)
     }

@@ -23,7 +23,10 @@ pub fn partition_count(
 ) -> Result<Option<usize>, PipelineError> {
     let md = consumer
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(|e| PipelineError::Kafka(format!("metadata for `{topic}`: {e}")))?;
+        .map_err(|e| {
+            let why = reported(consumer);
+            PipelineError::Kafka(format!("metadata for `{topic}`: {e}{why}"))
+        })?;
     let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
         return Ok(None);
     };
@@ -37,6 +40,26 @@ pub fn partition_count(
         ))),
         None if t.partitions().is_empty() => Ok(None),
         None => Ok(Some(t.partitions().len())),
+    }
+}
+
+/// What the client reported while a call failed (a wrong password, a
+/// certificate that does not verify): librdkafka queues its errors and logs
+/// until polled, so without this the process would exit saying only
+/// "broker transport failure". Polling also logs the details.
+fn reported(consumer: &BaseConsumer) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for _ in 0..20 {
+        match consumer.poll(Duration::from_millis(25)) {
+            Some(Err(e)) if !seen.contains(&e.to_string()) => seen.push(e.to_string()),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    if seen.is_empty() {
+        String::new()
+    } else {
+        format!(" (the client reported: {})", seen.join("; "))
     }
 }
 
