@@ -31,7 +31,9 @@
 //! `<target dir>/perf-table.md`); progress and notes to stderr. Knobs
 //! (environment): EVENTS, CUSTOMERS, PARTITIONS, SPAN_DAYS, KAFKA_BOOTSTRAP,
 //! PEER (0 skips), PEER_PYTHON, LATENCY_SECS (0 skips), LATENCY_CUSTOMERS,
-//! LATENCY_RATE, LATENCY_SILENT_SHARE, LATENCY_LINGER_MS, FETCH_WAIT_MS.
+//! LATENCY_RATE (default: half of churnwatch's rate here), LATENCY_SILENT_SHARE,
+//! LATENCY_LINGER_MS, FETCH_WAIT_MS (churnwatch's fetch.wait.max.ms), SKIP
+//! (phases to leave out: ceiling, churnwatch, peer, latency), PERF_TABLE.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -654,9 +656,15 @@ struct Knobs {
     linger_ms: u64,
     fetch_wait_ms: Option<u64>,
     out: PathBuf,
+    /// SKIP: phases left out (comma-separated: ceiling, churnwatch, peer, latency).
+    skip: String,
 }
 
 impl Knobs {
+    fn runs(&self, phase: &str) -> bool {
+        !self.skip.split(',').any(|s| s.trim() == phase)
+    }
+
     fn from_env() -> Knobs {
         let events = env_u64("EVENTS", 1_000_000);
         let customers = env_u64("CUSTOMERS", 200_000).max(1);
@@ -687,6 +695,7 @@ impl Knobs {
             fetch_wait_ms: std::env::var("FETCH_WAIT_MS")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            skip: std::env::var("SKIP").unwrap_or_default(),
             out: std::env::var("PERF_TABLE")
                 .map(PathBuf::from)
                 .unwrap_or_else(|_| target.join("perf-table.md")),
@@ -814,84 +823,87 @@ fn run() -> Res<()> {
     ));
 
     // 2. Ceiling.
-    progress("ceiling: bare rdkafka consumer");
-    let cmd = child_cmd(&[
-        "consume",
-        &b.bootstrap,
-        &topic,
-        &format!("{run_id}-ceiling"),
-        &n.to_string(),
-    ])?;
-    let mut ceiling = measure_child(
-        "bare rdkafka consumer (ceiling)",
-        cmd,
-        &dir.join("ceiling.log"),
-        &b,
-        Duration::from_secs(3600),
-    )?;
-    ceiling.events = n;
-    progress(format!(
-        "ceiling: {:.1} s, {:.0} events/s",
-        ceiling.wall,
-        ceiling.rate()
-    ));
-    rep.rows.push(ceiling.clone());
-    rep.ceiling = Some(ceiling);
+    if k.runs("ceiling") {
+        progress("ceiling: bare rdkafka consumer");
+        let cmd = child_cmd(&[
+            "consume",
+            &b.bootstrap,
+            &topic,
+            &format!("{run_id}-ceiling"),
+            &n.to_string(),
+        ])?;
+        let mut ceiling = measure_child(
+            "bare rdkafka consumer (ceiling)",
+            cmd,
+            &dir.join("ceiling.log"),
+            &b,
+            Duration::from_secs(3600),
+        )?;
+        ceiling.events = n;
+        progress(format!(
+            "ceiling: {:.1} s, {:.0} events/s",
+            ceiling.wall,
+            ceiling.rate()
+        ));
+        rep.rows.push(ceiling.clone());
+        rep.ceiling = Some(ceiling);
+    }
 
     // Idle instance: resident memory with 0 customers.
-    let idle_topic = format!("{run_id}-idle-in");
-    admin.create_topic(&idle_topic, k.partitions, false);
-    let idle_app = format!("{run_id}-idle");
-    let mut idle = Churnwatch::spawn(
-        &b,
-        &CwOptions {
-            app: &idle_app,
-            input: &idle_topic,
-            properties: vec![],
-        },
-        dir,
-        "idle",
-    )?;
-    idle.wait_ready(k.partitions, Duration::from_secs(120))?;
-    std::thread::sleep(Duration::from_secs(2));
-    let idle_rss = proc_mem(idle.pid()).0;
-    idle.stop();
-    progress(format!(
-        "idle churnwatch: {:.1} MB resident",
-        idle_rss as f64 / 1e6
-    ));
+    if k.runs("churnwatch") {
+        let idle_topic = format!("{run_id}-idle-in");
+        admin.create_topic(&idle_topic, k.partitions, false);
+        let idle_app = format!("{run_id}-idle");
+        let mut idle = Churnwatch::spawn(
+            &b,
+            &CwOptions {
+                app: &idle_app,
+                input: &idle_topic,
+                properties: vec![],
+            },
+            dir,
+            "idle",
+        )?;
+        idle.wait_ready(k.partitions, Duration::from_secs(120))?;
+        std::thread::sleep(Duration::from_secs(2));
+        let idle_rss = proc_mem(idle.pid()).0;
+        idle.stop();
+        progress(format!(
+            "idle churnwatch: {:.1} MB resident",
+            idle_rss as f64 / 1e6
+        ));
 
-    // 3. churnwatch at full speed.
-    progress("churnwatch: at-least-once, changelog and outreach on");
-    let app = format!("{run_id}-cw");
-    let opts = CwOptions {
-        app: &app,
-        input: &topic,
-        properties: vec![],
-    };
-    let broker0 = b.cpu();
-    let mut cw = Churnwatch::spawn(&b, &opts, dir, "churnwatch")?;
-    let (first, wall) = cw.wait_handled(n, Duration::from_secs(3 * 3600))?;
-    let cpu = proc_cpu(cw.pid());
-    let (rss_done, hwm_done) = proc_mem(cw.pid());
-    let broker_cpu = b.cpu().zip(broker0).map(|(a, z)| a - z);
-    // customers_tracked is updated at batch ends: let one pass.
-    std::thread::sleep(Duration::from_millis(2500));
-    let m = cw.metrics();
-    let (rss, hwm) = proc_mem(cw.pid());
-    let customers = metric_sum(&m, "churnwatch_customers_tracked") as u64;
-    let row = Row {
-        name: "churnwatch (at-least-once, changelog + outreach)".into(),
-        events: handled(&m),
-        wall,
-        first,
-        cpu,
-        rss: rss_done,
-        hwm: hwm_done.max(hwm),
-        broker_cpu,
-        done: String::new(),
-    };
-    rep.notes.push(format!(
+        // 3. churnwatch at full speed.
+        progress("churnwatch: at-least-once, changelog and outreach on");
+        let app = format!("{run_id}-cw");
+        let opts = CwOptions {
+            app: &app,
+            input: &topic,
+            properties: vec![],
+        };
+        let broker0 = b.cpu();
+        let mut cw = Churnwatch::spawn(&b, &opts, dir, "churnwatch")?;
+        let (first, wall) = cw.wait_handled(n, Duration::from_secs(3 * 3600))?;
+        let cpu = proc_cpu(cw.pid());
+        let (rss_done, hwm_done) = proc_mem(cw.pid());
+        let broker_cpu = b.cpu().zip(broker0).map(|(a, z)| a - z);
+        // customers_tracked is updated at batch ends: let one pass.
+        std::thread::sleep(Duration::from_millis(2500));
+        let m = cw.metrics();
+        let (rss, hwm) = proc_mem(cw.pid());
+        let customers = metric_sum(&m, "churnwatch_customers_tracked") as u64;
+        let row = Row {
+            name: "churnwatch (at-least-once, changelog + outreach)".into(),
+            events: handled(&m),
+            wall,
+            first,
+            cpu,
+            rss: rss_done,
+            hwm: hwm_done.max(hwm),
+            broker_cpu,
+            done: String::new(),
+        };
+        rep.notes.push(format!(
         "churnwatch: {} consumed, {} rejected, {} dropped; {} outreach, {} suppressed; {} changelog records; \
          {} timer re-scores; {} refits ok; first event at {:.1} s",
         metric_sum(&m, "churnwatch_events_consumed_total"),
@@ -907,63 +919,64 @@ fn run() -> Res<()> {
             .unwrap_or("?"),
         first.unwrap_or(0.0),
     ));
-    progress(format!(
-        "churnwatch: {:.1} s, {:.0} events/s, {customers} customers",
-        row.wall,
-        row.rate()
-    ));
-    let (status, stop_secs) = cw.stop();
-    rep.notes.push(format!(
-        "churnwatch stop (SIGTERM): {status} in {stop_secs:.1} s"
-    ));
-    rep.rows.push(row.clone());
-    rep.churnwatch = Some(row);
+        progress(format!(
+            "churnwatch: {:.1} s, {:.0} events/s, {customers} customers",
+            row.wall,
+            row.rate()
+        ));
+        let (status, stop_secs) = cw.stop();
+        rep.notes.push(format!(
+            "churnwatch stop (SIGTERM): {status} in {stop_secs:.1} s"
+        ));
+        rep.rows.push(row.clone());
+        rep.churnwatch = Some(row);
 
-    // 4. Restore on a fresh instance, and the bare read of the changelog.
-    progress("restore: fresh instance, same application id");
-    let mut re = Churnwatch::spawn(&b, &opts, dir, "restore")?;
-    let ready_secs = re.wait_ready(k.partitions, Duration::from_secs(1800))?;
-    std::thread::sleep(Duration::from_millis(1500));
-    let m = re.metrics();
-    let restored_rss = proc_mem(re.pid()).0;
-    let restored_customers = metric_sum(&m, "churnwatch_customers_tracked") as u64;
-    let records = metric_sum(&m, "churnwatch_changelog_restore_records_total") as u64;
-    let restore_secs = metric_sum(&m, "churnwatch_changelog_restore_seconds_sum");
-    let (status, _) = re.stop();
-    rep.notes
-        .push(format!("restore instance stop (SIGTERM): {status}"));
-    let changelog = format!("{app}-changelog");
-    let cmd = child_cmd(&["read", &b.bootstrap, &changelog])?;
-    let mut bare = measure_child(
-        "bare read of the changelog",
-        cmd,
-        &dir.join("bare-changelog.log"),
-        &b,
-        Duration::from_secs(1800),
-    )?;
-    bare.events = bare.done.parse().unwrap_or(0);
-    progress(format!(
+        // 4. Restore on a fresh instance, and the bare read of the changelog.
+        progress("restore: fresh instance, same application id");
+        let mut re = Churnwatch::spawn(&b, &opts, dir, "restore")?;
+        let ready_secs = re.wait_ready(k.partitions, Duration::from_secs(1800))?;
+        std::thread::sleep(Duration::from_millis(1500));
+        let m = re.metrics();
+        let restored_rss = proc_mem(re.pid()).0;
+        let restored_customers = metric_sum(&m, "churnwatch_customers_tracked") as u64;
+        let records = metric_sum(&m, "churnwatch_changelog_restore_records_total") as u64;
+        let restore_secs = metric_sum(&m, "churnwatch_changelog_restore_seconds_sum");
+        let (status, _) = re.stop();
+        rep.notes
+            .push(format!("restore instance stop (SIGTERM): {status}"));
+        let changelog = format!("{app}-changelog");
+        let cmd = child_cmd(&["read", &b.bootstrap, &changelog])?;
+        let mut bare = measure_child(
+            "bare read of the changelog",
+            cmd,
+            &dir.join("bare-changelog.log"),
+            &b,
+            Duration::from_secs(1800),
+        )?;
+        bare.events = bare.done.parse().unwrap_or(0);
+        progress(format!(
         "restore: {records} records in {restore_secs:.1} s (ready at {ready_secs:.1} s); bare read {} in {:.1} s",
         bare.events, bare.wall
     ));
-    rep.memory = Some(Memory {
-        rss,
-        idle_rss,
-        customers,
-        restored_rss,
-        restored_customers,
-    });
-    rep.restore = Some(Restore {
-        customers,
-        restored: restored_customers,
-        records,
-        restore_secs,
-        ready_secs,
-        bare,
-    });
+        rep.memory = Some(Memory {
+            rss,
+            idle_rss,
+            customers,
+            restored_rss,
+            restored_customers,
+        });
+        rep.restore = Some(Restore {
+            customers,
+            restored: restored_customers,
+            records,
+            restore_secs,
+            ready_secs,
+            bare,
+        });
+    }
 
     // 5. The peer.
-    if k.peer {
+    if k.peer && k.runs("peer") {
         if k.python.exists() {
             progress("peer: Quix Streams");
             let proto = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
@@ -1012,7 +1025,7 @@ fn run() -> Res<()> {
     }
 
     // 6. Latency at half of churnwatch's rate.
-    if k.latency_secs > 0 {
+    if k.latency_secs > 0 && k.runs("latency") {
         let max_rate = rep.churnwatch.as_ref().map_or(0.0, Row::rate);
         let rate = env_f64("LATENCY_RATE").unwrap_or(max_rate / 2.0).max(1.0);
         rep.latency = Some(latency(&k, &b, &admin, &run_id, dir, rate)?);
@@ -1120,6 +1133,8 @@ fn latency(
     let p = producer(k.linger_ms);
     let live_start = unix_ms();
     let cpu0 = proc_cpu(cw.pid());
+    let broker0 = b.cpu();
+    let own0 = proc_cpu(std::process::id());
     let t0 = Instant::now();
     // Backlog (messages sent but not yet handled by churnwatch), sampled
     // every 250 ms while the live events are sent.
@@ -1153,6 +1168,8 @@ fn latency(
     p.flush(Duration::from_secs(300))
         .map_err(|e| e.to_string())?;
     let sent_secs = t0.elapsed().as_secs_f64();
+    let own = proc_cpu(std::process::id()) - own0;
+    let broker = b.cpu().zip(broker0).map(|(a, z)| a - z);
     let backlog_end = live.saturating_sub(handled(&cw.metrics()).saturating_sub(history));
     let drain = Instant::now();
     cw.wait_handled(total, Duration::from_secs(600))?;
@@ -1176,8 +1193,10 @@ fn latency(
         samples,
         backlog: format!(
             "backlog (sent, not yet handled) at most {max_backlog} messages ({:.2} s of input) during the live window, \
-             {backlog_end} when the last was sent, drained {drain_secs:.1} s later",
-            max_backlog as f64 / rate
+             {backlog_end} when the last was sent, drained {drain_secs:.1} s later; over the {sent_secs:.1} s of sending \
+             the broker used {} CPU s and the harness (producer, generator) {own:.1} CPU s",
+            max_backlog as f64 / rate,
+            broker.map_or("?".into(), |c| format!("{c:.1}"))
         ),
         rate: (total - history) as f64 / sent_secs,
         target_rate: rate,
