@@ -52,6 +52,15 @@ pub struct FoldConfig {
     pub first_response_sla: Span,
     /// Window for repeated contacts (the domain brief's "short time").
     pub contact_window: Span,
+    /// A customer silent this long (and past any paid-up renewal date) has
+    /// churned for good: their state is forgotten (a changelog tombstone),
+    /// so bursts of one-off ids do not grow memory forever. Should they come
+    /// back, they start afresh. `0s` keeps everyone.
+    pub retention: Span,
+    /// Hard cap on customers tracked per partition; an event for a new
+    /// customer beyond it is dead-lettered (reason `customer_cap`, nothing is
+    /// lost: it can be replayed once the cap is raised). 0 = no cap.
+    pub max_customers_per_partition: u64,
 }
 
 impl Default for FoldConfig {
@@ -68,6 +77,8 @@ impl Default for FoldConfig {
             satisfaction_baseline_weight: 0.1,
             first_response_sla: Span::hours(24),
             contact_window: Span::days(7),
+            retention: Span::days(400),
+            max_customers_per_partition: 4_000_000,
         }
     }
 }
@@ -447,6 +458,13 @@ impl CoreConfig {
                 "must be positive",
             ));
         }
+        let r = f.retention.as_secs();
+        if r != 0 && r < Span::days(30).as_secs() {
+            p.push(ConfigProblem::new(
+                "fold.retention",
+                "must be 0s (keep everyone) or at least 30d: a customer silent for less has not churned for good",
+            ));
+        }
         let m = &self.model;
         let prior = m.prior_params();
         if ![prior.r, prior.alpha, prior.a, prior.b]
@@ -520,10 +538,10 @@ impl CoreConfig {
                 "contacts and channels must be at least 1",
             ));
         }
-        if s.timer_horizon < Span::days(1) {
+        if s.timer_horizon < Span::days(1) || s.timer_horizon > Span::days(5 * 365) {
             p.push(ConfigProblem::new(
                 "score.timer_horizon",
-                "must be at least 1d",
+                "must be between 1d and 1825d",
             ));
         }
         let o = &self.outreach;

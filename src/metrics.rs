@@ -33,6 +33,7 @@ pub struct Metrics {
     pub producer_errors: IntCounter,
     pub commits: IntCounterVec,
     pub timers_fired: IntCounter,
+    pub customers_evicted: IntCounter,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -125,6 +126,10 @@ impl Metrics {
                 &["result"],
             )?,
             timers_fired: IntCounter::new("churnwatch_timers_fired_total", "Silence-timer re-scores.")?,
+            customers_evicted: IntCounter::new(
+                "churnwatch_customers_evicted_total",
+                "Customers forgotten after fold.retention of silence (each leaves a changelog tombstone).",
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -152,6 +157,7 @@ impl Metrics {
         r.register(Box::new(m.producer_errors.clone()))?;
         r.register(Box::new(m.commits.clone()))?;
         r.register(Box::new(m.timers_fired.clone()))?;
+        r.register(Box::new(m.customers_evicted.clone()))?;
         // Pre-create the bounded label sets so dashboards see zeros, not gaps.
         for reason in crate::validate::Rejection::REASONS
             .iter()

@@ -15,7 +15,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use smol_str::SmolStr;
 
 use crate::{
-    config::CoreConfig,
+    config::{CoreConfig, FoldConfig},
     fold::Folded,
     outreach::{self, Decision, Suppression},
     pb::{InteractionEvent, Outcome, OutreachRequested, Playbook},
@@ -69,6 +69,8 @@ pub struct Processor {
     levels: [u64; 4],
     /// Silence-timer re-scores so far.
     timers_fired: u64,
+    /// Customers forgotten after `fold.retention` of silence, so far.
+    evicted: u64,
 }
 
 fn level_index(l: Level) -> usize {
@@ -88,6 +90,7 @@ impl Processor {
             tombstones: Vec::new(),
             levels: [0; 4],
             timers_fired: 0,
+            evicted: 0,
         }
     }
 
@@ -170,9 +173,21 @@ impl Processor {
         }
         self.max_event_at = Some(self.max_event_at.map_or(at, |m| m.max(at)));
 
-        let (slot, fresh) = match self.customers.find(&ev.customer_id) {
+        let mut found = self.customers.find(&ev.customer_id);
+        if let Some(slot) = found {
+            // Their own timers first: they may have churned for good before
+            // this event (retention), and then it starts a new customer.
+            if self.fire_own_timers(slot, at, out) {
+                found = None;
+            }
+        }
+        let (slot, fresh) = match found {
             Some(slot) => (slot, false),
             None => {
+                let cap = self.cfg.fold.max_customers_per_partition;
+                if cap > 0 && self.customers.len() as u64 >= cap {
+                    return Err(Rejection::CustomerCap(cap));
+                }
                 self.levels[level_index(Level::Low)] += 1;
                 (
                     self.customers
@@ -181,7 +196,6 @@ impl Processor {
                 )
             }
         };
-        self.fire_own_timers(slot, at, out);
         let Some(entry) = self.customers.slot_mut(slot) else {
             return Ok(Processed::Late);
         };
@@ -235,6 +249,9 @@ impl Processor {
                 s.state.score.next_check_at == due && due > s.state.score.scored_at
             });
             if live {
+                if self.evict_if_due(slot, due) {
+                    continue;
+                }
                 self.timers_fired += 1;
                 self.rescore(slot, due, out);
                 self.changed.insert(slot);
@@ -252,9 +269,42 @@ impl Processor {
         }
     }
 
+    /// When a customer silent since `s.last_event_at` is forgotten: after
+    /// `fold.retention`, and not before a renewal date they have paid up to.
+    fn evict_at(fold: &FoldConfig, s: &CustomerState) -> Option<Timestamp> {
+        let r = fold.retention.as_secs();
+        if r <= 0 {
+            return None;
+        }
+        let renewal = s
+            .subscription
+            .as_ref()
+            .filter(|sub| !sub.cancelled)
+            .map_or(0, |sub| sub.renews_at);
+        Some((s.last_event_at + r).max(renewal))
+    }
+
+    /// Forgets the customer in `slot` if the timer due at `due` is their
+    /// retention running out; they leave a changelog tombstone.
+    fn evict_if_due(&mut self, slot: u32, due: Timestamp) -> bool {
+        let Some(s) = self.customers.slot(slot) else {
+            return false;
+        };
+        if Self::evict_at(&self.cfg.fold, &s.state).is_none_or(|t| due < t) {
+            return false;
+        }
+        let id = s.id.clone();
+        self.drop_customer(&id);
+        self.changed.remove(&slot);
+        self.tombstones.push(id);
+        self.evicted += 1;
+        true
+    }
+
     /// Before a customer's event at `at`, fires that customer's timers due
-    /// before it, so their decisions follow their own timeline.
-    fn fire_own_timers(&mut self, slot: u32, at: Timestamp, out: &mut Vec<Effect>) {
+    /// before it, so their decisions follow their own timeline. True when
+    /// the customer was forgotten (retention) on the way.
+    fn fire_own_timers(&mut self, slot: u32, at: Timestamp, out: &mut Vec<Effect>) -> bool {
         for _ in 0..64 {
             let due = match self.customers.slot(slot) {
                 Some(s) => {
@@ -265,14 +315,18 @@ impl Processor {
                     {
                         sc.next_check_at
                     } else {
-                        return;
+                        return false;
                     }
                 }
-                None => return,
+                None => return false,
             };
+            if self.evict_if_due(slot, due) {
+                return true;
+            }
             self.timers_fired += 1;
             self.rescore(slot, due, out);
         }
+        false
     }
 
     /// Scores a customer at `now`, applies the outreach policy and schedules
@@ -304,7 +358,11 @@ impl Processor {
         let horizon = now + cfg.score.timer_horizon.as_secs();
         let change = score::schedule::next_change(state, now, horizon, &ctx);
         let wake = outreach::next_wakeup(state, now, &cfg.outreach);
-        let next = [change, wake]
+        // Within the horizon only (a timer never looks further ahead).
+        let evict = Self::evict_at(&cfg.fold, state)
+            .filter(|t| *t <= horizon)
+            .map(|t| t.max(now + 1));
+        let next = [change, wake, evict]
             .into_iter()
             .flatten()
             .min()
@@ -369,7 +427,9 @@ impl Processor {
             }
         }
         v.extend(self.tombstones.drain(..).map(|id| (id, None)));
-        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // A customer forgotten and back in the same batch: the tombstone
+        // first, then the new state (the changelog keeps the last).
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.is_some().cmp(&b.1.is_some())));
         v
     }
 
@@ -392,6 +452,12 @@ impl Processor {
     /// Silence-timer re-scores since this processor started.
     pub fn timers_fired(&self) -> u64 {
         self.timers_fired
+    }
+
+    /// Customers forgotten after `fold.retention` of silence since this
+    /// processor started.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 }
 

@@ -23,7 +23,7 @@ pub enum Rejection {
     MissingEventId,
     #[error("occurred_at is missing")]
     MissingTimestamp,
-    #[error("occurred_at ({0} s) is before 1970")]
+    #[error("occurred_at ({0} s) is not after 1970-01-01T00:00:00Z")]
     TimestampBeforeEpoch(i64),
     #[error("occurred_at ({0} s) is after 2100")]
     TimestampOutOfRange(i64),
@@ -53,6 +53,8 @@ pub enum Rejection {
     UnknownEnum { field: &'static str, value: i32 },
     #[error("{0} is missing")]
     MissingField(&'static str),
+    #[error("a new customer, and the partition already tracks {0} customers (fold.max_customers_per_partition)")]
+    CustomerCap(u64),
 }
 
 impl Rejection {
@@ -67,6 +69,7 @@ impl Rejection {
             Rejection::InvalidNanos(_) => "invalid_timestamp_nanos",
             Rejection::TimestampInFuture { .. } => "timestamp_in_future",
             Rejection::MissingKind => "missing_kind",
+            Rejection::CustomerCap(_) => "customer_cap",
             Rejection::NpsOutOfRange(_) => "nps_out_of_range",
             Rejection::CsatOutOfRange(_) => "csat_out_of_range",
             Rejection::SurveyWithoutScore => "survey_without_score",
@@ -79,7 +82,7 @@ impl Rejection {
     }
 
     /// Every reason code, for metric pre-registration and documentation.
-    pub const REASONS: [&'static str; 16] = [
+    pub const REASONS: [&'static str; 17] = [
         "missing_customer_id",
         "missing_event_id",
         "missing_timestamp",
@@ -96,6 +99,7 @@ impl Rejection {
         "oversize_string",
         "unknown_enum",
         "missing_field",
+        "customer_cap",
     ];
 }
 
@@ -141,7 +145,8 @@ pub fn validate<'a>(
         return Err(Rejection::InvalidNanos(ts.nanos));
     }
     let at = ts.seconds;
-    if at < 0 {
+    // Time 0 itself is refused too: the state uses 0 for "no time".
+    if at <= 0 {
         return Err(Rejection::TimestampBeforeEpoch(at));
     }
     if at >= MAX_PLAUSIBLE_TIME {
@@ -521,6 +526,7 @@ mod tests {
                 value: 0,
             },
             Rejection::MissingField("f"),
+            Rejection::CustomerCap(1),
         ] {
             assert!(Rejection::REASONS.contains(&r.reason()), "{}", r.reason());
             assert!(!r.to_string().is_empty());

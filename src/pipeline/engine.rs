@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use prometheus::{Gauge, IntCounter};
 use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext},
     message::{BorrowedMessage, Headers, Message},
@@ -41,11 +42,18 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct PartitionTask {
     pub processor: Processor,
+    /// This partition's metric handles, resolved once (a label lookup per
+    /// event costs more than the fold).
+    counters: PartitionCounters,
     /// Offset to commit (last processed + 1), if anything was processed since the last commit.
     pub next_offset: Option<i64>,
     pub last_message: Instant,
     /// Timer firings already counted in the metric.
     pub timers_seen: u64,
+    /// Evictions already counted in the metric.
+    pub evicted_seen: u64,
+    /// Events refused by the customer cap, and when that was last logged.
+    capped: (u64, Option<Instant>),
 }
 
 pub struct Engine {
@@ -67,6 +75,12 @@ pub struct Engine {
     reported_queue: i64,
     /// Commit synchronously (revocation, shutdown) instead of asynchronously.
     pub sync_commit: bool,
+    /// At-least-once: offsets of the previous batch, committed once its
+    /// changelog is acknowledged (at the next batch's end, or at once on
+    /// revocation and shutdown), so the loop never waits for the changelog.
+    pending_commit: Option<TopicPartitionList>,
+    /// The clock read once per message: (monotonic, unix seconds).
+    clock: (Instant, Timestamp),
     pub fatal: Option<PipelineError>,
     pub last_poll: Instant,
 }
@@ -110,6 +124,8 @@ impl Engine {
             reported: [0; 6],
             reported_queue: 0,
             sync_commit: false,
+            pending_commit: None,
+            clock: (Instant::now(), now_unix()),
             fatal: None,
             last_poll: Instant::now(),
         })
@@ -127,8 +143,11 @@ impl Engine {
     }
 
     /// Decodes, validates and processes one input message.
-    pub fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), PipelineError> {
+    /// `now` is when the loop polled it.
+    pub fn handle(&mut self, msg: &BorrowedMessage<'_>, now: Instant) -> Result<(), PipelineError> {
         self.begin()?;
+        // Unix seconds from the monotonic clock: one clock read per message.
+        let wall = self.clock.1 + now.saturating_duration_since(self.clock.0).as_secs() as i64;
         let p = msg.partition();
         let Some(task) = self.partitions.get_mut(&p) else {
             tracing::warn!(
@@ -138,11 +157,10 @@ impl Engine {
             );
             return Ok(());
         };
-        task.last_message = Instant::now();
+        task.last_message = now;
         task.next_offset = Some(msg.offset() + 1);
         let format = content_format(msg).unwrap_or(self.settings.kafka.input_format);
         let payload = msg.payload().unwrap_or(&[]);
-        let wall = now_unix();
         let outcome = codec::decode(payload, format)
             .map_err(|e| (e.reason(), e.to_string()))
             .and_then(|ev| {
@@ -153,9 +171,25 @@ impl Engine {
                     .map(|r| (r, kind, at))
                     .map_err(|r| (r.reason(), r.to_string()))
             });
-        let ps = p.to_string();
         match outcome {
             Err((reason, detail)) => {
+                if reason == "customer_cap" {
+                    // A flood of new ids: say so, at most once a minute per partition.
+                    task.capped.0 += 1;
+                    if task
+                        .capped
+                        .1
+                        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
+                    {
+                        task.capped.1 = Some(now);
+                        tracing::warn!(
+                            partition = p,
+                            tracked = task.processor.len(),
+                            refused_so_far = task.capped.0,
+                            "customer cap reached: events of new customers go to the dead-letter topic (raise fold.max_customers_per_partition to accept them)"
+                        );
+                    }
+                }
                 self.metrics
                     .events_rejected
                     .with_label_values(&[reason])
@@ -185,19 +219,10 @@ impl Engine {
                         .events_dropped
                         .with_label_values(&["forgotten"])
                         .inc(),
-                    Processed::Folded(_) => {
-                        let k = kind.map_or("unknown", EventKind::as_str);
-                        self.metrics
-                            .events_consumed
-                            .with_label_values(&[k, &ps])
-                            .inc();
-                    }
+                    Processed::Folded(_) => task.counters.consumed(&self.metrics, p, kind),
                 }
                 if let Some(at) = at {
-                    self.metrics
-                        .event_time_lag
-                        .with_label_values(&[&ps])
-                        .set((wall - at) as f64);
+                    task.counters.event_time_lag.set((wall - at) as f64);
                 }
             }
         }
@@ -287,11 +312,17 @@ impl Engine {
     ) -> Result<(), PipelineError> {
         let mut tpl = TopicPartitionList::new();
         let topic = self.settings.kafka.input_topic.clone();
+        self.clock = (Instant::now(), now_unix());
+        let mut ready = None;
         if !self.sink.transactional {
             // At-least-once: the outreach and dead letters of this batch must
             // be acknowledged before the changelog that records them as sent,
-            // or a crash in between would lose an outreach for good.
-            self.acknowledged("outreach and dead letters")?;
+            // or a crash in between would lose an outreach for good. The same
+            // wait covers the previous batch's changelog (sent one interval
+            // ago, so usually acknowledged by now): its offsets may be
+            // committed.
+            self.acknowledged("outreach, dead letters and the previous changelog")?;
+            ready = self.pending_commit.take();
         }
         let mut changed = Vec::new();
         for (p, task) in self.partitions.iter_mut() {
@@ -338,17 +369,21 @@ impl Engine {
                 self.metrics.commits.with_label_values(&["ok"]).inc();
             }
         } else {
-            self.acknowledged("the changelog")?;
-            if tpl.count() > 0 {
-                // Async: a batch's commit never blocks the loop (a lost
-                // commit only means reprocessing, which is deterministic).
-                // Revocation and shutdown commit synchronously.
-                let mode = if self.sync_commit {
-                    CommitMode::Sync
-                } else {
-                    CommitMode::Async
-                };
-                match consumer.commit(&tpl, mode) {
+            let (commit, mode) = if self.sync_commit {
+                // Revocation and shutdown: everything, now.
+                self.acknowledged("the changelog")?;
+                (merge(ready, tpl), CommitMode::Sync)
+            } else {
+                // This batch's offsets wait for its changelog; the previous
+                // batch's go now. Async: a commit never blocks the loop (a
+                // lost commit only means deterministic reprocessing).
+                if tpl.count() > 0 {
+                    self.pending_commit = Some(tpl);
+                }
+                (ready.unwrap_or_default(), CommitMode::Async)
+            };
+            if commit.count() > 0 {
+                match consumer.commit(&commit, mode) {
                     Ok(()) => self.metrics.commits.with_label_values(&["ok"]).inc(),
                     Err(e) => {
                         // Not fatal: the events are reprocessed after a restart
@@ -364,19 +399,45 @@ impl Engine {
     }
 
     /// Waits until the broker acknowledged everything produced so far.
+    /// Records it refused (a broker restarting can refuse what it was
+    /// writing) are sent again, by a new producer, until delivered, for up
+    /// to `FLUSH_TIMEOUT`;
+    /// one that no retry can deliver fails the batch, whose input offsets
+    /// are then never committed.
     fn acknowledged(&mut self, what: &str) -> Result<(), PipelineError> {
-        self.sink.producer.flush(FLUSH_TIMEOUT).map_err(|e| {
-            PipelineError::Kafka(format!("waiting for the broker to acknowledge {what}: {e}"))
-        })?;
-        let failed = self.sink.failed_deliveries();
-        if failed > self.failed_seen {
+        let deadline = Instant::now() + FLUSH_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.sink.producer.flush(left).map_err(|e| {
+                PipelineError::Kafka(format!("waiting for the broker to acknowledge {what}: {e}"))
+            })?;
+            let failed = self.sink.failed_deliveries();
+            if failed == self.failed_seen {
+                return Ok(());
+            }
             self.failed_seen = failed;
-            self.metrics.commits.with_label_values(&["refused"]).inc();
-            return Err(PipelineError::Kafka(format!(
-                "{failed} records were not delivered; input offsets are not committed (they will be reprocessed)"
-            )));
+            let refused = self.sink.take_undelivered();
+            let hopeless = refused.iter().find(|(_, e)| super::sink::permanent(e));
+            if refused.is_empty() || hopeless.is_some() || Instant::now() >= deadline {
+                self.metrics.commits.with_label_values(&["refused"]).inc();
+                let why = hopeless.map(|(_, e)| format!(" ({e})")).unwrap_or_default();
+                return Err(PipelineError::Kafka(format!(
+                    "{} records were not delivered{why}; input offsets are not committed (they will be reprocessed)",
+                    refused.len().max(1)
+                )));
+            }
+            tracing::warn!(
+                records = refused.len(),
+                error = %refused[0].1,
+                "the broker refused records; sending them again"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+            // A new producer sends them: the broker's state for the old
+            // producer id may be what refused them.
+            self.sink.renew()?;
+            self.failed_seen = 0;
+            self.sink.resend(refused)?;
         }
-        Ok(())
     }
 
     fn txn_failed(&mut self, what: &str, e: rdkafka::error::KafkaError) -> PipelineError {
@@ -392,6 +453,11 @@ impl Engine {
     /// change of its own part, so the gauge shows the sum over loops.
     pub fn update_gauges(&mut self) {
         for t in self.partitions.values_mut() {
+            let evicted = t.processor.evicted();
+            self.metrics
+                .customers_evicted
+                .inc_by(evicted.saturating_sub(t.evicted_seen));
+            t.evicted_seen = evicted;
             let fired = t.processor.timers_fired();
             self.metrics
                 .timers_fired
@@ -528,9 +594,12 @@ impl Engine {
                 p,
                 PartitionTask {
                     processor,
+                    counters: PartitionCounters::new(&self.metrics, p),
                     next_offset: None,
                     last_message: Instant::now(),
                     timers_seen: 0,
+                    evicted_seen: 0,
+                    capped: (0, None),
                 },
             );
         }
@@ -541,6 +610,11 @@ impl Engine {
     /// Uses a model restored from the changelog if it is newer than the one
     /// in use, so a restarted instance scores as the crashed one did.
     fn adopt(&mut self, m: PopulationModel) {
+        if let Err(e) = m.params.validate() {
+            // A corrupt record would make every risk NaN (no outreach, ever).
+            tracing::warn!(error = %e, "the changelog's model is invalid; ignored");
+            return;
+        }
         let newer = match (&m.fit, &self.model.fit) {
             (Some(a), Some(b)) => a.fitted_at > b.fitted_at,
             (Some(_), None) => true,
@@ -635,6 +709,46 @@ fn outcome_name(o: Outcome) -> &'static str {
         Outcome::Converted => "converted",
         Outcome::Ignored => "ignored",
         Outcome::Bounced => "bounced",
+    }
+}
+
+/// Offsets of two batches in one list; the later batch wins per partition.
+fn merge(earlier: Option<TopicPartitionList>, later: TopicPartitionList) -> TopicPartitionList {
+    let Some(mut all) = earlier else {
+        return later;
+    };
+    for e in later.elements() {
+        let _ = all.add_partition_offset(e.topic(), e.partition(), e.offset());
+    }
+    all
+}
+
+/// One partition's metric handles.
+struct PartitionCounters {
+    /// Events folded, by kind (index in [`EventKind::ALL`]; the last slot is "unknown").
+    consumed: [Option<IntCounter>; EventKind::ALL.len() + 1],
+    event_time_lag: Gauge,
+}
+
+impl PartitionCounters {
+    fn new(m: &Metrics, partition: i32) -> Self {
+        PartitionCounters {
+            consumed: Default::default(),
+            event_time_lag: m
+                .event_time_lag
+                .with_label_values(&[&partition.to_string()]),
+        }
+    }
+
+    fn consumed(&mut self, m: &Metrics, partition: i32, kind: Option<EventKind>) {
+        let i = kind.map_or(EventKind::ALL.len(), |k| k as usize);
+        self.consumed[i]
+            .get_or_insert_with(|| {
+                let k = kind.map_or("unknown", EventKind::as_str);
+                m.events_consumed
+                    .with_label_values(&[k, &partition.to_string()])
+            })
+            .inc();
     }
 }
 

@@ -277,6 +277,11 @@ fn consumer(
             k.assignment_strategy.librdkafka_name(),
         )
         .set("statistics.interval.ms", "5000");
+    if !k.properties.contains_key("queued.max.messages.kbytes") {
+        // librdkafka prefetches up to 64 MB by default; 16 MB (about 100k
+        // events) keeps the loop fed and resident memory for customer state.
+        cfg.set("queued.max.messages.kbytes", "16384");
+    }
     if let Some(id) = &k.group_instance_id {
         cfg.set(
             "group.instance.id",
@@ -337,17 +342,19 @@ fn run_loop(
     let result = (|| {
         while !stop.load(Ordering::SeqCst) {
             let polled = consumer.poll(Duration::from_millis(50));
+            // One clock read per message.
+            let now = Instant::now();
             let mut e = lock(&engine);
-            e.last_poll = Instant::now();
+            e.last_poll = now;
             if let Some(err) = e.fatal.take() {
                 return Err(err);
             }
             match polled {
-                Some(Ok(msg)) => e.handle(&msg)?,
+                Some(Ok(msg)) => e.handle(&msg, now)?,
                 Some(Err(err)) => tracing::warn!(error = %err, "consumer error"),
                 None => {}
             }
-            if batch_started.elapsed() >= interval {
+            if now.saturating_duration_since(batch_started) >= interval {
                 e.idle_advance()?;
                 e.sample_queue();
                 e.end_batch(&consumer)?;

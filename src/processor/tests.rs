@@ -224,3 +224,176 @@ fn same_events_same_effects() {
         .collect();
     assert_eq!(s1, s2);
 }
+
+fn with_fold(f: impl FnOnce(&mut crate::config::FoldConfig)) -> Processor {
+    let mut cfg = CoreConfig::default();
+    f(&mut cfg.fold);
+    let model = Arc::new(PopulationModel::prior(&cfg.model));
+    Processor::new(Arc::new(cfg), model)
+}
+
+#[test]
+fn a_customer_silent_past_the_retention_is_forgotten_with_a_tombstone() {
+    let mut p = with_fold(|f| f.retention = crate::time::Span::days(200));
+    feed(&mut p, &weekly_buyer("gone", 4));
+    feed(&mut p, &weekly_buyer("busy", 4));
+    let _ = p.take_changed();
+    let last = at(21);
+    // Stream time reaches 200 days after their last purchase, not beyond.
+    let mut out = Vec::new();
+    p.advance_to(last + 200 * D - 1, &mut out);
+    assert!(p.get("gone").is_some(), "kept until the retention is over");
+    p.advance_to(last + 200 * D, &mut out);
+    assert!(p.get("gone").is_none() && p.get("busy").is_none());
+    assert_eq!(p.evicted(), 2);
+    assert_eq!(p.len(), 0);
+    let changed = p.take_changed();
+    let tombstones: Vec<&str> = changed
+        .iter()
+        .filter(|(_, s)| s.is_none())
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert_eq!(tombstones, ["busy", "gone"], "each leaves a tombstone");
+    assert_eq!(p.level_counts().iter().sum::<u64>(), 0);
+}
+
+#[test]
+fn a_forgotten_customer_who_comes_back_starts_afresh_and_the_state_follows_the_tombstone() {
+    let mut p = with_fold(|f| f.retention = crate::time::Span::days(200));
+    feed(&mut p, &weekly_buyer("back", 4));
+    let _ = p.take_changed();
+    // Their own next event, a year later, before any other event moved
+    // stream time: their retention ran out first, so this is a new start.
+    let e = events::purchase("back-again", "back", at(21) + 365 * D, 10.0);
+    feed(&mut p, &[e]);
+    let s = p.get("back").cloned().unwrap_or_default();
+    assert_eq!(s.value.purchases, 1, "the old history is gone");
+    assert_eq!(s.first_seen_at, at(21) + 365 * D);
+    assert_eq!(p.evicted(), 1);
+    let changed = p.take_changed();
+    let kinds: Vec<bool> = changed.iter().map(|(_, s)| s.is_some()).collect();
+    assert_eq!(kinds, [false, true], "tombstone first, then the new state");
+}
+
+#[test]
+fn a_paid_up_subscription_keeps_a_silent_customer_until_its_renewal_date() {
+    let mut p = with_fold(|f| f.retention = crate::time::Span::days(30));
+    let renews = at(0) + 300 * D;
+    feed(
+        &mut p,
+        &[events::subscription(
+            "s1",
+            "sub",
+            at(0),
+            "annual",
+            renews,
+            false,
+        )],
+    );
+    let mut out = Vec::new();
+    p.advance_to(at(0) + 100 * D, &mut out);
+    assert!(p.get("sub").is_some(), "silent, but paid up to the renewal");
+    p.advance_to(renews, &mut out);
+    assert!(p.get("sub").is_none(), "gone once the renewal date passed");
+}
+
+#[test]
+fn retention_off_keeps_everyone() {
+    let mut p = with_fold(|f| f.retention = crate::time::Span::days(0));
+    feed(&mut p, &weekly_buyer("kept", 2));
+    let mut out = Vec::new();
+    p.advance_to(at(0) + 5000 * D, &mut out);
+    assert!(p.get("kept").is_some());
+    assert_eq!(p.evicted(), 0);
+}
+
+#[test]
+fn new_customers_beyond_the_cap_are_refused_and_known_ones_go_on() {
+    let mut p = with_fold(|f| f.max_customers_per_partition = 3);
+    let mut out = Vec::new();
+    for i in 0..3 {
+        let e = events::purchase(&format!("e{i}"), &format!("c{i}"), at(i), 1.0);
+        assert!(p.process(&e, None, &mut out).is_ok());
+    }
+    let refused = p.process(&events::purchase("e9", "c9", at(4), 1.0), None, &mut out);
+    assert_eq!(
+        refused.map_err(|r| r.reason()),
+        Err("customer_cap"),
+        "a fourth customer is refused"
+    );
+    assert!(p.get("c9").is_none());
+    let known = p.process(&events::purchase("e10", "c1", at(5), 1.0), None, &mut out);
+    assert!(known.is_ok(), "a known customer's events still count");
+    assert_eq!(p.len(), 3);
+}
+
+#[test]
+fn every_forgotten_customer_leaves_one_tombstone_across_batches() {
+    let mut p = with_fold(|f| f.retention = crate::time::Span::days(400));
+    let mut written = std::collections::BTreeMap::new();
+    let mut tombstones = 0;
+    let mut collect = |p: &mut Processor, tombstones: &mut usize| {
+        for (id, s) in p.take_changed() {
+            match s {
+                Some(_) => {
+                    written.insert(id.to_string(), ());
+                }
+                None => {
+                    *tombstones += 1;
+                    written.remove(id.as_str());
+                }
+            }
+        }
+    };
+    for i in 0..5000 {
+        let e = events::purchase(&format!("e{i}"), &format!("c{i}"), at(0) + i % 1000, 1.0);
+        feed(&mut p, &[e]);
+        if i % 700 == 0 {
+            collect(&mut p, &mut tombstones);
+        }
+    }
+    collect(&mut p, &mut tombstones);
+    let back = events::purchase("b", "c3", at(402), 1.0);
+    feed(&mut p, &[back]);
+    collect(&mut p, &mut tombstones);
+    assert_eq!(p.evicted(), 5000);
+    assert_eq!(tombstones, 5000);
+    assert_eq!(written.keys().collect::<Vec<_>>(), ["c3"]);
+    assert_eq!(p.len(), 1);
+}
+
+#[test]
+fn customers_new_after_a_mass_eviction_are_written_to_the_changelog() {
+    let mut p = with_fold(|f| {
+        f.retention = crate::time::Span::days(400);
+        f.max_customers_per_partition = 250;
+    });
+    let t0 = at(0);
+    let mut states = std::collections::BTreeMap::new();
+    let collect = |p: &mut Processor, states: &mut std::collections::BTreeMap<String, ()>| {
+        for (id, s) in p.take_changed() {
+            match s {
+                Some(_) => states.insert(id.to_string(), ()),
+                None => states.remove(id.as_str()),
+            };
+        }
+    };
+    for i in 0..1000 {
+        let e = events::purchase(&format!("e{i}"), &format!("c{i:04}"), t0 + i % 100, 1.0);
+        feed(&mut p, &[e]);
+    }
+    collect(&mut p, &mut states);
+    assert_eq!(states.len(), 250);
+    feed(&mut p, &[events::purchase("b", "c0000", t0 + 401 * D, 1.0)]);
+    collect(&mut p, &mut states);
+    for i in 0..3 {
+        let e = events::purchase(&format!("n{i}"), &format!("new{i}"), t0 + 402 * D, 1.0);
+        feed(&mut p, &[e]);
+    }
+    collect(&mut p, &mut states);
+    assert_eq!(p.evicted(), 250);
+    assert_eq!(
+        states.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["c0000", "new0", "new1", "new2"]
+    );
+}
