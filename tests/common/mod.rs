@@ -505,3 +505,339 @@ pub fn replay_ids(
         })
         .collect()
 }
+
+/// (status, body) of a plain HTTP/1.1 GET on loopback.
+pub fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    Some((status, body))
+}
+
+/// Sum of a metric family's samples in Prometheus text (all label sets).
+pub fn scraped(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `churnwatch run` as a child process, with its admin HTTP on a free port.
+pub struct Service {
+    pub child: Running,
+    pub port: u16,
+    config: PathBuf,
+}
+
+impl Service {
+    /// Writes `settings` (with a fresh `http.listen`) next to `dir` and starts the binary.
+    pub fn spawn(settings: &Settings, dir: &std::path::Path, name: &str) -> Service {
+        let port = free_port();
+        let mut s = settings.clone();
+        s.http.listen = format!("127.0.0.1:{port}");
+        let config = dir.join(format!("{name}.toml"));
+        let text = toml::to_string(&s).unwrap_or_else(|e| panic!("settings as TOML: {e}"));
+        std::fs::write(&config, text).unwrap_or_else(|e| panic!("{e}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env(
+                "RUST_LOG",
+                std::env::var("CW_CHILD_LOG").unwrap_or("error,rdkafka::client=off".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting churnwatch: {e}"));
+        Service {
+            child: Running(child),
+            port,
+            config,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// None while running; the exit status once it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.0.try_wait().ok().flatten()
+    }
+
+    /// The `/metrics` text, if the admin server answers.
+    pub fn metrics_text(&self) -> Option<String> {
+        http_get(self.port, "/metrics", None)
+            .filter(|r| r.0 == 200)
+            .map(|r| r.1)
+    }
+
+    /// Input messages accounted for (folded, dropped or dead-lettered), or
+    /// None if `/metrics` does not answer.
+    pub fn handled(&self) -> Option<u64> {
+        let t = self.metrics_text()?;
+        Some(
+            (scraped(&t, "churnwatch_events_consumed_total")
+                + scraped(&t, "churnwatch_events_dropped_total")
+                + scraped(&t, "churnwatch_events_rejected_total")) as u64,
+        )
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status();
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+    }
+
+    /// SIGTERM and wait for the exit status (None: still running at the timeout,
+    /// then killed).
+    pub fn terminate(mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.signal("-TERM");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.exited() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config
+    }
+}
+
+impl Broker {
+    /// High watermark of every partition of `topic`.
+    pub fn end_offsets(&self, topic: &str) -> Vec<i64> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", "probe")
+            .create()
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Retried for a while: the broker may just be coming back.
+        let mut last = String::new();
+        for _ in 0..10 {
+            let got = c
+                .fetch_metadata(Some(topic), Duration::from_secs(5))
+                .map_err(|e| format!("metadata of {topic}: {e}"))
+                .and_then(|md| {
+                    let parts = md.topics().first().map_or(0, |t| t.partitions().len());
+                    (0..parts as i32)
+                        .map(|p| {
+                            c.fetch_watermarks(topic, p, Duration::from_secs(5))
+                                .map(|w| w.1)
+                                .map_err(|e| format!("watermarks of {topic}/{p}: {e}"))
+                        })
+                        .collect::<Result<Vec<i64>, String>>()
+                });
+            match got {
+                Ok(v) if !v.is_empty() => return v,
+                Ok(_) => last = format!("{topic} has no partitions"),
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!("{last}");
+    }
+
+    /// The offsets `group` committed on `topic` (-1 where none), or None if
+    /// the broker does not answer.
+    pub fn committed(&self, group: &str, topic: &str, partitions: usize) -> Option<Vec<i64>> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .ok()?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions as i32 {
+            tpl.add_partition(topic, p);
+        }
+        let got = c.committed_offsets(tpl, Duration::from_secs(5)).ok()?;
+        Some(
+            (0..partitions as i32)
+                .map(|p| {
+                    got.find_partition(topic, p)
+                        .and_then(|e| e.offset().to_raw())
+                        .unwrap_or(-1)
+                })
+                .collect(),
+        )
+    }
+
+    /// Waits until `group` has committed the end of every partition of `topic`.
+    pub fn wait_committed_to_end(&self, group: &str, topic: &str, timeout: Duration) -> bool {
+        let end = self.end_offsets(topic);
+        wait_for(timeout, || {
+            (self.committed(group, topic, end.len()).as_ref() == Some(&end)).then_some(())
+        })
+        .is_some()
+    }
+
+    /// Every record of `topic`, up to its end as of now.
+    pub fn read_all(&self, topic: &str, timeout: Duration) -> Vec<Record> {
+        let end = self.end_offsets(topic);
+        let want = end.iter().map(|e| *e as usize).sum();
+        let got = self.read_topic(topic, want, timeout, false);
+        assert_eq!(
+            got.len(),
+            want,
+            "read {} of the {want} records of {topic} in {timeout:?}",
+            got.len()
+        );
+        got
+    }
+}
+
+/// Final customer states from changelog records: the last value per key, a
+/// tombstone deletes; churnwatch's own keys (leading NUL) are left out.
+pub fn final_states(changelog: &[Record]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut by_partition: Vec<&Record> = changelog.iter().collect();
+    by_partition.sort_by_key(|r| (r.partition, r.offset));
+    let mut out = std::collections::BTreeMap::new();
+    for r in by_partition {
+        let Some(k) = r.key.clone() else { continue };
+        if k.starts_with('\u{0}') {
+            continue;
+        }
+        match &r.value {
+            Some(v) => {
+                out.insert(k, v.clone());
+            }
+            None => {
+                out.remove(&k);
+            }
+        }
+    }
+    out
+}
+
+impl Broker {
+    /// Stops a tansu broker with a signal (`-TERM`, `-KILL`), waiting up to
+    /// 10 s for it to exit (then SIGKILL). Durable storage survives; use
+    /// [`Broker::restart`] to bring it back on the same port and storage.
+    pub fn stop_with(&mut self, sig: &str) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args([sig, &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+impl Broker {
+    /// The last `lines` lines of tansu's log (empty for an external broker).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let Some(dir) = &self._dir else {
+            return String::new();
+        };
+        let text = std::fs::read_to_string(dir.path().join("tansu.log")).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Broker {
+    /// Every record of `topic` up to its end as of now, as a read-committed
+    /// (or uncommitted) reader sees them: reads until each partition's
+    /// position reaches its high watermark, or nothing arrives for 2 s
+    /// (transaction markers may hold a position just short of it).
+    pub fn read_to_end(&self, topic: &str, read_committed: bool, timeout: Duration) -> Vec<Record> {
+        let end = self.end_offsets(topic);
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", format!("reader-{}", unique("g")))
+            .set("enable.auto.commit", "false")
+            .set(
+                "isolation.level",
+                if read_committed {
+                    "read_committed"
+                } else {
+                    "read_uncommitted"
+                },
+            )
+            .create()
+            .unwrap_or_else(|e| panic!("reader: {e}"));
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..end.len() as i32 {
+            let _ = tpl.add_partition_offset(topic, p, Offset::Beginning);
+        }
+        c.assign(&tpl).unwrap_or_else(|e| panic!("{e}"));
+        let mut out = Vec::new();
+        let deadline = Instant::now() + timeout;
+        let mut last = Instant::now();
+        loop {
+            let done = c.position().is_ok_and(|pos| {
+                end.iter().enumerate().all(|(p, hw)| {
+                    *hw == 0
+                        || pos
+                            .find_partition(topic, p as i32)
+                            .and_then(|e| e.offset().to_raw())
+                            .is_some_and(|o| o >= *hw)
+                })
+            });
+            if done || last.elapsed() > Duration::from_secs(2) || Instant::now() > deadline {
+                return out;
+            }
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                last = Instant::now();
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| {
+                                (
+                                    x.key.to_owned(),
+                                    String::from_utf8_lossy(x.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Record {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
+            }
+        }
+    }
+}
