@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
+    error::{KafkaError, RDKafkaErrorCode},
     message::{Headers, Message},
     Offset, TopicPartitionList,
 };
@@ -61,9 +62,25 @@ pub fn restore(
     timeout: Duration,
 ) -> Result<Restored, PipelineError> {
     let started = Instant::now();
-    let (low, high) = consumer
-        .fetch_watermarks(topic, partition, Duration::from_secs(10))
-        .map_err(|e| PipelineError::Kafka(format!("watermarks of {topic}/{partition}: {e}")))?;
+    let deadline = started + timeout;
+    // A broker outage or restart during a restore is waited out (librdkafka
+    // reconnects by itself) until the deadline; only errors no wait can cure
+    // end it.
+    let mut retried = Retried::default();
+    let (low, high) = loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok(w) => break w,
+            Err(e) if transient(&e) && Instant::now() < deadline => {
+                retried.note(topic, partition, &e);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => {
+                return Err(PipelineError::Kafka(format!(
+                    "watermarks of {topic}/{partition}: {e}"
+                )))
+            }
+        }
+    };
     let mut out = Restored::default();
     if high <= low {
         out.elapsed = started.elapsed();
@@ -75,7 +92,6 @@ pub fn restore(
     consumer
         .assign(&tpl)
         .map_err(|e| PipelineError::Kafka(format!("assigning {topic}/{partition}: {e}")))?;
-    let deadline = Instant::now() + timeout;
     let mut last_offset = low - 1;
     while last_offset < high - 1 {
         if Instant::now() > deadline {
@@ -86,8 +102,19 @@ pub fn restore(
         let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let msg =
-            msg.map_err(|e| PipelineError::Kafka(format!("reading {topic}/{partition}: {e}")))?;
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) if transient(&e) => {
+                retried.note(topic, partition, &e);
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            Err(e) => {
+                return Err(PipelineError::Kafka(format!(
+                    "reading {topic}/{partition}: {e}"
+                )))
+            }
+        };
         last_offset = msg.offset();
         out.records += 1;
         let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else {
@@ -120,7 +147,82 @@ pub fn restore(
         }
     }
     let _ = consumer.unassign();
+    if retried.count > 0 {
+        tracing::info!(
+            partition,
+            errors = retried.count,
+            "restore rode out broker errors"
+        );
+    }
     out.customers = proc.len();
     out.elapsed = started.elapsed();
     Ok(out)
+}
+
+/// Whether a consumer error may go away by waiting: connection loss, broker
+/// restarts, leader changes. Fatal errors and refused credentials do not.
+fn transient(e: &KafkaError) -> bool {
+    if matches!(e, KafkaError::MessageConsumptionFatal(_)) {
+        return false;
+    }
+    !matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::GroupAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::Fatal
+        )
+    )
+}
+
+/// Transient errors met during one restore (logged once every 5 s).
+#[derive(Default)]
+struct Retried {
+    count: u64,
+    logged: Option<Instant>,
+}
+
+impl Retried {
+    fn note(&mut self, topic: &str, partition: i32, e: &KafkaError) {
+        self.count += 1;
+        if self
+            .logged
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+        {
+            self.logged = Some(Instant::now());
+            tracing::warn!(%topic, partition, error = %e, "restore waits for the broker");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_outages_are_waited_out_and_refusals_are_not() {
+        for code in [
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::NotLeaderForPartition,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ] {
+            assert!(transient(&KafkaError::MessageConsumption(code)), "{code:?}");
+        }
+        for code in [
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::SaslAuthenticationFailed,
+        ] {
+            assert!(
+                !transient(&KafkaError::MessageConsumption(code)),
+                "{code:?}"
+            );
+        }
+        assert!(!transient(&KafkaError::MessageConsumptionFatal(
+            RDKafkaErrorCode::AllBrokersDown
+        )));
+    }
 }

@@ -5,7 +5,7 @@
 use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::Duration,
 };
@@ -13,7 +13,7 @@ use std::{
 use prost::Message;
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
-    message::{BorrowedMessage, Header, Headers, Message as _, OwnedHeaders},
+    message::{BorrowedMessage, Header, Headers, Message as _, OwnedHeaders, OwnedMessage},
     producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext},
     ClientContext,
 };
@@ -27,10 +27,13 @@ use crate::{
 };
 
 /// Counts records the broker did not accept; at-least-once never commits
-/// input offsets past a failed delivery.
+/// input offsets past a failed delivery. Outside transactions it keeps a
+/// copy of each, to be sent again ([`Sink::take_undelivered`]).
 pub struct DeliveryContext {
     pub failed: AtomicU64,
     pub metrics: Arc<Metrics>,
+    keep_undelivered: bool,
+    undelivered: Mutex<Vec<(OwnedMessage, KafkaError)>>,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -38,12 +41,106 @@ impl ClientContext for DeliveryContext {}
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
+        if let Err((e, msg)) = result {
             self.failed.fetch_add(1, Ordering::Relaxed);
             self.metrics.producer_errors.inc();
-            tracing::error!(error = %e, "a record was not delivered");
+            tracing::error!(error = %e, topic = msg.topic(), "a record was not delivered");
+            if self.keep_undelivered {
+                self.undelivered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((msg.detach(), e.clone()));
+            }
         }
     }
+}
+
+/// Most bytes of key and value a dead letter keeps: well inside Kafka's
+/// default 1 MB record limit, headers included.
+pub const DEAD_LETTER_MAX_BYTES: usize = 900 * 1024;
+
+/// A dead letter's headers: the original ones (if `original`), then why and
+/// where from.
+fn dead_letter_headers(
+    msg: &BorrowedMessage<'_>,
+    reason: &str,
+    detail: &str,
+    original: bool,
+    truncated: Option<&str>,
+) -> OwnedHeaders {
+    let (p, o) = (msg.partition().to_string(), msg.offset().to_string());
+    let mut headers = OwnedHeaders::new();
+    if let Some(h) = msg.headers().filter(|_| original) {
+        for h in h.iter() {
+            headers = headers.insert(Header {
+                key: h.key,
+                value: h.value,
+            });
+        }
+    }
+    headers = headers
+        .insert(Header {
+            key: "churnwatch.reason",
+            value: Some(reason.as_bytes()),
+        })
+        .insert(Header {
+            key: "churnwatch.error",
+            value: Some(detail.as_bytes()),
+        })
+        .insert(Header {
+            key: "churnwatch.source.topic",
+            value: Some(msg.topic().as_bytes()),
+        })
+        .insert(Header {
+            key: "churnwatch.source.partition",
+            value: Some(p.as_bytes()),
+        })
+        .insert(Header {
+            key: "churnwatch.source.offset",
+            value: Some(o.as_bytes()),
+        });
+    if let Some(t) = truncated {
+        headers = headers.insert(Header {
+            key: "churnwatch.truncated",
+            value: Some(t.as_bytes()),
+        });
+    }
+    headers
+}
+
+fn create_producer(
+    cfg: &rdkafka::ClientConfig,
+    metrics: &Arc<Metrics>,
+    keep_undelivered: bool,
+) -> Result<BaseProducer<DeliveryContext>, PipelineError> {
+    let ctx = DeliveryContext {
+        failed: AtomicU64::new(0),
+        metrics: metrics.clone(),
+        keep_undelivered,
+        undelivered: Mutex::new(Vec::new()),
+    };
+    cfg.create_with_context(ctx)
+        .map_err(|e| PipelineError::Kafka(format!("creating the producer: {e}")))
+}
+
+/// Whether sending a refused record again cannot help (it is too large,
+/// malformed, or not allowed); anything else (a broker restarting, a leader
+/// moving, a timeout) may pass on a later try.
+pub fn permanent(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+                | RDKafkaErrorCode::Fatal
+        )
+    )
 }
 
 pub struct Sink {
@@ -54,6 +151,8 @@ pub struct Sink {
     outreach_format: Format,
     pub transactional: bool,
     metrics: Arc<Metrics>,
+    /// The producer's configuration, to create it anew ([`Sink::renew`]).
+    config: rdkafka::ClientConfig,
 }
 
 /// The input message an outreach decision was made while processing.
@@ -101,13 +200,7 @@ impl Sink {
             cfg.set("transaction.timeout.ms", txn_ms.to_string())
                 .set("message.timeout.ms", txn_ms.to_string());
         }
-        let ctx = DeliveryContext {
-            failed: AtomicU64::new(0),
-            metrics: metrics.clone(),
-        };
-        let producer: BaseProducer<DeliveryContext> = cfg
-            .create_with_context(ctx)
-            .map_err(|e| PipelineError::Kafka(format!("creating the producer: {e}")))?;
+        let producer = create_producer(&cfg, &metrics, !transactional)?;
         Ok(Sink {
             producer,
             outreach_topic: settings.kafka.outreach_topic.clone(),
@@ -116,11 +209,26 @@ impl Sink {
             outreach_format: settings.kafka.outreach_format,
             transactional,
             metrics,
+            config: cfg,
         })
     }
 
+    /// Replaces the producer (at-least-once, with nothing in flight) by a new
+    /// one: a new producer id, so the broker's idempotence state for the old
+    /// one (which may be what refused its records, as tansu 0.6 does after
+    /// a restart) no longer applies. Its delivery counters start at zero.
+    pub fn renew(&mut self) -> Result<(), PipelineError> {
+        self.producer = create_producer(&self.config, &self.metrics, !self.transactional)?;
+        Ok(())
+    }
+
     /// Sends, waiting (and serving delivery reports) while the queue is full.
-    fn send(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), PipelineError> {
+    fn send(&self, record: BaseRecord<'_, [u8], [u8]>) -> Result<(), PipelineError> {
+        self.enqueue(record)
+            .map_err(|e| PipelineError::Kafka(format!("producing: {e}")))
+    }
+
+    fn enqueue(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), KafkaError> {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -128,7 +236,7 @@ impl Sink {
                     record = r;
                     self.producer.poll(Duration::from_millis(50));
                 }
-                Err((e, _)) => return Err(PipelineError::Kafka(format!("producing: {e}"))),
+                Err((e, _)) => return Err(e),
             }
         }
     }
@@ -190,54 +298,53 @@ impl Sink {
     }
 
     /// The original message (key, bytes and headers), with why it was
-    /// refused and where it came from.
+    /// refused and where it came from. Key and value are cut to
+    /// [`DEAD_LETTER_MAX_BYTES`] in all (header `churnwatch.truncated` then
+    /// gives their sizes); if the producer still refuses the record as too
+    /// large (huge original headers), it goes without key, value and
+    /// original headers. A poison message never stops the service.
     pub fn dead_letter(
         &self,
         msg: &BorrowedMessage<'_>,
         reason: &str,
         detail: &str,
     ) -> Result<(), PipelineError> {
-        let (p, o) = (msg.partition().to_string(), msg.offset().to_string());
-        let mut headers = OwnedHeaders::new();
-        if let Some(original) = msg.headers() {
-            for h in original.iter() {
-                headers = headers.insert(Header {
-                    key: h.key,
-                    value: h.value,
-                });
-            }
-        }
-        let headers = headers
-            .insert(Header {
-                key: "churnwatch.reason",
-                value: Some(reason.as_bytes()),
-            })
-            .insert(Header {
-                key: "churnwatch.error",
-                value: Some(detail.as_bytes()),
-            })
-            .insert(Header {
-                key: "churnwatch.source.topic",
-                value: Some(msg.topic().as_bytes()),
-            })
-            .insert(Header {
-                key: "churnwatch.source.partition",
-                value: Some(p.as_bytes()),
-            })
-            .insert(Header {
-                key: "churnwatch.source.offset",
-                value: Some(o.as_bytes()),
-            });
         let (key, payload) = (msg.key(), msg.payload());
-        let mut r: BaseRecord<'_, [u8], [u8]> =
-            BaseRecord::to(&self.dead_letter_topic).headers(headers);
+        let (klen, vlen) = (key.map_or(0, <[u8]>::len), payload.map_or(0, <[u8]>::len));
+        let key = key.map(|k| &k[..k.len().min(DEAD_LETTER_MAX_BYTES)]);
+        let room = DEAD_LETTER_MAX_BYTES - key.map_or(0, <[u8]>::len);
+        let payload = payload.map(|v| &v[..v.len().min(room)]);
+        let truncated = (klen + vlen > DEAD_LETTER_MAX_BYTES).then(|| {
+            format!(
+                "key {klen} bytes, value {vlen} bytes; the first {DEAD_LETTER_MAX_BYTES} bytes are kept"
+            )
+        });
+        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.dead_letter_topic).headers(
+            dead_letter_headers(msg, reason, detail, true, truncated.as_deref()),
+        );
         if let Some(k) = key {
             r = r.key(k);
         }
         if let Some(v) = payload {
             r = r.payload(v);
         }
-        self.send(r)
+        match self.enqueue(r) {
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)) => {
+                let note = format!(
+                    "key {klen} bytes, value {vlen} bytes, original headers: too large to keep"
+                );
+                self.send(
+                    BaseRecord::to(&self.dead_letter_topic).headers(dead_letter_headers(
+                        msg,
+                        reason,
+                        detail,
+                        false,
+                        Some(&note),
+                    )),
+                )
+            }
+            other => other.map_err(|e| PipelineError::Kafka(format!("producing: {e}"))),
+        }
     }
 
     /// A state snapshot (or a tombstone) to the partition's changelog partition.
@@ -284,6 +391,41 @@ impl Sink {
 
     pub fn failed_deliveries(&self) -> u64 {
         self.producer.context().failed.load(Ordering::Relaxed)
+    }
+
+    /// The records refused since the last call, with why (at-least-once only).
+    pub fn take_undelivered(&self) -> Vec<(OwnedMessage, KafkaError)> {
+        std::mem::take(
+            &mut *self
+                .producer
+                .context()
+                .undelivered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
+    }
+
+    /// Sends refused records again, in the order they were refused, each to
+    /// the partition it was meant for.
+    pub fn resend(&self, records: Vec<(OwnedMessage, KafkaError)>) -> Result<(), PipelineError> {
+        for (mut m, _) in records {
+            let headers = m.detach_headers();
+            let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(m.topic());
+            if m.partition() >= 0 {
+                r = r.partition(m.partition());
+            }
+            if let Some(k) = m.key() {
+                r = r.key(k);
+            }
+            if let Some(v) = m.payload() {
+                r = r.payload(v);
+            }
+            if let Some(h) = headers {
+                r = r.headers(h);
+            }
+            self.send(r)?;
+        }
+        Ok(())
     }
 
     pub fn in_flight(&self) -> i32 {
