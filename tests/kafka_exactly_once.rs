@@ -111,7 +111,8 @@ commit_interval_ms = {commit_ms}
 
     // First run: one long transaction, then SIGKILL before it commits.
     let first = Running(spawn(&config(120_000)));
-    let produced = wait_for(Duration::from_secs(60), || {
+    // Generous: on a loaded machine the first transaction can take a while to open.
+    let produced = wait_for(Duration::from_secs(240), || {
         let seen = broker.read_topic(&outreach, 4, Duration::from_secs(1), false);
         (seen.len() >= 4).then_some(seen)
     })
