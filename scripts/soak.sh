@@ -32,12 +32,17 @@
 # Settings (environment): DURATION (30m; s/m/h suffix or seconds), RATE
 # (2000), CUSTOMERS (20000), PARTITIONS (4), SAMPLE (30), WARMUP (5m, at most
 # a third of DURATION), OUT (directory for soak.csv, the config and the logs;
-# default /tmp/churnwatch-soak-<time>), CHURNWATCH_BIN (default: the release
+# default /tmp/churnwatch-soak-<time>), CW_BIN (not CHURNWATCH_*: that prefix
+# is the configuration's; default: the release
 # build, copied so rebuilds during the run do not matter), TANSU_BIN,
-# TANSU_STORAGE (sqlite or memory; default sqlite: tansu 0.6's memory engine
-# slows down as topics grow, and after about 20 minutes at 2,000 events/s
-# its fetches time out), KAFKA_BOOTSTRAP, MAX_GROWTH_PCT (10),
-# MAX_SLOPE_MB_H (10), MAX_LAG.
+# TANSU_STORAGE (memory or sqlite; default memory: tansu 0.6's sqlite engine
+# stalls within a minute at 2,000 events/s plus the changelog), KAFKA_BOOTSTRAP,
+# MAX_GROWTH_PCT (10), MAX_SLOPE_MB_H (10), MAX_LAG.
+#
+# The broker shares the machine: on tansu, CPU taken by other work shows up
+# as lag bursts, and catching up after one grows librdkafka's fetch buffers
+# (RSS steps up and stays). Run it on a quiet machine, or against a real
+# Kafka elsewhere, for figures that judge churnwatch alone.
 set -euo pipefail
 
 seconds() {
@@ -63,9 +68,9 @@ MAX_SLOPE_MB_H=${MAX_SLOPE_MB_H:-10}
 MAX_LAG=${MAX_LAG:-$((RATE * 10))}
 OUT=${OUT:-/tmp/churnwatch-soak-$(date -u +%Y%m%dT%H%M%SZ)}
 target=${CARGO_TARGET_DIR:-$HOME/.cache/churnwatch/target}
-CHURNWATCH_BIN=${CHURNWATCH_BIN:-$target/release/churnwatch}
+CW_BIN=${CW_BIN:-$target/release/churnwatch}
 TANSU_BIN=${TANSU_BIN:-$HOME/.cache/churnwatch/tools/bin/tansu}
-TANSU_STORAGE=${TANSU_STORAGE:-sqlite}
+TANSU_STORAGE=${TANSU_STORAGE:-memory}
 
 mkdir -p "$OUT"
 work=$(mktemp -d /tmp/cwsoak.XXXXXX)
@@ -93,12 +98,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [[ ! -x $CHURNWATCH_BIN ]]; then
+if [[ ! -x $CW_BIN ]]; then
     echo "building churnwatch (release)..."
     (cd "$here" && cargo build --release --bin churnwatch)
 fi
 # A copy under its own name: rebuilds during the run do not replace it.
-cp "$CHURNWATCH_BIN" "$work/cw-soak"
+cp "$CW_BIN" "$work/cw-soak"
 cw=$work/cw-soak
 
 free_port() {

@@ -979,6 +979,18 @@ fn run_and_log(
         (svc.metric("churnwatch_model_refits_total") >= 1.0).then_some(())
     });
     assert!(refit.is_some(), "no refit:\n{}", svc.stderr());
+    // Every path was taken: dead letters, late, duplicate, forgotten, outreach.
+    let text = svc.get("/metrics", None).unwrap_or_default().1;
+    assert_eq!(metric_in(&text, "churnwatch_events_rejected_total"), 6.0);
+    for reason in ["late", "duplicate", "forgotten"] {
+        assert!(
+            text.contains(&format!(
+                "churnwatch_events_dropped_total{{reason=\"{reason}\"}} 1"
+            )),
+            "{reason}: {text}"
+        );
+    }
+    assert!(metric_in(&text, "churnwatch_outreach_emitted_total") >= 1.0);
     // The service saw the customers: there was something to leak.
     let seen = svc.get("/customers/cust-000001", None).map(|r| r.0);
     assert_eq!(seen, Some(200));
