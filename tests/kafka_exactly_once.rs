@@ -313,7 +313,10 @@ fn eos_wait_to_end(broker: &Broker, s: &Settings, svc: &mut Service, real: bool,
             panic!("{what}: the service exited ({status}) before the end of the input");
         }
         let reached = if real {
-            eos_committed(broker, s, end.len()).as_ref() == Some(&end)
+            broker
+                .committed(s.group_id(), &s.kafka.input_topic, end.len())
+                .as_ref()
+                == Some(&end)
         } else {
             let m = svc.metrics_text().unwrap_or_default();
             let handled = common::scraped(&m, "churnwatch_events_consumed_total")
@@ -331,40 +334,11 @@ fn eos_wait_to_end(broker: &Broker, s: &Settings, svc: &mut Service, real: bool,
         assert!(
             Instant::now() < deadline,
             "{what}: the end of the input ({end:?}) not reached in 120 s: committed {:?}, /metrics handled all: {}",
-            eos_committed(broker, s, end.len()),
+            broker.committed(s.group_id(), &s.kafka.input_topic, end.len()),
             handled_all_at.is_some()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// The group's committed input offsets, as a non-member reads them.
-fn eos_committed(broker: &Broker, s: &Settings, partitions: usize) -> Option<Vec<i64>> {
-    use rdkafka::{
-        consumer::{BaseConsumer, Consumer},
-        ClientConfig, TopicPartitionList,
-    };
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.bootstrap)
-        .set("group.id", s.group_id())
-        .set("enable.auto.commit", "false")
-        .create()
-        .ok()?;
-    let topic = &s.kafka.input_topic;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions as i32 {
-        tpl.add_partition(topic, p);
-    }
-    let got = c.committed_offsets(tpl, Duration::from_secs(5)).ok()?;
-    Some(
-        (0..partitions as i32)
-            .map(|p| {
-                got.find_partition(topic, p)
-                    .and_then(|e| e.offset().to_raw())
-                    .unwrap_or(-1)
-            })
-            .collect(),
-    )
 }
 
 /// What read-committed readers see after a run: outreach ids in topic order

@@ -3,33 +3,12 @@
 mod common;
 
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use churnwatch::{codec::Format, events};
 use common::{free_port, settings, unique, wait_for, Broker, Running, Storage};
-
-/// (status, body) of a plain HTTP/1.1 GET.
-fn get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    Some((status, body))
-}
 
 fn signal(child: &Child, sig: &str) {
     let _ = Command::new("kill")
@@ -80,42 +59,42 @@ fn the_service_serves_its_admin_endpoints_and_stops_cleanly_on_sigterm() {
     let broker = Broker::start(Storage::Memory);
     let (mut svc, port, _) = start(&broker, "s3cret");
     let healthy = wait_for(Duration::from_secs(30), || {
-        get(port, "/healthz", None).filter(|r| r.0 == 200)
+        common::http_get(port, "/healthz", None).filter(|r| r.0 == 200)
     });
     assert!(
         healthy.is_some(),
         "/healthz answers while the service starts"
     );
     let ready = wait_for(Duration::from_secs(60), || {
-        get(port, "/readyz", None).filter(|r| r.0 == 200)
+        common::http_get(port, "/readyz", None).filter(|r| r.0 == 200)
     });
     assert!(
         ready.is_some(),
         "/readyz turns 200 once partitions are restored: {:?}",
-        get(port, "/readyz", None)
+        common::http_get(port, "/readyz", None)
     );
     let alice = wait_for(Duration::from_secs(30), || {
-        get(port, "/customers/alice", Some("s3cret"))
+        common::http_get(port, "/customers/alice", Some("s3cret"))
             .filter(|r| r.0 == 200 && r.1.contains("\"purchases\":5"))
     });
     assert!(
         alice.is_some(),
         "{:?}",
-        get(port, "/customers/alice", Some("s3cret"))
+        common::http_get(port, "/customers/alice", Some("s3cret"))
     );
     assert_eq!(
-        get(port, "/customers/alice", None).map(|r| r.0),
+        common::http_get(port, "/customers/alice", None).map(|r| r.0),
         Some(401),
         "no token, no customer data"
     );
-    let nobody = get(port, "/customers/nobody", Some("s3cret")).unwrap_or_default();
+    let nobody = common::http_get(port, "/customers/nobody", Some("s3cret")).unwrap_or_default();
     assert_eq!(nobody.0, 404);
     assert!(
         nobody.1.contains("not owned by this instance"),
         "{}",
         nobody.1
     );
-    let metrics = get(port, "/metrics", None).unwrap_or_default();
+    let metrics = common::http_get(port, "/metrics", None).unwrap_or_default();
     assert!(
         metrics
             .1
@@ -139,7 +118,7 @@ fn a_second_signal_exits_at_once() {
     let mut broker = Broker::start(Storage::Memory);
     let (mut svc, port, _) = start(&broker, "t");
     let ready = wait_for(Duration::from_secs(60), || {
-        get(port, "/readyz", None).filter(|r| r.0 == 200)
+        common::http_get(port, "/readyz", None).filter(|r| r.0 == 200)
     });
     assert!(ready.is_some());
     // With the broker gone, a graceful stop cannot finish quickly...

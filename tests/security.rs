@@ -25,7 +25,7 @@
 mod common;
 
 use std::{
-    io::{Read, Write},
+    io::Read,
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -98,7 +98,7 @@ impl Service {
     }
 
     fn get(&self, path: &str, auth: Option<&str>) -> Option<(u16, String)> {
-        http_get(("127.0.0.1", self.port), path, auth)
+        common::http_request(("127.0.0.1", self.port), path, auth)
     }
 
     fn stderr(&self) -> String {
@@ -127,7 +127,7 @@ impl Service {
     /// A metric's value (summed over its labels) from `/metrics`.
     fn metric(&self, name: &str) -> f64 {
         let text = self.get("/metrics", None).unwrap_or_default().1;
-        metric_in(&text, name)
+        common::scraped(&text, name)
     }
 
     /// Waits for a metric to reach `value` (gauges follow at batch ends).
@@ -145,9 +145,9 @@ impl Service {
     /// Events folded, dropped or dead-lettered so far.
     fn handled(&self) -> u64 {
         let text = self.get("/metrics", None).unwrap_or_default().1;
-        (metric_in(&text, "churnwatch_events_consumed_total")
-            + metric_in(&text, "churnwatch_events_dropped_total")
-            + metric_in(&text, "churnwatch_events_rejected_total")) as u64
+        (common::scraped(&text, "churnwatch_events_consumed_total")
+            + common::scraped(&text, "churnwatch_events_dropped_total")
+            + common::scraped(&text, "churnwatch_events_rejected_total")) as u64
     }
 
     fn wait_handled(&self, n: u64) {
@@ -189,40 +189,6 @@ fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> Option<i32> 
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// (status, body) of a plain HTTP/1.1 GET.
-fn http_get(
-    addr: impl std::net::ToSocketAddrs,
-    path: &str,
-    token: Option<&str>,
-) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let auth = token
-        .map(|t| format!("Authorization: {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    Some((status, body))
-}
-
-/// Sum of a metric family's samples in Prometheus text.
-fn metric_in(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// Weekly purchases of one customer: `weeks` events from `T0`.
@@ -831,7 +797,7 @@ fn the_admin_http_binds_to_loopback_by_default() {
     let mut svc = Service::start_toml(&table.to_string(), &[], 9090);
     svc.wait_ready();
     assert_eq!(
-        http_get("127.0.0.1:9090", "/healthz", None).map(|r| r.0),
+        common::http_request("127.0.0.1:9090", "/healthz", None).map(|r| r.0),
         Some(200)
     );
     match outside {
@@ -981,7 +947,10 @@ fn run_and_log(
     assert!(refit.is_some(), "no refit:\n{}", svc.stderr());
     // Every path was taken: dead letters, late, duplicate, forgotten, outreach.
     let text = svc.get("/metrics", None).unwrap_or_default().1;
-    assert_eq!(metric_in(&text, "churnwatch_events_rejected_total"), 6.0);
+    assert_eq!(
+        common::scraped(&text, "churnwatch_events_rejected_total"),
+        6.0
+    );
     for reason in ["late", "duplicate", "forgotten"] {
         assert!(
             text.contains(&format!(
@@ -990,7 +959,7 @@ fn run_and_log(
             "{reason}: {text}"
         );
     }
-    assert!(metric_in(&text, "churnwatch_outreach_emitted_total") >= 1.0);
+    assert!(common::scraped(&text, "churnwatch_outreach_emitted_total") >= 1.0);
     // The service saw the customers: there was something to leak.
     let seen = svc.get("/customers/cust-000001", None).map(|r| r.0);
     assert_eq!(seen, Some(200));

@@ -52,8 +52,31 @@ pub struct PartitionTask {
     pub timers_seen: u64,
     /// Evictions already counted in the metric.
     pub evicted_seen: u64,
-    /// Events refused by the customer cap, and when that was last logged.
-    capped: (u64, Option<Instant>),
+    /// Events refused by the customer cap so far.
+    cap_refusals: u64,
+    /// When the cap was last reported in the log.
+    cap_logged_at: Option<Instant>,
+}
+
+impl PartitionTask {
+    /// A flood of new ids: counted, and said in the log at most once a
+    /// minute per partition (without ids).
+    fn cap_refused(&mut self, partition: i32, now: Instant) {
+        self.cap_refusals += 1;
+        if self
+            .cap_logged_at
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(60))
+        {
+            return;
+        }
+        self.cap_logged_at = Some(now);
+        tracing::warn!(
+            partition,
+            tracked = self.processor.len(),
+            refused_so_far = self.cap_refusals,
+            "customer cap reached: events of new customers go to the dead-letter topic (raise fold.max_customers_per_partition to accept them)"
+        );
+    }
 }
 
 pub struct Engine {
@@ -174,21 +197,7 @@ impl Engine {
         match outcome {
             Err((reason, detail)) => {
                 if reason == "customer_cap" {
-                    // A flood of new ids: say so, at most once a minute per partition.
-                    task.capped.0 += 1;
-                    if task
-                        .capped
-                        .1
-                        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
-                    {
-                        task.capped.1 = Some(now);
-                        tracing::warn!(
-                            partition = p,
-                            tracked = task.processor.len(),
-                            refused_so_far = task.capped.0,
-                            "customer cap reached: events of new customers go to the dead-letter topic (raise fold.max_customers_per_partition to accept them)"
-                        );
-                    }
+                    task.cap_refused(p, now);
                 }
                 self.metrics
                     .events_rejected
@@ -599,7 +608,8 @@ impl Engine {
                     last_message: Instant::now(),
                     timers_seen: 0,
                     evicted_seen: 0,
-                    capped: (0, None),
+                    cap_refusals: 0,
+                    cap_logged_at: None,
                 },
             );
         }

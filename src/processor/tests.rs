@@ -18,9 +18,7 @@ fn at(day: i32) -> i64 {
 }
 
 fn processor() -> Processor {
-    let cfg = Arc::new(CoreConfig::default());
-    let model = Arc::new(PopulationModel::prior(&cfg.model));
-    Processor::new(cfg, model)
+    with_fold(|_| {})
 }
 
 fn feed(p: &mut Processor, evs: &[InteractionEvent]) -> Vec<Effect> {

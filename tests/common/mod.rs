@@ -291,27 +291,7 @@ impl Broker {
         let deadline = Instant::now() + timeout;
         while out.len() < want && Instant::now() < deadline {
             if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|x| {
-                                (
-                                    x.key.to_owned(),
-                                    String::from_utf8_lossy(x.value.unwrap_or_default())
-                                        .into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push(Record {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                    value: m.payload().map(<[u8]>::to_vec),
-                    headers,
-                });
+                out.push(Record::of(&m));
             }
         }
         out
@@ -359,6 +339,30 @@ pub struct Record {
 }
 
 impl Record {
+    /// A consumed message, with its key and header values as text.
+    pub fn of(m: &impl Message) -> Record {
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| {
+                        (
+                            x.key.to_owned(),
+                            String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Record {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers,
+        }
+    }
+
     pub fn header(&self, k: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -506,13 +510,24 @@ pub fn replay_ids(
         .collect()
 }
 
-/// (status, body) of a plain HTTP/1.1 GET on loopback.
+/// (status, body) of a plain HTTP/1.1 GET on loopback, with a bearer token.
 pub fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    http_request(("127.0.0.1", port), path, auth.as_deref())
+}
+
+/// (status, body) of a plain HTTP/1.1 GET, with `authorization` (the whole
+/// header value) if given.
+pub fn http_request(
+    addr: impl std::net::ToSocketAddrs,
+    path: &str,
+    authorization: Option<&str>,
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+    let auth = authorization
+        .map(|t| format!("Authorization: {t}\r\n"))
         .unwrap_or_default();
     write!(
         s,
@@ -816,27 +831,7 @@ impl Broker {
             }
             if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
                 last = Instant::now();
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|x| {
-                                (
-                                    x.key.to_owned(),
-                                    String::from_utf8_lossy(x.value.unwrap_or_default())
-                                        .into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push(Record {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                    value: m.payload().map(<[u8]>::to_vec),
-                    headers,
-                });
+                out.push(Record::of(&m));
             }
         }
     }
