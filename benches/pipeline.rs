@@ -32,8 +32,10 @@
 //! (environment): EVENTS, CUSTOMERS, PARTITIONS, SPAN_DAYS, KAFKA_BOOTSTRAP,
 //! PEER (0 skips), PEER_PYTHON, LATENCY_SECS (0 skips), LATENCY_CUSTOMERS,
 //! LATENCY_RATE (default: half of churnwatch's rate here), LATENCY_SILENT_SHARE,
-//! LATENCY_LINGER_MS, FETCH_WAIT_MS (churnwatch's fetch.wait.max.ms), SKIP
-//! (phases to leave out: ceiling, churnwatch, peer, latency), PERF_TABLE.
+//! LATENCY_LINGER_MS, FETCH_WAIT_MS (churnwatch's fetch.wait.max.ms),
+//! CW_PROPERTIES (`key=value,...`: librdkafka properties for every churnwatch
+//! instance), SKIP (phases to leave out: ceiling, churnwatch, peer, latency),
+//! PERF_TABLE.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -281,15 +283,19 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
 }
 
 /// Sum of every sample of `name` (any labels) in Prometheus text.
-fn metric_sum(text: &str, name: &str) -> f64 {
+/// The samples of one metric family (every label set).
+fn metric_samples<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = f64> + 'a {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
+        .filter(move |l| {
             l.strip_prefix(name)
                 .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+}
+
+fn metric_sum(text: &str, name: &str) -> f64 {
+    metric_samples(text, name).sum()
 }
 
 fn handled(text: &str) -> u64 {
@@ -655,6 +661,8 @@ struct Knobs {
     latency_silent_share: f64,
     linger_ms: u64,
     fetch_wait_ms: Option<u64>,
+    /// CW_PROPERTIES: librdkafka properties given to every churnwatch instance.
+    cw_properties: Vec<(String, String)>,
     out: PathBuf,
     /// SKIP: phases left out (comma-separated: ceiling, churnwatch, peer, latency).
     skip: String,
@@ -695,6 +703,14 @@ impl Knobs {
             fetch_wait_ms: std::env::var("FETCH_WAIT_MS")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            cw_properties: std::env::var("CW_PROPERTIES")
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    Some((k.trim().to_owned(), v.trim().to_owned()))
+                })
+                .collect(),
             skip: std::env::var("SKIP").unwrap_or_default(),
             out: std::env::var("PERF_TABLE")
                 .map(PathBuf::from)
@@ -859,7 +875,7 @@ fn run() -> Res<()> {
             &CwOptions {
                 app: &idle_app,
                 input: &idle_topic,
-                properties: vec![],
+                properties: k.cw_properties.clone(),
             },
             dir,
             "idle",
@@ -879,7 +895,7 @@ fn run() -> Res<()> {
         let opts = CwOptions {
             app: &app,
             input: &topic,
-            properties: vec![],
+            properties: k.cw_properties.clone(),
         };
         let broker0 = b.cpu();
         let mut cw = Churnwatch::spawn(&b, &opts, dir, "churnwatch")?;
@@ -940,7 +956,10 @@ fn run() -> Res<()> {
         let restored_rss = proc_mem(re.pid()).0;
         let restored_customers = metric_sum(&m, "churnwatch_customers_tracked") as u64;
         let records = metric_sum(&m, "churnwatch_changelog_restore_records_total") as u64;
-        let restore_secs = metric_sum(&m, "churnwatch_changelog_restore_seconds_sum");
+        // Partitions are restored together: the restore took as long as the
+        // slowest one (each partition's figure runs from the common start).
+        let restore_secs =
+            metric_samples(&m, "churnwatch_changelog_restore_seconds_sum").fold(0.0, f64::max);
         let (status, _) = re.stop();
         rep.notes
             .push(format!("restore instance stop (SIGTERM): {status}"));
@@ -1080,7 +1099,7 @@ fn latency(
     let topic = format!("{run_id}-live-in");
     admin.create_topic(&topic, k.partitions, false);
     let app = format!("{run_id}-live");
-    let mut props = vec![];
+    let mut props = k.cw_properties.clone();
     if let Some(ms) = k.fetch_wait_ms {
         props.push(("fetch.wait.max.ms".to_owned(), ms.to_string()));
     }
@@ -1277,6 +1296,17 @@ fn render(k: &Knobs, rep: &Report, b: &BrokerProc) -> String {
     for x in &rep.setup {
         line(format!("- {x}"));
     }
+    if !k.cw_properties.is_empty() {
+        let props: Vec<String> = k
+            .cw_properties
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        line(format!(
+            "- churnwatch kafka.properties (CW_PROPERTIES): {}",
+            props.join(", ")
+        ));
+    }
     line(String::new());
     line("| contender | events | wall s | events/s | CPU s | CPU s per 1M events | RSS (peak) | first event at s | broker CPU s |".into());
     line("|---|---:|---:|---:|---:|---:|---:|---:|---:|".into());
@@ -1383,9 +1413,9 @@ fn render(k: &Knobs, rep: &Report, b: &BrokerProc) -> String {
         line(format!("- latency events: {}", l.what));
         line(format!("- latency run: {}", l.backlog));
         line(format!(
-            "- latency producer: linger.ms={}, CreateTime stamped by librdkafka at send; churnwatch kafka.properties: {}",
+            "- latency producer: linger.ms={}, CreateTime stamped by librdkafka at send; churnwatch fetch.wait.max.ms: {}",
             k.linger_ms,
-            k.fetch_wait_ms.map_or("none".into(), |m| format!("fetch.wait.max.ms={m}"))
+            k.fetch_wait_ms.map_or("default".into(), |m| m.to_string())
         ));
     }
     if let Some((rss, hwm)) = b.mem() {

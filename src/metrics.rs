@@ -102,7 +102,7 @@ impl Metrics {
             model_log_likelihood: Gauge::new("churnwatch_model_log_likelihood", "Log-likelihood of the last fit.")?,
             model_customers: IntGauge::new("churnwatch_model_customers", "Customers the last fit used.")?,
             restore_duration: HistogramVec::new(
-                HistogramOpts::new("churnwatch_changelog_restore_seconds", "Time to restore one partition from the changelog.")
+                HistogramOpts::new("churnwatch_changelog_restore_seconds", "Time until one partition was restored from the changelog (partitions assigned together restore together).")
                     .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
                 &["partition"],
             )?,

@@ -562,22 +562,20 @@ impl Engine {
         }
     }
 
-    /// Restores newly assigned partitions from the changelog.
+    /// Restores newly assigned partitions from the changelog (all of them in
+    /// one pass).
     pub fn assign(&mut self, partitions: &[i32]) -> Result<(), PipelineError> {
         let topic = self.settings.changelog_topic();
+        let mut fresh = BTreeMap::new();
         for &p in partitions {
             self.assigned.insert(p);
-            if self.partitions.contains_key(&p) {
-                continue;
+            if !self.partitions.contains_key(&p) {
+                fresh.insert(p, Processor::new(self.core.clone(), self.model.clone()));
             }
-            let mut processor = Processor::new(self.core.clone(), self.model.clone());
-            let r = restore::restore(
-                &self.restorer,
-                &topic,
-                p,
-                &mut processor,
-                Duration::from_secs(600),
-            )?;
+        }
+        let restored =
+            restore::restore(&self.restorer, &topic, &mut fresh, Duration::from_secs(600))?;
+        for (p, r) in &restored {
             let ps = p.to_string();
             self.metrics
                 .restore_duration
@@ -595,9 +593,14 @@ impl Engine {
                 elapsed_ms = r.elapsed.as_millis() as u64,
                 "restored partition state from the changelog"
             );
-            if let Some(m) = r.model.clone() {
+        }
+        // The newest model any partition recorded.
+        for r in restored.into_values() {
+            if let Some(m) = r.model {
                 self.adopt(m);
             }
+        }
+        for (p, mut processor) in fresh {
             processor.set_model(self.model.clone());
             self.partitions.insert(
                 p,
