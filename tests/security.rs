@@ -1119,6 +1119,15 @@ fn logs_at_info_and_above_carry_no_customer_data() {
                 assert!(log.contains(line), "`{line}` missing from:\n{log}");
             }
         }
+        // Nothing went wrong in this run (bad input is a warning, and the end
+        // of a changelog partition is how a restore ends): no ERROR line for
+        // an ops team's alert to fire on.
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+        assert!(
+            errors.is_empty(),
+            "ERROR lines in a healthy {level} {format} run:\n{}",
+            errors.join("\n")
+        );
         for id in &ids {
             assert!(
                 !log.contains(id),

@@ -84,7 +84,7 @@ pub struct Engine {
     pub core: Arc<CoreConfig>,
     pub metrics: Arc<Metrics>,
     pub sink: Sink,
-    restorer: rdkafka::consumer::BaseConsumer,
+    restorer: rdkafka::consumer::BaseConsumer<restore::RestoreContext>,
     pub partitions: BTreeMap<i32, PartitionTask>,
     /// Partitions assigned by the group (restored ones are in `partitions`).
     pub assigned: BTreeSet<i32>,

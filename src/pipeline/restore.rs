@@ -7,10 +7,10 @@ use std::{
 };
 
 use rdkafka::{
-    consumer::{BaseConsumer, Consumer},
+    consumer::{BaseConsumer, Consumer, ConsumerContext},
     error::{KafkaError, RDKafkaErrorCode},
     message::{BorrowedMessage, Headers, Message},
-    Offset, TopicPartitionList,
+    ClientContext, Offset, TopicPartitionList,
 };
 
 use super::{client, PipelineError};
@@ -44,7 +44,24 @@ fn erased_at(msg: &impl Message) -> Option<i64> {
         .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse().ok())
 }
 
-pub fn restore_consumer(settings: &Settings) -> Result<BaseConsumer, PipelineError> {
+/// The restore consumer's context. The end of a partition is how a restore
+/// knows it is done, not an error; rdkafka's default context would log each
+/// one at ERROR, as it does every error event.
+pub struct RestoreContext;
+
+impl ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
+
+pub fn restore_consumer(
+    settings: &Settings,
+) -> Result<BaseConsumer<RestoreContext>, PipelineError> {
     client::base(settings)?
         .set("group.id", format!("{}-restore", settings.application_id))
         .set("enable.auto.commit", "false")
@@ -63,7 +80,7 @@ pub fn restore_consumer(settings: &Settings) -> Result<BaseConsumer, PipelineErr
         .set("queued.min.messages", "100000")
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")
-        .create()
+        .create_with_context(RestoreContext)
         .map_err(|e| PipelineError::Kafka(format!("creating the restore consumer: {e}")))
 }
 
@@ -74,7 +91,7 @@ pub fn restore_consumer(settings: &Settings) -> Result<BaseConsumer, PipelineErr
 /// first and the end of partition the reader meets (nothing else writes to
 /// a changelog partition while it is restored).
 pub fn restore(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<RestoreContext>,
     topic: &str,
     targets: &mut BTreeMap<i32, Processor>,
     timeout: Duration,
