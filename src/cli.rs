@@ -1,4 +1,4 @@
-//! The command line: `churnwatch demo | replay | generate | run | check-config`.
+//! The command line: `churnwatch demo | replay | generate | run | check-config | mock-broker`.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -48,6 +48,23 @@ pub enum Command {
         /// TOML configuration file.
         file: PathBuf,
     },
+    /// Serve librdkafka's mock cluster on loopback as a throwaway Kafka for
+    /// trials (not for real data: each partition keeps only its last 5 MB);
+    /// prints the bootstrap address, serves until SIGTERM or Ctrl-C.
+    MockBroker(MockBrokerArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MockBrokerArgs {
+    /// Topic to create up front (repeatable); the mock has no CreateTopics.
+    #[arg(long = "topic", value_name = "NAME")]
+    pub topics: Vec<String>,
+    /// Partitions of each --topic.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..=1_000))]
+    pub partitions: i32,
+    /// Brokers in the cluster.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=9))]
+    pub brokers: i32,
 }
 
 #[derive(Args, Debug)]
@@ -293,6 +310,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 file.display(),
                 settings.redacted_toml()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::MockBroker(a) => {
+            crate::mock_broker::run(&crate::mock_broker::MockBrokerOptions {
+                brokers: a.brokers,
+                topics: a.topics,
+                partitions: a.partitions,
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { .. } => anyhow::bail!("`run` is handled by the binary's entry point"),

@@ -20,6 +20,7 @@ pub mod generate;
 pub mod http;
 pub mod kind;
 pub mod metrics;
+pub mod mock_broker;
 pub mod model;
 pub mod outreach;
 pub mod pb;
