@@ -20,6 +20,8 @@ use churnwatch::{
     pb::InteractionEvent,
     population::PopulationModel,
     processor::Processor,
+    score,
+    signals::Context,
     state::CustomerState,
     store::CustomerStore,
     time::Span,
@@ -187,7 +189,88 @@ fn benches(c: &mut Criterion) {
     });
     g.finish();
 
+    // Scoring one customer, as the processor does after each event (risk
+    // and level, the explained score for outreach, and the search for the
+    // next level change that sets the customer's silence timer), and as a
+    // timer firing does (a re-score in the processor, with its bookkeeping).
     let store = fold_all(&events, &cfg);
+    let core = CoreConfig::default();
+    let model = PopulationModel::prior(&core.model);
+    let ctx = Context {
+        cfg: &core.score,
+        fold: &core.fold,
+        model: &model,
+    };
+    let states: Vec<&CustomerState> = store.iter().map(|(_, s)| &s.state).collect();
+    let horizon = core.score.timer_horizon.as_secs();
+    let mut g = c.benchmark_group("score");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(states.len() as u64));
+    g.bench_function("risk/100k", |b| {
+        b.iter(|| {
+            states
+                .iter()
+                .map(|s| score::risk(s, s.last_event_at, &ctx))
+                .sum::<f64>()
+        })
+    });
+    g.bench_function("explained/100k", |b| {
+        b.iter(|| {
+            states
+                .iter()
+                .map(|s| score::score(s, s.last_event_at, &ctx).reasons.len())
+                .sum::<usize>()
+        })
+    });
+    g.bench_function("next_change/100k", |b| {
+        b.iter(|| {
+            states
+                .iter()
+                .filter_map(|s| {
+                    score::schedule::next_change(
+                        s,
+                        s.last_event_at,
+                        s.last_event_at + horizon,
+                        &ctx,
+                    )
+                })
+                .count()
+        })
+    });
+    g.finish();
+    // Timers firing: a processor that has taken every event, then stream
+    // time moved 30 days past the last one with no events (silence): every
+    // timer due by then fires and re-scores its customer.
+    let fired = {
+        let mut p = processor();
+        run_processor(&mut p, &events);
+        let t = p.stream_time().unwrap_or(0) + Span::days(30).as_secs();
+        let before = p.timers_fired();
+        p.advance_to(t, &mut Vec::new());
+        p.timers_fired() - before
+    };
+    eprintln!("score: {fired} timers fire over 30 silent days after the population");
+    let mut g = c.benchmark_group("score");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(fired));
+    g.bench_function("timer_firing/30_silent_days", |b| {
+        b.iter_batched(
+            || {
+                let mut p = processor();
+                run_processor(&mut p, &events);
+                let t = p.stream_time().unwrap_or(0) + Span::days(30).as_secs();
+                (p, t)
+            },
+            |(mut p, t)| {
+                let mut out = Vec::new();
+                p.advance_to(t, &mut out);
+                out.len()
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+
     let mut sorted: Vec<(&str, &CustomerState)> = store
         .iter()
         .map(|(_, s)| (s.id.as_str(), &s.state))
