@@ -544,6 +544,8 @@ impl Engine {
                 if let Err(e) = self.record_model() {
                     tracing::warn!(error = %e, "could not record the model in the changelog");
                 }
+                // The fit's per-customer summaries are free.
+                super::memory::release();
             }
             Err(e @ (RefitError::TooFew { .. } | RefitError::TooShort { .. })) => {
                 self.metrics
@@ -617,6 +619,8 @@ impl Engine {
             );
         }
         self.update_gauges();
+        // The restore's buffers (fetched records, decoded snapshots) are free.
+        super::memory::release();
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 
 mod client;
 mod engine;
+mod memory;
 mod restore;
 mod sink;
 mod topics;
@@ -339,6 +340,8 @@ fn run_loop(
 ) -> Result<(), PipelineError> {
     let interval = Duration::from_millis(lock(&engine).settings.processing.commit_interval_ms);
     let mut batch_started = Instant::now();
+    // After a burst of 100k messages, once the input has caught up.
+    let mut trimmer = memory::Trimmer::new(100_000, Duration::from_secs(30));
     let result = (|| {
         while !stop.load(Ordering::SeqCst) {
             let polled = consumer.poll(Duration::from_millis(50));
@@ -350,9 +353,16 @@ fn run_loop(
                 return Err(err);
             }
             match polled {
-                Some(Ok(msg)) => e.handle(&msg, now)?,
+                Some(Ok(msg)) => {
+                    e.handle(&msg, now)?;
+                    trimmer.handled();
+                }
                 Some(Err(err)) => tracing::warn!(error = %err, "consumer error"),
-                None => {}
+                None => {
+                    if trimmer.idle(now) {
+                        tracing::debug!("input caught up: freed memory returned");
+                    }
+                }
             }
             if now.saturating_duration_since(batch_started) >= interval {
                 e.idle_advance()?;
