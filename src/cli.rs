@@ -127,6 +127,10 @@ pub struct GenerateArgs {
     /// Stop after this many events (0 = until the span ends).
     #[arg(long, default_value_t = 0)]
     pub max_events: u64,
+    /// Leave out the first N events: a run with `--max-events M --skip N`
+    /// continues one with `--max-events N` (same seed and settings).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub skip: u64,
     /// jsonl or protobuf: the file framing (one JSON line, or
     /// length-delimited binary), or on Kafka the message value.
     #[arg(long, value_parser = parse_format, default_value = "jsonl")]
@@ -354,7 +358,7 @@ fn generate_to_file(a: GenerateArgs) -> anyhow::Result<()> {
     };
     let mut buf = Vec::with_capacity(512);
     let mut n = 0u64;
-    for ev in Generator::new(cfg) {
+    for ev in Generator::new(cfg).skip(a.skip as usize) {
         buf.clear();
         crate::codec::write_framed(&mut buf, &ev, a.format);
         w.write_all(&buf)?;
@@ -426,10 +430,15 @@ fn generate_to_kafka(a: GenerateArgs) -> anyhow::Result<()> {
     };
     let started = std::time::Instant::now();
     let stop = AtomicBool::new(false);
-    let sent = demo::produce(Generator::new(cfg), &target, &stop, |n, at| {
-        bar.set_position(((at - a.start).max(0) / crate::time::SECS_PER_DAY) as u64);
-        bar.set_message(format!("{n} events sent"));
-    })?;
+    let sent = demo::produce(
+        Generator::new(cfg).skip(a.skip as usize),
+        &target,
+        &stop,
+        |n, at| {
+            bar.set_position(((at - a.start).max(0) / crate::time::SECS_PER_DAY) as u64);
+            bar.set_message(format!("{n} events sent"));
+        },
+    )?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     eprintln!(

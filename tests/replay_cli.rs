@@ -542,6 +542,25 @@ fn generate_is_seeded_and_both_formats_replay_alike() {
     let (code, stdout, _) = churnwatch(["generate", "--out", "-"].into_iter().chain(small));
     assert_eq!(code, 0);
     assert_eq!(stdout.as_bytes(), a, "`--out -` writes the same to stdout");
+    // `--skip N` continues a run of `--max-events N`: the two together are
+    // the whole population, byte for byte.
+    generate(
+        &path("head.jsonl"),
+        &[&small[..], &["--max-events", "1000"][..]].concat(),
+    );
+    generate(
+        &path("rest.jsonl"),
+        &[&small[..], &["--skip", "1000"][..]].concat(),
+    );
+    let joined = [read("head.jsonl"), read("rest.jsonl")].concat();
+    assert_eq!(
+        read("head.jsonl").iter().filter(|b| **b == b'\n').count(),
+        1000
+    );
+    assert_eq!(
+        joined, a,
+        "--max-events N, then --skip N: the whole population"
+    );
 
     let outputs = |input: &str, format: &str| {
         let tag = input.replace('.', "-");
