@@ -24,7 +24,9 @@
 //! 6. latency: a fresh topic and instance, a history prefilled and processed,
 //!    then live events at half of churnwatch's measured rate for
 //!    LATENCY_SECS; latency = outreach record's Kafka timestamp minus its
-//!    `churnwatch.trigger.timestamp` header (the input message's CreateTime).
+//!    `churnwatch.trigger.timestamp` header (the input message's CreateTime);
+//!    then the broker path alone: the same live events at the same rate into
+//!    a fresh topic, read by a bare consumer (receipt minus CreateTime).
 //!
 //! Wall times run from process start to done (group join included). The
 //! table (markdown) goes to stdout and to PERF_TABLE (default
@@ -34,7 +36,8 @@
 //! LATENCY_RATE (default: half of churnwatch's rate here), LATENCY_SILENT_SHARE,
 //! LATENCY_LINGER_MS, FETCH_WAIT_MS (churnwatch's fetch.wait.max.ms),
 //! CW_PROPERTIES (`key=value,...`: librdkafka properties for every churnwatch
-//! instance), SKIP (phases to leave out: ceiling, churnwatch, peer, latency),
+//! instance), CW_BIN (another churnwatch build to measure), SKIP (phases to
+//! leave out: ceiling, churnwatch, peer, latency),
 //! PERF_TABLE.
 
 #[path = "../tests/common/mod.rs"]
@@ -66,6 +69,12 @@ use rdkafka::{
 };
 
 const CHURNWATCH: &str = env!("CARGO_BIN_EXE_churnwatch");
+
+/// The churnwatch binary under test: CW_BIN (another build, for before and
+/// after comparisons), else the one cargo built with this harness.
+fn churnwatch_bin() -> String {
+    std::env::var("CW_BIN").unwrap_or_else(|_| CHURNWATCH.to_owned())
+}
 const CHILD: &str = "__pipeline_child";
 
 fn main() {
@@ -342,7 +351,7 @@ impl Churnwatch {
         std::fs::write(&cfg, toml).map_err(|e| e.to_string())?;
         let log = dir.join(format!("{tag}.log"));
         let f = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-        let child = Command::new(CHURNWATCH)
+        let child = Command::new(churnwatch_bin())
             .args(["run", "--config"])
             .arg(&cfg)
             .stdin(Stdio::null())
@@ -734,6 +743,10 @@ struct Report {
 
 struct Latency {
     samples: Vec<i64>,
+    /// Arrival latency (ms) of a bare consumer at the same rate: what the
+    /// broker alone costs, the floor under `samples`.
+    floor: Vec<i64>,
+    floor_note: String,
     backlog: String,
     rate: f64,
     target_rate: f64,
@@ -790,7 +803,7 @@ fn run() -> Res<()> {
         k.customers, k.span_days, k.events
     ));
     let t = Instant::now();
-    let gen = Command::new(CHURNWATCH)
+    let gen = Command::new(churnwatch_bin())
         .args([
             "generate",
             "--format",
@@ -1123,9 +1136,9 @@ fn latency(
             .create()
             .unwrap_or_else(|e| panic!("producer: {e}"))
     };
-    let send = |p: &BaseProducer, ev: &churnwatch::pb::InteractionEvent| {
+    let send_to = |p: &BaseProducer, topic: &str, ev: &churnwatch::pb::InteractionEvent| {
         let bytes = codec::encode(ev, Format::Protobuf);
-        let mut r = rdkafka::producer::BaseRecord::<[u8], [u8]>::to(&topic)
+        let mut r = rdkafka::producer::BaseRecord::<[u8], [u8]>::to(topic)
             .key(ev.customer_id.as_bytes())
             .payload(&bytes[..]);
         loop {
@@ -1139,6 +1152,7 @@ fn latency(
         }
         p.poll(Duration::ZERO);
     };
+    let send = |p: &BaseProducer, ev: &churnwatch::pb::InteractionEvent| send_to(p, &topic, ev);
     let mut events = gen();
     let p = producer(20);
     for ev in events.by_ref().take(history as usize) {
@@ -1150,6 +1164,7 @@ fn latency(
     progress("latency: history processed; live now");
 
     let p = producer(k.linger_ms);
+    let log_mark = std::fs::metadata(&cw.log).map_or(0, |m| m.len());
     let live_start = unix_ms();
     let cpu0 = proc_cpu(cw.pid());
     let broker0 = b.cpu();
@@ -1172,15 +1187,10 @@ fn latency(
             }
             max
         });
-        for (i, ev) in events.enumerate() {
-            let due = t0 + Duration::from_secs_f64(i as f64 / rate);
-            let now = Instant::now();
-            if due > now + Duration::from_millis(1) {
-                std::thread::sleep(due - now);
-            }
-            send(&p, &ev);
+        paced(events, rate, |i, ev| {
+            send(&p, ev);
             sent.store(i as u64 + 1, Ordering::Relaxed);
-        }
+        });
         sending.store(false, Ordering::Relaxed);
         sampler.join().unwrap_or(0)
     });
@@ -1194,6 +1204,7 @@ fn latency(
     cw.wait_handled(total, Duration::from_secs(600))?;
     let drain_secs = drain.elapsed().as_secs_f64();
     let cpu = proc_cpu(cw.pid()) - cpu0;
+    let (refits, refit_ms) = refits_logged(&cw.log, log_mark);
     std::thread::sleep(Duration::from_millis(1500));
     let emitted = metric_sum(&cw.metrics(), "churnwatch_outreach_emitted_total") as usize;
     cw.stop();
@@ -1208,12 +1219,86 @@ fn latency(
         "latency: {} samples of {emitted} outreach",
         samples.len()
     ));
+
+    // The broker path alone: the same live events at the same rate into a
+    // fresh topic, read by a bare consumer with churnwatch's fetch settings.
+    progress("latency: the broker path alone (bare consumer, same events and rate)");
+    let floor_topic = format!("{run_id}-floor-in");
+    admin.create_topic(&floor_topic, k.partitions, false);
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &b.bootstrap)
+        .set("group.id", format!("{floor_topic}-reader"))
+        .set("enable.auto.commit", "false");
+    for (key, v) in &k.cw_properties {
+        cfg.set(key, v);
+    }
+    if let Some(ms) = k.fetch_wait_ms {
+        cfg.set("fetch.wait.max.ms", ms.to_string());
+    }
+    let reader: BaseConsumer = cfg.create().map_err(|e| e.to_string())?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..k.partitions {
+        let _ = tpl.add_partition_offset(&floor_topic, p, Offset::Beginning);
+    }
+    reader.assign(&tpl).map_err(|e| e.to_string())?;
+    // Let the reader connect and start fetching before the first send.
+    let warm = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < warm {
+        let _ = reader.poll(Duration::from_millis(100));
+    }
+    let p = producer(k.linger_ms);
+    let floor_cpu0 = b.cpu();
+    let f0 = Instant::now();
+    let sending = AtomicBool::new(true);
+    let mut floor = std::thread::scope(|scope| {
+        let read = scope.spawn(|| {
+            let mut out = Vec::with_capacity(live as usize);
+            let mut stop_at = None;
+            while (out.len() as u64) < live {
+                if stop_at.is_none() && !sending.load(Ordering::Relaxed) {
+                    stop_at = Some(Instant::now() + Duration::from_secs(30));
+                }
+                if stop_at.is_some_and(|t| Instant::now() > t) {
+                    break;
+                }
+                if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
+                    if let Some(ts) = m.timestamp().to_millis() {
+                        out.push(unix_ms() - ts);
+                    }
+                }
+            }
+            out
+        });
+        paced(gen().skip(history as usize), rate, |_, ev| {
+            send_to(&p, &floor_topic, ev)
+        });
+        let _ = p.flush(Duration::from_secs(300));
+        sending.store(false, Ordering::Relaxed);
+        read.join().unwrap_or_default()
+    });
+    floor.sort_unstable();
+    let floor_secs = f0.elapsed().as_secs_f64();
+    let floor_broker = b.cpu().zip(floor_cpu0).map(|(a, z)| a - z);
+    progress(format!(
+        "latency: broker path, {} of {live} messages read",
+        floor.len()
+    ));
+
+    let floor_n = floor.len();
     Ok(Latency {
         samples,
+        floor,
+        floor_note: format!(
+            "broker path alone: the same {live} live events at the same rate into a fresh topic, read by a bare consumer \
+             with churnwatch's fetch settings; latency = receipt time minus CreateTime; {floor_n} read, the broker used {} CPU s in {floor_secs:.1} s",
+            floor_broker.map_or("?".into(), |c| format!("{c:.1}"))
+        ),
         backlog: format!(
             "backlog (sent, not yet handled) at most {max_backlog} messages ({:.2} s of input) during the live window, \
              {backlog_end} when the last was sent, drained {drain_secs:.1} s later; over the {sent_secs:.1} s of sending \
-             the broker used {} CPU s and the harness (producer, generator) {own:.1} CPU s",
+             the broker used {} CPU s and the harness (producer, generator) {own:.1} CPU s; {refits} refits of the model \
+             (one per day of event time; the window holds about {live_days:.0}), which stop the loop while they fit, \
+             {refit_ms} ms in all",
             max_backlog as f64 / rate,
             broker.map_or("?".into(), |c| format!("{c:.1}"))
         ),
@@ -1264,6 +1349,42 @@ fn outreach_latencies(bootstrap: &str, topic: &str, want: usize, since_ms: i64) 
 
 // ---------------------------------------------------------------------------
 // The table.
+
+/// Refits the service logged after byte `from` of its log, and the time
+/// they took (their `elapsed_ms`), summed.
+fn refits_logged(log: &Path, from: u64) -> (usize, u64) {
+    let text = std::fs::read(log).unwrap_or_default();
+    let tail = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default());
+    let refits: Vec<u64> = tail
+        .lines()
+        .filter(|l| l.contains("population model refitted"))
+        .map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("elapsed_ms="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    (refits.len(), refits.iter().sum())
+}
+
+/// Hands `events` to `send` at `rate` per second from now (sleeping when
+/// ahead, catching up without sleep when behind).
+fn paced<I: Iterator<Item = churnwatch::pb::InteractionEvent>>(
+    events: I,
+    rate: f64,
+    mut send: impl FnMut(usize, &churnwatch::pb::InteractionEvent),
+) {
+    let t0 = Instant::now();
+    for (i, ev) in events.enumerate() {
+        let due = t0 + Duration::from_secs_f64(i as f64 / rate);
+        let now = Instant::now();
+        if due > now + Duration::from_millis(1) {
+            std::thread::sleep(due - now);
+        }
+        send(i, &ev);
+    }
+}
 
 fn pct(sorted: &[i64], q: f64) -> i64 {
     if sorted.is_empty() {
@@ -1372,6 +1493,13 @@ fn render(k: &Knobs, rep: &Report, b: &BrokerProc) -> String {
             l.cpu_per_m,
             verdict(!l.samples.is_empty() && p99 < 50)
         ));
+        line(format!(
+            "| the broker path alone (bare consumer, same events, rate and fetch settings), p50 / p99 / p999 | {} / {} / {} ms (n = {}) | - | - |",
+            pct(&l.floor, 0.5),
+            pct(&l.floor, 0.99),
+            pct(&l.floor, 0.999),
+            l.floor.len(),
+        ));
     }
     if let Some(m) = &rep.memory {
         let per = m.rss as f64 / m.customers.max(1) as f64;
@@ -1412,6 +1540,7 @@ fn render(k: &Knobs, rep: &Report, b: &BrokerProc) -> String {
     if let Some(l) = &rep.latency {
         line(format!("- latency events: {}", l.what));
         line(format!("- latency run: {}", l.backlog));
+        line(format!("- {}", l.floor_note));
         line(format!(
             "- latency producer: linger.ms={}, CreateTime stamped by librdkafka at send; churnwatch fetch.wait.max.ms: {}",
             k.linger_ms,

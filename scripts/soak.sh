@@ -17,9 +17,13 @@
 #   lag (sum of churnwatch_consumer_lag_messages), consumed, dropped, rejected
 #   (sums of the events counters), broker_rss_kb (tansu's VmRSS, 0 on a real Kafka)
 #
-# The population is fixed, so every customer has appeared after about 50
-# simulated days (the slowest segment's first gap); from then on the state
-# is a fixed set of fixed-size records and memory should stay flat.
+# The population is fixed. Before the timed run, HISTORY events per customer
+# (default 200) are sent at HISTORY_RATE and processed: a fresh customer's
+# state keeps filling its bounded parts (open tickets, recent contacts,
+# satisfaction, outreach history) over its first hundred or so events (heap
+# per customer 152, 270, 353 bytes after 30, 90, 180 events), so without a
+# history a soak measures that filling, not leaks. From then on every
+# customer's state is at its size and memory should stay flat.
 #
 # Verdict (PASS/FAIL, exit status 0/1):
 #   memory: RSS at the end is at most MAX_GROWTH_PCT above RSS at the end of
@@ -32,7 +36,8 @@
 #   throughput: churnwatch consumed at least 95% of what was produced.
 #
 # Settings (environment): DURATION (30m; s/m/h suffix or seconds), RATE
-# (2000), CUSTOMERS (20000), PARTITIONS (4), SAMPLE (30), WARMUP (5m, at most
+# (2000), CUSTOMERS (20000), HISTORY (200; 0 for none), HISTORY_RATE
+# (40000), PARTITIONS (4), SAMPLE (30), WARMUP (5m, at most
 # a third of DURATION), OUT (directory for soak.csv, the config and the logs;
 # default /tmp/churnwatch-soak-<time>), CW_BIN (not CHURNWATCH_*: that prefix
 # is the configuration's; default: the release
@@ -73,6 +78,8 @@ WARMUP=$(seconds "${WARMUP:-5m}")
 if ((WARMUP > DURATION / 3)); then WARMUP=$((DURATION / 3)); fi
 MAX_GROWTH_PCT=${MAX_GROWTH_PCT:-10}
 MAX_SLOPE_MB_H=${MAX_SLOPE_MB_H:-10}
+HISTORY=${HISTORY:-200}
+HISTORY_RATE=${HISTORY_RATE:-40000}
 MAX_LAG=${MAX_LAG:-$((RATE * 10))}
 OUT=${OUT:-/tmp/churnwatch-soak-$(date -u +%Y%m%dT%H%M%SZ)}
 target=${CARGO_TARGET_DIR:-$HOME/.cache/churnwatch/target}
@@ -193,40 +200,77 @@ listen = "127.0.0.1:$http_port"
 level = "info"
 EOF
 
+# First a history (HISTORY events per customer, sent at HISTORY_RATE, not
+# timed): a customer's state fills its bounded parts (support tickets and
+# contacts, satisfaction, outreach history) over the first hundred or so
+# events, so a fresh population's memory rises for a long while without
+# any leak. The timed run starts once the history is processed and carries
+# on the same population where the history stopped (`generate --skip`).
+history=$((HISTORY * CUSTOMERS))
 # Enough simulated days that the population does not run out of events:
 # about 0.25 events per customer per simulated day, with a margin.
 events=$((RATE * DURATION))
-days=$((events * 5 / (CUSTOMERS + 1) + 60))
-echo "producing $events events ($RATE/s for ${DURATION}s) from $CUSTOMERS customers over up to $days simulated days"
-"$cw" generate --bootstrap "$bootstrap" --topic "$topic" --partitions "$PARTITIONS" \
-    --customers "$CUSTOMERS" --span "${days}d" --start 2023-01-01T00:00:00Z \
-    --format protobuf --rate "$RATE" --max-events "$events" >"$OUT/generate.log" 2>&1 &
-gen_pid=$!
-pids+=("$gen_pid")
-
-# The generator creates the topic; the service refuses to start without it,
-# so it is started again while it says the topic does not exist.
-cw_pid=
-for attempt in 1 2 3 4 5 6 7 8 9 10; do
-    sleep 2
-    "$cw" run --config "$config" >"$OUT/churnwatch.log" 2>&1 &
-    cw_pid=$!
-    pids+=("$cw_pid")
-    for _ in $(seq 1 50); do
-        kill -0 "$cw_pid" 2>/dev/null || break
-        grep -q "restored partition state" "$OUT/churnwatch.log" && break 2
-        sleep 0.2
-    done
-    kill -0 "$cw_pid" 2>/dev/null && break
-    grep -q "does not exist" "$OUT/churnwatch.log" || break
-    echo "  input topic not there yet (attempt $attempt)"
-done
-echo "churnwatch: pid $cw_pid, admin http://127.0.0.1:$http_port, logs $OUT/churnwatch.log"
+days=$(((history + events) * 5 / (CUSTOMERS + 1) + 60))
+gen=(generate --bootstrap "$bootstrap" --topic "$topic" --partitions "$PARTITIONS"
+    --customers "$CUSTOMERS" --span "${days}d" --start 2023-01-01T00:00:00Z --format protobuf)
 
 metrics_sum() {
     # Sum of a metric family's samples in the scraped text.
     awk -v name="$1" '$1 == name || index($1, name "{") == 1 {s += $2} END {printf "%.0f", s}' "$work/metrics"
 }
+
+handled_now() {
+    curl -sf --max-time 10 "http://127.0.0.1:$http_port/metrics" -o "$work/metrics" || { echo 0; return; }
+    echo $(($(metrics_sum churnwatch_events_consumed_total) + $(metrics_sum churnwatch_events_dropped_total) + $(metrics_sum churnwatch_events_rejected_total)))
+}
+
+if ((history > 0)); then
+    echo "history: $history events ($HISTORY per customer) at $HISTORY_RATE/s"
+    "$cw" "${gen[@]}" --rate "$HISTORY_RATE" --max-events "$history" >"$OUT/history.log" 2>&1 &
+    pids+=("$!")
+    history_pid=$!
+fi
+
+# The generator creates the topic; the service refuses to start without it,
+# so it is started again while it says the topic does not exist.
+start_service() {
+    cw_pid=
+    for attempt in 1 2 3 4 5 6 7 8 9 10; do
+        sleep 2
+        "$cw" run --config "$config" >"$OUT/churnwatch.log" 2>&1 &
+        cw_pid=$!
+        pids+=("$cw_pid")
+        for _ in $(seq 1 50); do
+            kill -0 "$cw_pid" 2>/dev/null || break
+            grep -q "restored partition state" "$OUT/churnwatch.log" && return 0
+            sleep 0.2
+        done
+        kill -0 "$cw_pid" 2>/dev/null && return 0
+        grep -q "does not exist" "$OUT/churnwatch.log" || return 0
+        echo "  input topic not there yet (attempt $attempt)"
+    done
+}
+
+if ((history > 0)); then
+    start_service
+    wait "$history_pid" || { echo "history generator failed (see $OUT/history.log)" >&2; exit 2; }
+    sent=$(grep -o 'wrote [0-9]* events' "$OUT/history.log" | awk '{print $2}')
+    t0=$(date +%s)
+    while (($(handled_now) < sent)); do
+        kill -0 "$cw_pid" 2>/dev/null || { echo "churnwatch exited during the history (see $OUT/churnwatch.log)" >&2; exit 1; }
+        (($(date +%s) - t0 > 600)) && { echo "history not processed within 600 s" >&2; exit 1; }
+        sleep 1
+    done
+    echo "history processed: $(handled_now) events handled"
+    base_handled=$(handled_now)
+fi
+
+echo "producing $events events ($RATE/s for ${DURATION}s) from $CUSTOMERS customers, after the history's $history"
+"$cw" "${gen[@]}" --rate "$RATE" --max-events $((history + events)) --skip "$history" >"$OUT/generate.log" 2>&1 &
+gen_pid=$!
+pids+=("$gen_pid")
+((history > 0)) || start_service
+echo "churnwatch: pid $cw_pid, admin http://127.0.0.1:$http_port, logs $OUT/churnwatch.log"
 
 csv=$OUT/soak.csv
 echo "elapsed_s,rss_kb,customers,lag,consumed,dropped,rejected,broker_rss_kb" >"$csv"
@@ -260,10 +304,10 @@ produced=${produced:-$events}
 # The verdict, from the CSV.
 awk -F, -v warm="$WARMUP" -v dur="$DURATION" -v growth="$MAX_GROWTH_PCT" \
     -v maxslope="$MAX_SLOPE_MB_H" -v maxlag="$MAX_LAG" -v produced="$produced" \
-    -v rate="$RATE" -v customers="$CUSTOMERS" -v died="$died" -v csv="$csv" '
+    -v rate="$RATE" -v customers="$CUSTOMERS" -v died="$died" -v csv="$csv" -v base="${base_handled:-0}" '
 NR == 1 { next }
 {
-    n++; t[n] = $1; rss[n] = $2; cust[n] = $3; lag[n] = $4; cons[n] = $5 + $6 + $7; brk[n] = $8
+    n++; t[n] = $1; rss[n] = $2; cust[n] = $3; lag[n] = $4; cons[n] = $5 + $6 + $7 - base; brk[n] = $8
     if ($2 > peak) peak = $2
     if (w == 0 && $1 >= warm) w = n
 }
