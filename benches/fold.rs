@@ -107,6 +107,15 @@ fn run_processor(p: &mut Processor, events: &[InteractionEvent]) -> usize {
     sent
 }
 
+/// A processor that has taken every event, and the stream time 30 silent
+/// days after the last one.
+fn silent_after(events: &[InteractionEvent]) -> (Processor, i64) {
+    let mut p = processor();
+    run_processor(&mut p, events);
+    let t = p.stream_time().unwrap_or(0) + Span::days(30).as_secs();
+    (p, t)
+}
+
 /// Heap bytes per customer held by a folded store and by a full processor.
 fn report_memory(events: &[InteractionEvent]) {
     let cfg = FoldConfig::default();
@@ -196,11 +205,7 @@ fn benches(c: &mut Criterion) {
     let store = fold_all(&events, &cfg);
     let core = CoreConfig::default();
     let model = PopulationModel::prior(&core.model);
-    let ctx = Context {
-        cfg: &core.score,
-        fold: &core.fold,
-        model: &model,
-    };
+    let ctx = Context::new(&core, &model);
     let states: Vec<&CustomerState> = store.iter().map(|(_, s)| &s.state).collect();
     let horizon = core.score.timer_horizon.as_secs();
     let mut g = c.benchmark_group("score");
@@ -242,9 +247,7 @@ fn benches(c: &mut Criterion) {
     // time moved 30 days past the last one with no events (silence): every
     // timer due by then fires and re-scores its customer.
     let fired = {
-        let mut p = processor();
-        run_processor(&mut p, &events);
-        let t = p.stream_time().unwrap_or(0) + Span::days(30).as_secs();
+        let (mut p, t) = silent_after(&events);
         let before = p.timers_fired();
         p.advance_to(t, &mut Vec::new());
         p.timers_fired() - before
@@ -255,12 +258,7 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(fired));
     g.bench_function("timer_firing/30_silent_days", |b| {
         b.iter_batched(
-            || {
-                let mut p = processor();
-                run_processor(&mut p, &events);
-                let t = p.stream_time().unwrap_or(0) + Span::days(30).as_secs();
-                (p, t)
-            },
+            || silent_after(&events),
             |(mut p, t)| {
                 let mut out = Vec::new();
                 p.advance_to(t, &mut out);

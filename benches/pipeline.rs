@@ -1121,7 +1121,7 @@ fn latency(
         &CwOptions {
             app: &app,
             input: &topic,
-            properties: props,
+            properties: props.clone(),
         },
         dir,
         "latency",
@@ -1225,22 +1225,7 @@ fn latency(
     progress("latency: the broker path alone (bare consumer, same events and rate)");
     let floor_topic = format!("{run_id}-floor-in");
     admin.create_topic(&floor_topic, k.partitions, false);
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &b.bootstrap)
-        .set("group.id", format!("{floor_topic}-reader"))
-        .set("enable.auto.commit", "false");
-    for (key, v) in &k.cw_properties {
-        cfg.set(key, v);
-    }
-    if let Some(ms) = k.fetch_wait_ms {
-        cfg.set("fetch.wait.max.ms", ms.to_string());
-    }
-    let reader: BaseConsumer = cfg.create().map_err(|e| e.to_string())?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..k.partitions {
-        let _ = tpl.add_partition_offset(&floor_topic, p, Offset::Beginning);
-    }
-    reader.assign(&tpl).map_err(|e| e.to_string())?;
+    let reader = reader_from_start(&b.bootstrap, &floor_topic, Some(k.partitions), &props);
     // Let the reader connect and start fetching before the first send.
     let warm = Instant::now() + Duration::from_secs(2);
     while Instant::now() < warm {
@@ -1313,18 +1298,7 @@ fn latency(
 /// outreach record triggered by an input message produced at or after
 /// `since_ms`. Reads until `want` records are seen or 60 s pass.
 fn outreach_latencies(bootstrap: &str, topic: &str, want: usize, since_ms: i64) -> Vec<i64> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("{topic}-latency-reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let parts = watermarks(&c, topic).len();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..parts as i32 {
-        let _ = tpl.add_partition_offset(topic, p, Offset::Beginning);
-    }
-    c.assign(&tpl).unwrap_or_else(|e| panic!("{e}"));
+    let c = reader_from_start(bootstrap, topic, None, &[]);
     let (mut seen, mut out) = (0usize, vec![]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen < want && Instant::now() < deadline {
@@ -1349,6 +1323,35 @@ fn outreach_latencies(bootstrap: &str, topic: &str, want: usize, since_ms: i64) 
 
 // ---------------------------------------------------------------------------
 // The table.
+
+/// A consumer (no group membership, no commits) assigned every partition
+/// of `topic` from the beginning, with `props` on top of the defaults.
+/// `partitions`: how many, or None to ask the broker.
+fn reader_from_start(
+    bootstrap: &str,
+    topic: &str,
+    partitions: Option<i32>,
+    props: &[(String, String)],
+) -> BaseConsumer {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("{topic}-reader"))
+        .set("enable.auto.commit", "false");
+    for (key, v) in props {
+        cfg.set(key, v);
+    }
+    let c: BaseConsumer = cfg
+        .create()
+        .unwrap_or_else(|e| panic!("reader of {topic}: {e}"));
+    let parts = partitions.unwrap_or_else(|| watermarks(&c, topic).len() as i32);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..parts {
+        let _ = tpl.add_partition_offset(topic, p, Offset::Beginning);
+    }
+    c.assign(&tpl)
+        .unwrap_or_else(|e| panic!("assigning {topic}: {e}"));
+    c
+}
 
 /// Refits the service logged after byte `from` of its log, and the time
 /// they took (their `elapsed_ms`), summed.

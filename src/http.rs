@@ -151,11 +151,7 @@ pub fn customer_view(
     // Scores never go back in time: a clock behind this customer's newest
     // event or last score would show an older risk than the pipeline acts on.
     let at = now.max(state.last_event_at).max(state.score.scored_at);
-    let ctx = Context {
-        cfg: &core.score,
-        fold: &core.fold,
-        model,
-    };
+    let ctx = Context::new(core, model);
     let sc = score::score(&state, at, &ctx);
     let p = outreach::profile(&state, sc.level, at);
     let preferred = Channel::try_from(p.preferred_channel).unwrap_or(Channel::Unspecified);

@@ -333,11 +333,7 @@ impl Processor {
     /// the next look.
     fn rescore(&mut self, slot: u32, now: Timestamp, out: &mut Vec<Effect>) {
         let cfg = &self.cfg;
-        let ctx = Context {
-            cfg: &cfg.score,
-            fold: &cfg.fold,
-            model: &self.model,
-        };
+        let ctx = Context::new(cfg, &self.model);
         let Some(entry) = self.customers.slot_mut(slot) else {
             return;
         };

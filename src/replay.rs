@@ -290,11 +290,7 @@ fn write_states(proc: &Processor, path: &Path, format: Format) -> Result<(), Rep
 fn write_scores(proc: &Processor, now: Timestamp, path: &Path) -> Result<(), ReplayError> {
     let cfg = proc.config();
     let model = proc.model();
-    let ctx = Context {
-        cfg: &cfg.score,
-        fold: &cfg.fold,
-        model,
-    };
+    let ctx = Context::new(cfg, model);
     let file = File::create(path).map_err(io_err(path))?;
     let mut w = csv::Writer::from_writer(BufWriter::new(file));
     let csv_err = |e: csv::Error| ReplayError::Io {

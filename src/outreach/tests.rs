@@ -51,11 +51,7 @@ fn run(
 ) -> Vec<Option<Decision>> {
     let core = CoreConfig::default();
     let model = PopulationModel::prior(&core.model);
-    let ctx = Context {
-        cfg: &core.score,
-        fold: &core.fold,
-        model: &model,
-    };
+    let ctx = Context::new(&core, &model);
     steps
         .iter()
         .map(|(at, level, code)| decide(s, "c1", &sc(*level, code, *at), *at, &ctx, cfg))

@@ -81,11 +81,7 @@ fn a_silent_customer_crosses_into_high_at_the_scheduled_time_and_not_before() {
     assert!(s.score.level >= Level::High);
     // The decision time is exactly where the level first reaches high.
     let cfg = CoreConfig::default();
-    let ctx = crate::signals::Context {
-        cfg: &cfg.score,
-        fold: &cfg.fold,
-        model: p.model(),
-    };
+    let ctx = crate::signals::Context::new(&cfg, p.model());
     assert!(score::level(&s, decided, &ctx) >= Level::High);
     assert!(score::level(&s, decided - 1, &ctx) < Level::High);
     assert_eq!(o.customer_id, "c1");

@@ -37,11 +37,7 @@ fn fold(evs: &[InteractionEvent]) -> CustomerState {
 fn with_ctx<R>(f: impl FnOnce(&Context<'_>) -> R) -> R {
     let cfg = CoreConfig::default();
     let model = PopulationModel::prior(&cfg.model);
-    f(&Context {
-        cfg: &cfg.score,
-        fold: &cfg.fold,
-        model: &model,
-    })
+    f(&Context::new(&cfg, &model))
 }
 
 fn purchases_on(days: impl IntoIterator<Item = i32>) -> Vec<InteractionEvent> {
@@ -312,11 +308,7 @@ fn next_change_agrees_with_a_brute_force_scan_on_a_generated_population() {
     use crate::generate::{GenConfig, Generator};
     let cfg = CoreConfig::default();
     let model = PopulationModel::prior(&cfg.model);
-    let ctx = Context {
-        cfg: &cfg.score,
-        fold: &cfg.fold,
-        model: &model,
-    };
+    let ctx = Context::new(&cfg, &model);
     let evs: Vec<InteractionEvent> = Generator::new(GenConfig {
         customers: 150,
         span: crate::time::Span::days(60),

@@ -14,7 +14,7 @@ pub mod renewal;
 pub mod satisfaction;
 
 use crate::{
-    config::{FoldConfig, ScoreConfig},
+    config::{CoreConfig, FoldConfig, ScoreConfig},
     population::PopulationModel,
     time::Timestamp,
 };
@@ -25,6 +25,17 @@ pub struct Context<'a> {
     pub cfg: &'a ScoreConfig,
     pub fold: &'a FoldConfig,
     pub model: &'a PopulationModel,
+}
+
+impl<'a> Context<'a> {
+    /// The scoring and fold sections of `core`, with `model`.
+    pub fn new(core: &'a CoreConfig, model: &'a PopulationModel) -> Self {
+        Context {
+            cfg: &core.score,
+            fold: &core.fold,
+            model,
+        }
+    }
 }
 
 /// The strengths of all signals for one customer at one time.
