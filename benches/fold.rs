@@ -100,8 +100,10 @@ fn run_processor(p: &mut Processor, events: &[InteractionEvent]) -> usize {
         sent += out.len();
         out.clear();
         if p.len() % 4096 == 0 {
-            // as the pipeline does when it flushes the changelog
-            drop(p.take_changed());
+            // as the pipeline does at a batch end
+            p.seal();
+            p.encode_sealed(usize::MAX);
+            drop(p.take_encoded());
         }
     }
     sent

@@ -38,7 +38,7 @@
 //! CW_PROPERTIES (`key=value,...`: librdkafka properties for every churnwatch
 //! instance), CW_BIN (another churnwatch build to measure), SKIP (phases to
 //! leave out: ceiling, churnwatch, peer, latency),
-//! PERF_TABLE.
+//! PERF_TABLE, KEEP (1 keeps the logs and configs after a successful run).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -774,11 +774,9 @@ struct Restore {
 
 fn run() -> Res<()> {
     let k = Knobs::from_env();
-    let work = tempfile::Builder::new()
-        .prefix("churnwatch-perf-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
-    let dir = work.path();
+    let mut work = WorkDir::new()?;
+    let dir = work.path.clone();
+    let dir = dir.as_path();
     let b = BrokerProc::start()?;
     let admin = Broker::external(&b.bootstrap);
     let run_id = common::unique("perf");
@@ -1070,7 +1068,38 @@ fn run() -> Res<()> {
     }
     std::fs::write(&k.out, &table).map_err(|e| format!("writing {}: {e}", k.out.display()))?;
     progress(format!("table written to {}", k.out.display()));
+    work.succeeded = true;
     Ok(())
+}
+
+/// The run's logs and configs: removed after a successful run unless KEEP=1,
+/// kept after a failed one (the error names it).
+struct WorkDir {
+    path: PathBuf,
+    succeeded: bool,
+}
+
+impl WorkDir {
+    fn new() -> Res<WorkDir> {
+        let dir = tempfile::Builder::new()
+            .prefix("churnwatch-perf-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        Ok(WorkDir {
+            path: dir.keep(),
+            succeeded: false,
+        })
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.succeeded && std::env::var("KEEP").map_or(true, |v| v != "1") {
+            let _ = std::fs::remove_dir_all(&self.path);
+        } else {
+            progress(format!("logs and configs kept in {}", self.path.display()));
+        }
+    }
 }
 
 /// A history for `latency_customers` customers, processed first, then live

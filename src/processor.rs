@@ -9,6 +9,8 @@
 //! folded, so a customer's decisions depend only on their own events (and
 //! the model), not on how customers are spread over partitions.
 
+mod sealed;
+
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -22,12 +24,14 @@ use crate::{
     population::{PopulationModel, RefitError},
     score::{self, Level},
     signals::Context,
-    state::{CustomerState, RecentEvents},
+    state::{Activity, CustomerState, RecentEvents},
     store::CustomerStore,
     time::Timestamp,
     timers::TimerQueue,
     validate::{validate, Rejection},
 };
+pub use sealed::ChangelogRecord;
+use sealed::Sealed;
 
 /// Something the processing caused that the outside world may act on.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,10 +65,12 @@ pub struct Processor {
     max_event_at: Option<Timestamp>,
     /// Erased customers (xxh3 of the id, never the id) and when.
     erased: FxHashMap<u64, Timestamp>,
-    /// Slots changed since the last [`Processor::take_changed`].
+    /// Slots changed since the last [`Processor::seal`].
     changed: FxHashSet<u32>,
-    /// Customers erased since the last [`Processor::take_changed`].
+    /// Customers erased since the last [`Processor::seal`].
     tombstones: Vec<SmolStr>,
+    /// The last sealed batch's changelog, being encoded.
+    sealed: Sealed,
     /// Customers per level (low, medium, high, critical), kept incrementally.
     levels: [u64; 4],
     /// Silence-timer re-scores so far.
@@ -88,6 +94,7 @@ impl Processor {
             erased: FxHashMap::default(),
             changed: FxHashSet::default(),
             tombstones: Vec::new(),
+            sealed: Sealed::default(),
             levels: [0; 4],
             timers_fired: 0,
             evicted: 0,
@@ -175,6 +182,7 @@ impl Processor {
 
         let mut found = self.customers.find(&ev.customer_id);
         if let Some(slot) = found {
+            self.sealed.before_change(&self.customers, slot);
             // Their own timers first: they may have churned for good before
             // this event (retention), and then it starts a new customer.
             if self.fire_own_timers(slot, at, out) {
@@ -249,6 +257,7 @@ impl Processor {
                 s.state.score.next_check_at == due && due > s.state.score.scored_at
             });
             if live {
+                self.sealed.before_change(&self.customers, slot);
                 if self.evict_if_due(slot, due) {
                     continue;
                 }
@@ -412,21 +421,46 @@ impl Processor {
         *e = (*e).max(at);
     }
 
-    /// Customers changed since the last call, sorted by id, with their state
-    /// (`None` = erased: write a tombstone).
-    pub fn take_changed(&mut self) -> Vec<(SmolStr, Option<&CustomerState>)> {
-        let mut v: Vec<(SmolStr, Option<&CustomerState>)> =
-            Vec::with_capacity(self.changed.len() + self.tombstones.len());
-        for slot in self.changed.drain() {
-            if let Some(s) = self.customers.slot(slot) {
-                v.push((s.id.clone(), Some(&s.state)));
-            }
-        }
-        v.extend(self.tombstones.drain(..).map(|id| (id, None)));
-        // A customer forgotten and back in the same batch: the tombstone
-        // first, then the new state (the changelog keeps the last).
-        v.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.is_some().cmp(&b.1.is_some())));
-        v
+    /// Ends a batch for the changelog: the customers changed since the last
+    /// seal are sealed, to be encoded by [`Processor::encode_sealed`] (a
+    /// sealed customer who changes before that is encoded first, as sealed).
+    /// Whatever the previous seal still held is encoded now.
+    pub fn seal(&mut self) {
+        let erased = &self.erased;
+        let tombstones = self.tombstones.drain(..).map(|id| ChangelogRecord {
+            erased_at: erased.get(&RecentEvents::hash(&id)).copied(),
+            customer_id: id,
+            snapshot: None,
+        });
+        self.sealed
+            .seal(&self.customers, tombstones, self.changed.drain());
+    }
+
+    /// Encodes up to `max` sealed customers; returns how many still wait.
+    pub fn encode_sealed(&mut self, max: usize) -> usize {
+        self.sealed.encode(&self.customers, max)
+    }
+
+    /// Sealed customers not encoded yet.
+    pub fn sealed_waiting(&self) -> usize {
+        self.sealed.waiting()
+    }
+
+    /// The sealed records encoded so far (tombstones first, then states; a
+    /// customer appears at most once as each).
+    pub fn take_encoded(&mut self) -> Vec<ChangelogRecord> {
+        self.sealed.take()
+    }
+
+    /// Gathers the activity of the customers in slots `from..from + max`
+    /// into `out` (for a refit, a part at a time); returns the slot to go
+    /// on from, or `None` when every slot was seen.
+    pub fn gather_activity(&self, from: u32, max: u32, out: &mut Vec<Activity>) -> Option<u32> {
+        let end = from.saturating_add(max).min(self.customers.slot_count());
+        out.extend(
+            (from..end).filter_map(|i| self.customers.slot(i).and_then(|s| s.state.activity)),
+        );
+        (end < self.customers.slot_count()).then_some(end)
     }
 
     /// Refits the population model on this processor's customers as of `now`.

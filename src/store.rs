@@ -138,6 +138,11 @@ impl CustomerStore {
         Some((slot, taken.state))
     }
 
+    /// One past the highest slot number in use or free.
+    pub fn slot_count(&self) -> u32 {
+        (self.chunks.len() * CHUNK) as u32
+    }
+
     /// Live customers, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Slot)> {
         self.chunks

@@ -4,8 +4,9 @@
 //! the loop does not hold it).
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     sync::Arc,
+    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -31,14 +32,64 @@ use crate::{
     metrics::Metrics,
     pb::{Channel, Outcome, Playbook},
     population::{PopulationModel, RefitError},
-    processor::{Effect, Processed, Processor},
+    processor::{ChangelogRecord, Effect, Processed, Processor},
     score::Level,
     settings::{Guarantee, Settings},
+    state::Activity,
     time::Timestamp,
 };
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(300);
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Sealed batches that may wait for the broker before the loop waits too.
+const MAX_OUTGOING: usize = 4;
+
+/// A sealed batch on its way out (at-least-once): its changelog goes once
+/// the broker has acknowledged its outreach and dead letters, its offsets
+/// are committed once the broker has acknowledged its changelog.
+struct Outgoing {
+    offsets: TopicPartitionList,
+    /// The epoch that closed with the batch's outreach and dead letters.
+    effects: u64,
+    /// Changelog records encoded so far (partition, record).
+    records: Vec<(i32, ChangelogRecord)>,
+    /// How many of `records` are sent.
+    sent: usize,
+    /// Sealed customers still to encode.
+    encoding: bool,
+    /// The epoch that closed with the batch's changelog, once all sent.
+    changelog: Option<u64>,
+}
+
+/// A refit under way: the customers' activity being gathered, then the fit
+/// on its own thread.
+enum Refit {
+    Gathering {
+        /// Stream time the fit is as of.
+        at: Timestamp,
+        started: Instant,
+        /// Partitions still to gather (the last one is being gathered).
+        partitions: Vec<i32>,
+        /// Next slot of the partition being gathered.
+        next: u32,
+        activities: Vec<Activity>,
+    },
+    Fitting {
+        started: Instant,
+        handle: JoinHandle<Result<PopulationModel, RefitError>>,
+    },
+}
+
+/// What [`Engine::progress`] left to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Work {
+    /// Nothing is on its way out.
+    Idle,
+    /// Only the broker's acknowledgements are awaited.
+    Waiting,
+    /// Encoding or sending is left: call again soon.
+    Busy,
+}
 
 pub struct PartitionTask {
     pub processor: Processor,
@@ -98,10 +149,10 @@ pub struct Engine {
     reported_queue: i64,
     /// Commit synchronously (revocation, shutdown) instead of asynchronously.
     pub sync_commit: bool,
-    /// At-least-once: offsets of the previous batch, committed once its
-    /// changelog is acknowledged (at the next batch's end, or at once on
-    /// revocation and shutdown), so the loop never waits for the changelog.
-    pending_commit: Option<TopicPartitionList>,
+    /// At-least-once: sealed batches on their way out, oldest first.
+    outgoing: VecDeque<Outgoing>,
+    /// The refit running, if one is.
+    refit: Option<Refit>,
     /// The clock read once per message: (monotonic, unix seconds).
     clock: (Instant, Timestamp),
     pub fatal: Option<PipelineError>,
@@ -147,7 +198,8 @@ impl Engine {
             reported: [0; 6],
             reported_queue: 0,
             sync_commit: false,
-            pending_commit: None,
+            outgoing: VecDeque::new(),
+            refit: None,
             clock: (Instant::now(), now_unix()),
             fatal: None,
             last_poll: Instant::now(),
@@ -313,98 +365,228 @@ impl Engine {
         self.emit(None)
     }
 
-    /// Writes the changelog, waits for the broker to acknowledge everything,
-    /// then commits the input offsets (or commits the transaction).
+    /// Ends a batch. Exactly-once: the changelog, the offsets and the
+    /// transaction's commit, at once. At-least-once: seals the batch (see
+    /// [`Engine::progress`], which writes it out while processing goes on);
+    /// on revocation and shutdown (`sync_commit`) writes every sealed batch
+    /// out and commits, before returning.
     pub fn end_batch<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
     ) -> Result<(), PipelineError> {
-        let mut tpl = TopicPartitionList::new();
-        let topic = self.settings.kafka.input_topic.clone();
         self.clock = (Instant::now(), now_unix());
-        let mut ready = None;
-        if !self.sink.transactional {
-            // At-least-once: the outreach and dead letters of this batch must
-            // be acknowledged before the changelog that records them as sent,
-            // or a crash in between would lose an outreach for good. The same
-            // wait covers the previous batch's changelog (sent one interval
-            // ago, so usually acknowledged by now): its offsets may be
-            // committed.
-            self.acknowledged("outreach, dead letters and the previous changelog")?;
-            ready = self.pending_commit.take();
-        }
-        let mut changed = Vec::new();
-        for (p, task) in self.partitions.iter_mut() {
-            let from = changed.len();
-            for (id, state) in task.processor.take_changed() {
-                changed.push((*p, id.clone(), state.map(|s| s.encode_snapshot(&id)), None));
-            }
-            // Tombstones of erasures carry the erasure time (see restore).
-            for c in &mut changed[from..] {
-                if c.2.is_none() {
-                    c.3 = task.processor.erased_at(&c.1);
-                }
-            }
-            if let Some(next) = task.next_offset.take() {
-                tpl.add_partition_offset(&topic, *p, Offset::Offset(next))
-                    .map_err(|e| PipelineError::Kafka(e.to_string()))?;
-            }
-        }
-        if !changed.is_empty() {
-            self.begin()?;
-        }
-        for (p, id, bytes, erased_at) in &changed {
-            match bytes {
-                Some(b) => self.sink.changelog(*p, id, Some(b))?,
-                None => self.sink.changelog_tombstone(*p, id, *erased_at)?,
-            }
-        }
         if self.sink.transactional {
-            if self.txn_open {
-                if tpl.count() > 0 {
-                    let meta = consumer
-                        .group_metadata()
-                        .ok_or_else(|| PipelineError::Kafka("no consumer group metadata".into()))?;
-                    self.sink
-                        .producer
-                        .send_offsets_to_transaction(&tpl, &meta, TXN_TIMEOUT)
-                        .map_err(|e| self.txn_failed("send offsets", e))?;
-                }
-                self.sink
-                    .producer
-                    .commit_transaction(TXN_TIMEOUT)
-                    .map_err(|e| self.txn_failed("commit", e))?;
-                self.txn_open = false;
-                self.metrics.commits.with_label_values(&["ok"]).inc();
-            }
+            self.end_transaction(consumer)?;
         } else {
-            let (commit, mode) = if self.sync_commit {
-                // Revocation and shutdown: everything, now.
-                self.acknowledged("the changelog")?;
-                (merge(ready, tpl), CommitMode::Sync)
-            } else {
-                // This batch's offsets wait for its changelog; the previous
-                // batch's go now. Async: a commit never blocks the loop (a
-                // lost commit only means deterministic reprocessing).
-                if tpl.count() > 0 {
-                    self.pending_commit = Some(tpl);
-                }
-                (ready.unwrap_or_default(), CommitMode::Async)
-            };
-            if commit.count() > 0 {
-                match consumer.commit(&commit, mode) {
-                    Ok(()) => self.metrics.commits.with_label_values(&["ok"]).inc(),
-                    Err(e) => {
-                        // Not fatal: the events are reprocessed after a restart
-                        // and the deterministic core gives the same outreach ids.
-                        self.metrics.commits.with_label_values(&["error"]).inc();
-                        tracing::warn!(error = %e, "offset commit failed");
-                    }
-                }
+            self.seal_batch(consumer)?;
+            if self.sync_commit {
+                self.write_out(consumer)?;
             }
         }
         self.update_gauges();
         Ok(())
+    }
+
+    /// This batch's input offsets (last processed + 1 per partition).
+    fn take_offsets(&mut self) -> Result<TopicPartitionList, PipelineError> {
+        let mut tpl = TopicPartitionList::new();
+        let topic = &self.settings.kafka.input_topic;
+        for (p, task) in self.partitions.iter_mut() {
+            if let Some(next) = task.next_offset.take() {
+                tpl.add_partition_offset(topic, *p, Offset::Offset(next))
+                    .map_err(|e| PipelineError::Kafka(e.to_string()))?;
+            }
+        }
+        Ok(tpl)
+    }
+
+    fn end_transaction<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), PipelineError> {
+        let tpl = self.take_offsets()?;
+        let mut changed = Vec::new();
+        for (p, task) in self.partitions.iter_mut() {
+            task.processor.seal();
+            task.processor.encode_sealed(usize::MAX);
+            changed.extend(task.processor.take_encoded().into_iter().map(|r| (*p, r)));
+        }
+        if !changed.is_empty() {
+            self.begin()?;
+        }
+        for (p, r) in &changed {
+            self.sink.changelog_record(*p, r)?;
+        }
+        if self.txn_open {
+            if tpl.count() > 0 {
+                let meta = consumer
+                    .group_metadata()
+                    .ok_or_else(|| PipelineError::Kafka("no consumer group metadata".into()))?;
+                self.sink
+                    .producer
+                    .send_offsets_to_transaction(&tpl, &meta, TXN_TIMEOUT)
+                    .map_err(|e| self.txn_failed("send offsets", e))?;
+            }
+            self.sink
+                .producer
+                .commit_transaction(TXN_TIMEOUT)
+                .map_err(|e| self.txn_failed("commit", e))?;
+            self.txn_open = false;
+            self.metrics.commits.with_label_values(&["ok"]).inc();
+        }
+        Ok(())
+    }
+
+    /// At-least-once batch end: the changed customers are sealed (encoded
+    /// later, a few at a time), the outreach and dead letters sent so far
+    /// close an epoch, and the batch joins the queue [`Engine::progress`]
+    /// works through. At most [`MAX_OUTGOING`] batches wait: beyond, the loop
+    /// waits for the broker (back-pressure instead of memory).
+    fn seal_batch<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), PipelineError> {
+        // The previous seal's customers not encoded yet: now (a seal
+        // encodes them anyway), into the batch they belong to.
+        self.collect_encoded(usize::MAX);
+        while self.outgoing.len() >= MAX_OUTGOING {
+            self.acknowledged("a backlog of batches")?;
+            self.progress(consumer, usize::MAX)?;
+        }
+        let offsets = self.take_offsets()?;
+        for task in self.partitions.values_mut() {
+            task.processor.seal();
+        }
+        let encoding = self
+            .partitions
+            .values()
+            .any(|t| t.processor.sealed_waiting() > 0);
+        let effects = self.sink.seal_epoch();
+        self.outgoing.push_back(Outgoing {
+            offsets,
+            effects,
+            records: Vec::new(),
+            sent: 0,
+            encoding,
+            changelog: None,
+        });
+        // The tombstones are ready at once.
+        self.collect_encoded(0);
+        Ok(())
+    }
+
+    /// Encodes up to `budget` sealed customers (over all partitions) into
+    /// the newest outgoing batch.
+    fn collect_encoded(&mut self, budget: usize) {
+        let Some(batch) = self.outgoing.back_mut().filter(|b| b.encoding) else {
+            return;
+        };
+        let mut left = budget;
+        let mut waiting = 0;
+        for (p, task) in self.partitions.iter_mut() {
+            let before = task.processor.sealed_waiting();
+            let after = task.processor.encode_sealed(left);
+            left -= before - after;
+            waiting += after;
+            batch
+                .records
+                .extend(task.processor.take_encoded().into_iter().map(|r| (*p, r)));
+        }
+        batch.encoding = waiting > 0;
+    }
+
+    /// Moves sealed batches out, a step at a time (at-least-once; call it on
+    /// every turn of the loop): encodes up to `budget` sealed customers;
+    /// once the broker has acknowledged a batch's outreach and dead letters,
+    /// sends up to `budget` of its changelog records (an outreach must be
+    /// stored before the changelog that records it as sent: a crash in
+    /// between would lose it for good); once it has acknowledged the whole
+    /// changelog, commits the batch's input offsets. Never waits for the
+    /// broker, except to resend refused records.
+    pub fn progress<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        budget: usize,
+    ) -> Result<Work, PipelineError> {
+        if self.outgoing.is_empty() {
+            return Ok(Work::Idle);
+        }
+        self.sink.serve_deliveries();
+        if self.sink.failed_deliveries() != self.failed_seen {
+            self.acknowledged("records the broker refused")?;
+        }
+        self.collect_encoded(budget);
+        let mut busy = self.outgoing.back().is_some_and(|b| b.encoding);
+        while let Some(front) = self.outgoing.front_mut() {
+            if front.changelog.is_none() {
+                if !self.sink.acknowledged_through(front.effects) {
+                    break;
+                }
+                let end = front.records.len().min(front.sent.saturating_add(budget));
+                for (p, r) in &front.records[front.sent..end] {
+                    self.sink.changelog_record(*p, r)?;
+                }
+                front.sent = end;
+                if front.sent < front.records.len() || front.encoding {
+                    busy = true;
+                    break;
+                }
+                front.records = Vec::new();
+                front.changelog = Some(self.sink.seal_epoch());
+            }
+            if !front
+                .changelog
+                .is_some_and(|e| self.sink.acknowledged_through(e))
+            {
+                break;
+            }
+            let offsets = std::mem::take(&mut front.offsets);
+            self.outgoing.pop_front();
+            self.commit(consumer, &offsets);
+        }
+        Ok(if busy {
+            Work::Busy
+        } else if self.outgoing.is_empty() {
+            Work::Idle
+        } else {
+            Work::Waiting
+        })
+    }
+
+    /// Writes every sealed batch out and commits its offsets, waiting for
+    /// the broker (revocation, shutdown).
+    fn write_out<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), PipelineError> {
+        while !self.outgoing.is_empty() {
+            self.acknowledged("outreach, dead letters and the changelog")?;
+            self.progress(consumer, usize::MAX)?;
+        }
+        Ok(())
+    }
+
+    /// Commits input offsets: synchronously on revocation and shutdown,
+    /// else asynchronously (a commit never blocks the loop; a lost one only
+    /// means deterministic reprocessing).
+    fn commit<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, offsets: &TopicPartitionList) {
+        if offsets.count() == 0 {
+            return;
+        }
+        let mode = if self.sync_commit {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        match consumer.commit(offsets, mode) {
+            Ok(()) => self.metrics.commits.with_label_values(&["ok"]).inc(),
+            Err(e) => {
+                // Not fatal: the events are reprocessed after a restart
+                // and the deterministic core gives the same outreach ids.
+                self.metrics.commits.with_label_values(&["error"]).inc();
+                tracing::warn!(error = %e, "offset commit failed");
+            }
+        }
     }
 
     /// Waits until the broker acknowledged everything produced so far.
@@ -416,12 +598,12 @@ impl Engine {
     fn acknowledged(&mut self, what: &str) -> Result<(), PipelineError> {
         let deadline = Instant::now() + FLUSH_TIMEOUT;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            self.sink.producer.flush(left).map_err(|e| {
+            self.sink.drain(deadline).map_err(|e| {
                 PipelineError::Kafka(format!("waiting for the broker to acknowledge {what}: {e}"))
             })?;
             let failed = self.sink.failed_deliveries();
             if failed == self.failed_seen {
+                self.sink.all_acknowledged();
                 return Ok(());
             }
             self.failed_seen = failed;
@@ -501,8 +683,20 @@ impl Engine {
     }
 
     /// Refits the population model on the schedule (stream time), from the
-    /// partitions this loop owns.
+    /// partitions this loop owns. Neither step holds the loop: the
+    /// customers' activity is gathered a part at a time on the loop's turns
+    /// ([`Engine::gather_for_refit`]; reading a million states at once took
+    /// 45-100 ms), then fitted on a thread of its own (50-150 ms at a million
+    /// customers); the model is used from the first batch end after that.
     pub fn maybe_refit(&mut self) {
+        if matches!(&self.refit, Some(Refit::Fitting { handle, .. }) if handle.is_finished()) {
+            if let Some(Refit::Fitting { handle, started }) = self.refit.take() {
+                self.refitted(handle, started);
+            }
+        }
+        if self.refit.is_some() {
+            return;
+        }
         let every = self.core.model.refit_every.as_secs();
         let Some(st) = self
             .partitions
@@ -520,12 +714,86 @@ impl Engine {
             return;
         }
         self.next_refit = Some((st.div_euclid(every) + 1) * every);
-        let activities = self
-            .partitions
-            .values()
-            .flat_map(|t| t.processor.iter().filter_map(|(_, s)| s.activity.as_ref()));
-        let started = Instant::now();
-        match self.model.refit(&self.core.model, activities, st) {
+        self.refit = Some(Refit::Gathering {
+            at: st,
+            started: Instant::now(),
+            partitions: self.partitions.keys().copied().collect(),
+            next: 0,
+            activities: Vec::with_capacity(
+                self.partitions.values().map(|t| t.processor.len()).sum(),
+            ),
+        });
+    }
+
+    /// One part of a refit's gathering (`budget` slots); when all is
+    /// gathered, starts the fit on its own thread. True while gathering.
+    pub fn gather_for_refit(&mut self, budget: u32) -> bool {
+        let Some(Refit::Gathering {
+            partitions,
+            next,
+            activities,
+            ..
+        }) = &mut self.refit
+        else {
+            return false;
+        };
+        while let Some(&p) = partitions.last() {
+            let more = self
+                .partitions
+                .get(&p)
+                .and_then(|t| t.processor.gather_activity(*next, budget, activities));
+            match more {
+                Some(n) => {
+                    *next = n;
+                    return true;
+                }
+                None => {
+                    partitions.pop();
+                    *next = 0;
+                }
+            }
+        }
+        let Some(Refit::Gathering {
+            at,
+            started,
+            activities,
+            ..
+        }) = self.refit.take()
+        else {
+            return false;
+        };
+        let (model, core) = (self.model.clone(), self.core.clone());
+        let spawned = std::thread::Builder::new()
+            .name("churnwatch-refit".into())
+            .spawn(move || model.refit(&core.model, activities.iter(), at));
+        match spawned {
+            Ok(handle) => self.refit = Some(Refit::Fitting { started, handle }),
+            Err(e) => {
+                self.metrics
+                    .model_refits
+                    .with_label_values(&["error"])
+                    .inc();
+                tracing::warn!(error = %e, "could not start a refit; keeping the model");
+            }
+        }
+        false
+    }
+
+    /// Uses a finished refit's model (or says why not).
+    fn refitted(
+        &mut self,
+        handle: JoinHandle<Result<PopulationModel, RefitError>>,
+        started: Instant,
+    ) {
+        let Ok(result) = handle.join() else {
+            self.metrics
+                .model_refits
+                .with_label_values(&["error"])
+                .inc();
+            tracing::error!("the refit thread panicked; keeping the model");
+            return;
+        };
+        match result {
             Ok(m) => {
                 let m = Arc::new(m);
                 for t in self.partitions.values_mut() {
@@ -727,17 +995,6 @@ fn outcome_name(o: Outcome) -> &'static str {
         Outcome::Ignored => "ignored",
         Outcome::Bounced => "bounced",
     }
-}
-
-/// Offsets of two batches in one list; the later batch wins per partition.
-fn merge(earlier: Option<TopicPartitionList>, later: TopicPartitionList) -> TopicPartitionList {
-    let Some(mut all) = earlier else {
-        return later;
-    };
-    for e in later.elements() {
-        let _ = all.add_partition_offset(e.topic(), e.partition(), e.offset());
-    }
-    all
 }
 
 /// One partition's metric handles.

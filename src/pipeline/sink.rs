@@ -3,11 +3,12 @@
 //! blocks the caller (and so consumption) instead of growing memory.
 
 use std::{
+    collections::BTreeMap,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use prost::Message;
@@ -23,8 +24,50 @@ use crate::{
     codec::Format,
     metrics::Metrics,
     pb::OutreachRequested,
+    processor::ChangelogRecord,
     settings::{Guarantee, Settings},
 };
+
+/// Which records the broker has acknowledged, by epoch. Every record is
+/// sent in the sink's current epoch ([`Sink::seal_epoch`] starts the next);
+/// an epoch is acknowledged when all its records are. A refused record
+/// keeps its epoch open until [`Sink`]'s owner resends it and clears the book.
+#[derive(Default)]
+pub struct Acks {
+    /// Records sent and not yet acknowledged, per epoch (no zero entries).
+    open: Mutex<BTreeMap<u64, u64>>,
+}
+
+impl Acks {
+    fn book(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, u64>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sent(&self, epoch: u64) {
+        *self.book().entry(epoch).or_insert(0) += 1;
+    }
+
+    fn acknowledged(&self, epoch: u64) {
+        let mut book = self.book();
+        if let Some(n) = book.get_mut(&epoch) {
+            *n -= 1;
+            if *n == 0 {
+                book.remove(&epoch);
+            }
+        }
+    }
+
+    /// Every record of epochs up to `epoch` acknowledged.
+    fn through(&self, epoch: u64) -> bool {
+        self.book()
+            .first_key_value()
+            .is_none_or(|(e, _)| *e > epoch)
+    }
+
+    fn clear(&self) {
+        self.book().clear();
+    }
+}
 
 /// Counts records the broker did not accept; at-least-once never commits
 /// input offsets past a failed delivery. Outside transactions it keeps a
@@ -32,6 +75,7 @@ use crate::{
 pub struct DeliveryContext {
     pub failed: AtomicU64,
     pub metrics: Arc<Metrics>,
+    acks: Arc<Acks>,
     keep_undelivered: bool,
     undelivered: Mutex<Vec<(OwnedMessage, KafkaError)>>,
 }
@@ -39,8 +83,12 @@ pub struct DeliveryContext {
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    /// The epoch the record was sent in.
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &DeliveryResult<'_>, epoch: usize) {
+        if result.is_ok() {
+            self.acks.acknowledged(epoch as u64);
+        }
         if let Err((e, msg)) = result {
             self.failed.fetch_add(1, Ordering::Relaxed);
             self.metrics.producer_errors.inc();
@@ -111,11 +159,13 @@ fn dead_letter_headers(
 fn create_producer(
     cfg: &rdkafka::ClientConfig,
     metrics: &Arc<Metrics>,
+    acks: &Arc<Acks>,
     keep_undelivered: bool,
 ) -> Result<BaseProducer<DeliveryContext>, PipelineError> {
     let ctx = DeliveryContext {
         failed: AtomicU64::new(0),
         metrics: metrics.clone(),
+        acks: acks.clone(),
         keep_undelivered,
         undelivered: Mutex::new(Vec::new()),
     };
@@ -153,7 +203,12 @@ pub struct Sink {
     metrics: Arc<Metrics>,
     /// The producer's configuration, to create it anew ([`Sink::renew`]).
     config: rdkafka::ClientConfig,
+    acks: Arc<Acks>,
+    /// The epoch records are sent in now.
+    epoch: u64,
 }
+
+type Record<'a> = BaseRecord<'a, [u8], [u8], usize>;
 
 /// The input message an outreach decision was made while processing.
 #[derive(Clone, Copy, Debug)]
@@ -200,7 +255,8 @@ impl Sink {
             cfg.set("transaction.timeout.ms", txn_ms.to_string())
                 .set("message.timeout.ms", txn_ms.to_string());
         }
-        let producer = create_producer(&cfg, &metrics, !transactional)?;
+        let acks = Arc::new(Acks::default());
+        let producer = create_producer(&cfg, &metrics, &acks, !transactional)?;
         Ok(Sink {
             producer,
             outreach_topic: settings.kafka.outreach_topic.clone(),
@@ -210,7 +266,51 @@ impl Sink {
             transactional,
             metrics,
             config: cfg,
+            acks,
+            epoch: 0,
         })
+    }
+
+    /// A record for `topic`, in the current epoch.
+    fn record<'a>(&self, topic: &'a str) -> Record<'a> {
+        BaseRecord::with_opaque_to(topic, self.epoch as usize)
+    }
+
+    /// Ends the current epoch (the records sent so far) and returns it.
+    pub fn seal_epoch(&mut self) -> u64 {
+        self.epoch += 1;
+        self.epoch - 1
+    }
+
+    /// Whether the broker acknowledged every record of epochs up to `epoch`.
+    pub fn acknowledged_through(&self, epoch: u64) -> bool {
+        self.acks.through(epoch)
+    }
+
+    /// Serves delivery reports that have arrived, without waiting.
+    pub fn serve_deliveries(&self) {
+        self.producer.poll(Duration::ZERO);
+    }
+
+    /// Sends lingering records now and serves delivery reports until none
+    /// is in flight (or `deadline` passes). Unlike rdkafka's `flush`, which
+    /// waits in steps of 100 ms, it returns as soon as the last report is in.
+    pub fn drain(&self, deadline: Instant) -> Result<(), KafkaError> {
+        // rd_kafka_flush with no wait: sends what lingers, returns at once.
+        let _ = self.producer.flush(Duration::ZERO);
+        while self.producer.in_flight_count() > 0 {
+            if Instant::now() >= deadline {
+                return Err(KafkaError::Flush(RDKafkaErrorCode::RequestTimedOut));
+            }
+            self.producer.poll(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    /// After every record in flight was delivered (none refused since):
+    /// all epochs so far are acknowledged, resent records included.
+    pub fn all_acknowledged(&self) {
+        self.acks.clear();
     }
 
     /// Replaces the producer (at-least-once, with nothing in flight) by a new
@@ -218,25 +318,32 @@ impl Sink {
     /// one (which may be what refused its records, as tansu 0.6 does after
     /// a restart) no longer applies. Its delivery counters start at zero.
     pub fn renew(&mut self) -> Result<(), PipelineError> {
-        self.producer = create_producer(&self.config, &self.metrics, !self.transactional)?;
+        self.producer =
+            create_producer(&self.config, &self.metrics, &self.acks, !self.transactional)?;
         Ok(())
     }
 
     /// Sends, waiting (and serving delivery reports) while the queue is full.
-    fn send(&self, record: BaseRecord<'_, [u8], [u8]>) -> Result<(), PipelineError> {
+    fn send(&self, record: Record<'_>) -> Result<(), PipelineError> {
         self.enqueue(record)
             .map_err(|e| PipelineError::Kafka(format!("producing: {e}")))
     }
 
-    fn enqueue(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), KafkaError> {
+    fn enqueue(&self, mut record: Record<'_>) -> Result<(), KafkaError> {
+        let epoch = record.delivery_opaque as u64;
+        // Booked before the send: its report can only come after it.
+        self.acks.sent(epoch);
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     record = r;
-                    self.producer.poll(Duration::from_millis(50));
+                    self.producer.poll(Duration::from_millis(1));
                 }
-                Err((e, _)) => return Err(e),
+                Err((e, _)) => {
+                    self.acks.acknowledged(epoch);
+                    return Err(e);
+                }
             }
         }
     }
@@ -290,7 +397,7 @@ impl Sink {
             None => headers,
         };
         self.send(
-            BaseRecord::to(&self.outreach_topic)
+            self.record(&self.outreach_topic)
                 .key(o.customer_id.as_bytes())
                 .payload(&payload[..])
                 .headers(headers),
@@ -319,9 +426,15 @@ impl Sink {
                 "key {klen} bytes, value {vlen} bytes; the first {DEAD_LETTER_MAX_BYTES} bytes are kept"
             )
         });
-        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.dead_letter_topic).headers(
-            dead_letter_headers(msg, reason, detail, true, truncated.as_deref()),
-        );
+        let mut r = self
+            .record(&self.dead_letter_topic)
+            .headers(dead_letter_headers(
+                msg,
+                reason,
+                detail,
+                true,
+                truncated.as_deref(),
+            ));
         if let Some(k) = key {
             r = r.key(k);
         }
@@ -334,13 +447,8 @@ impl Sink {
                     "key {klen} bytes, value {vlen} bytes, original headers: too large to keep"
                 );
                 self.send(
-                    BaseRecord::to(&self.dead_letter_topic).headers(dead_letter_headers(
-                        msg,
-                        reason,
-                        detail,
-                        false,
-                        Some(&note),
-                    )),
+                    self.record(&self.dead_letter_topic)
+                        .headers(dead_letter_headers(msg, reason, detail, false, Some(&note))),
                 )
             }
             other => other.map_err(|e| PipelineError::Kafka(format!("producing: {e}"))),
@@ -354,7 +462,8 @@ impl Sink {
         customer_id: &str,
         snapshot: Option<&[u8]>,
     ) -> Result<(), PipelineError> {
-        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.changelog_topic)
+        let mut r = self
+            .record(&self.changelog_topic)
             .partition(partition)
             .key(customer_id.as_bytes());
         if let Some(v) = snapshot {
@@ -381,12 +490,25 @@ impl Sink {
             key: super::restore::ERASED_AT_HEADER,
             value: Some(at.as_str()),
         });
-        let r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.changelog_topic)
+        let r = self
+            .record(&self.changelog_topic)
             .partition(partition)
             .key(customer_id.as_bytes())
             .headers(headers);
         self.metrics.changelog_records.inc();
         self.send(r)
+    }
+
+    /// A changelog record of partition `partition`'s customers.
+    pub fn changelog_record(
+        &self,
+        partition: i32,
+        r: &ChangelogRecord,
+    ) -> Result<(), PipelineError> {
+        match &r.snapshot {
+            Some(b) => self.changelog(partition, &r.customer_id, Some(b)),
+            None => self.changelog_tombstone(partition, &r.customer_id, r.erased_at),
+        }
     }
 
     pub fn failed_deliveries(&self) -> u64 {
@@ -410,7 +532,7 @@ impl Sink {
     pub fn resend(&self, records: Vec<(OwnedMessage, KafkaError)>) -> Result<(), PipelineError> {
         for (mut m, _) in records {
             let headers = m.detach_headers();
-            let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(m.topic());
+            let mut r = self.record(m.topic());
             if m.partition() >= 0 {
                 r = r.partition(m.partition());
             }

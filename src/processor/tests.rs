@@ -21,6 +21,13 @@ fn processor() -> Processor {
     with_fold(|_| {})
 }
 
+/// A batch end as the pipeline makes it: seal, encode, take.
+fn changelog(p: &mut Processor) -> Vec<ChangelogRecord> {
+    p.seal();
+    p.encode_sealed(usize::MAX);
+    p.take_encoded()
+}
+
 fn feed(p: &mut Processor, evs: &[InteractionEvent]) -> Vec<Effect> {
     let mut out = Vec::new();
     for e in evs {
@@ -126,9 +133,17 @@ fn erasure_forgets_the_customer_and_earlier_events_do_not_bring_them_back() {
     );
     let _ = p.process(&events::erasure("x", "c", at(0) + 7200), None, &mut out);
     assert!(p.get("c").is_none());
-    let changed = p.take_changed();
+    let changed = changelog(&mut p);
     assert_eq!(changed.len(), 1);
-    assert!(changed[0].1.is_none(), "a tombstone for the changelog");
+    assert!(
+        changed[0].snapshot.is_none(),
+        "a tombstone for the changelog"
+    );
+    assert_eq!(
+        changed[0].erased_at,
+        Some(at(0) + 7200),
+        "with the erasure time"
+    );
     // A late copy from before the erasure (within lateness) is forgotten.
     let r = p.process(
         &events::purchase("late", "c", at(0) + 5000, 10.0),
@@ -231,7 +246,7 @@ fn a_customer_silent_past_the_retention_is_forgotten_with_a_tombstone() {
     let mut p = with_fold(|f| f.retention = crate::time::Span::days(200));
     feed(&mut p, &weekly_buyer("gone", 4));
     feed(&mut p, &weekly_buyer("busy", 4));
-    let _ = p.take_changed();
+    let _ = changelog(&mut p);
     let last = at(21);
     // Stream time reaches 200 days after their last purchase, not beyond.
     let mut out = Vec::new();
@@ -241,12 +256,13 @@ fn a_customer_silent_past_the_retention_is_forgotten_with_a_tombstone() {
     assert!(p.get("gone").is_none() && p.get("busy").is_none());
     assert_eq!(p.evicted(), 2);
     assert_eq!(p.len(), 0);
-    let changed = p.take_changed();
-    let tombstones: Vec<&str> = changed
+    let changed = changelog(&mut p);
+    let mut tombstones: Vec<&str> = changed
         .iter()
-        .filter(|(_, s)| s.is_none())
-        .map(|(id, _)| id.as_str())
+        .filter(|r| r.snapshot.is_none() && r.erased_at.is_none())
+        .map(|r| r.customer_id.as_str())
         .collect();
+    tombstones.sort_unstable();
     assert_eq!(tombstones, ["busy", "gone"], "each leaves a tombstone");
     assert_eq!(p.level_counts().iter().sum::<u64>(), 0);
 }
@@ -255,7 +271,7 @@ fn a_customer_silent_past_the_retention_is_forgotten_with_a_tombstone() {
 fn a_forgotten_customer_who_comes_back_starts_afresh_and_the_state_follows_the_tombstone() {
     let mut p = with_fold(|f| f.retention = crate::time::Span::days(200));
     feed(&mut p, &weekly_buyer("back", 4));
-    let _ = p.take_changed();
+    let _ = changelog(&mut p);
     // Their own next event, a year later, before any other event moved
     // stream time: their retention ran out first, so this is a new start.
     let e = events::purchase("back-again", "back", at(21) + 365 * D, 10.0);
@@ -264,8 +280,8 @@ fn a_forgotten_customer_who_comes_back_starts_afresh_and_the_state_follows_the_t
     assert_eq!(s.value.purchases, 1, "the old history is gone");
     assert_eq!(s.first_seen_at, at(21) + 365 * D);
     assert_eq!(p.evicted(), 1);
-    let changed = p.take_changed();
-    let kinds: Vec<bool> = changed.iter().map(|(_, s)| s.is_some()).collect();
+    let changed = changelog(&mut p);
+    let kinds: Vec<bool> = changed.iter().map(|r| r.snapshot.is_some()).collect();
     assert_eq!(kinds, [false, true], "tombstone first, then the new state");
 }
 
@@ -327,14 +343,14 @@ fn every_forgotten_customer_leaves_one_tombstone_across_batches() {
     let mut written = std::collections::BTreeMap::new();
     let mut tombstones = 0;
     let mut collect = |p: &mut Processor, tombstones: &mut usize| {
-        for (id, s) in p.take_changed() {
-            match s {
+        for r in changelog(p) {
+            match r.snapshot {
                 Some(_) => {
-                    written.insert(id.to_string(), ());
+                    written.insert(r.customer_id.to_string(), ());
                 }
                 None => {
                     *tombstones += 1;
-                    written.remove(id.as_str());
+                    written.remove(r.customer_id.as_str());
                 }
             }
         }
@@ -365,10 +381,10 @@ fn customers_new_after_a_mass_eviction_are_written_to_the_changelog() {
     let t0 = at(0);
     let mut states = std::collections::BTreeMap::new();
     let collect = |p: &mut Processor, states: &mut std::collections::BTreeMap<String, ()>| {
-        for (id, s) in p.take_changed() {
-            match s {
-                Some(_) => states.insert(id.to_string(), ()),
-                None => states.remove(id.as_str()),
+        for r in changelog(p) {
+            match r.snapshot {
+                Some(_) => states.insert(r.customer_id.to_string(), ()),
+                None => states.remove(r.customer_id.as_str()),
             };
         }
     };
@@ -390,4 +406,155 @@ fn customers_new_after_a_mass_eviction_are_written_to_the_changelog() {
         states.keys().map(String::as_str).collect::<Vec<_>>(),
         ["c0000", "new0", "new1", "new2"]
     );
+}
+
+#[test]
+fn a_sealed_customer_is_written_as_sealed_even_if_they_change_before_encoding() {
+    let mut p = processor();
+    feed(&mut p, &weekly_buyer("a", 3));
+    feed(&mut p, &weekly_buyer("b", 3));
+    p.seal();
+    let sealed_a = p.get("a").map(|s| s.encode_snapshot("a"));
+    let sealed_b = p.get("b").map(|s| s.encode_snapshot("b"));
+    assert_eq!(p.sealed_waiting(), 2);
+    // Before anything is encoded, a's next event arrives and b is erased.
+    feed(&mut p, &[events::purchase("a-3", "a", at(21), 40.0)]);
+    feed(&mut p, &[events::erasure("x", "b", at(21) + 60)]);
+    assert_eq!(
+        p.sealed_waiting(),
+        0,
+        "both were encoded before they changed"
+    );
+    p.encode_sealed(usize::MAX);
+    let mut batch = p.take_encoded();
+    batch.sort_by(|x, y| x.customer_id.cmp(&y.customer_id));
+    let got: Vec<(&str, Option<&Vec<u8>>)> = batch
+        .iter()
+        .map(|r| (r.customer_id.as_str(), r.snapshot.as_ref()))
+        .collect();
+    assert_eq!(
+        got,
+        [("a", sealed_a.as_ref()), ("b", sealed_b.as_ref())],
+        "the states at the seal, not after"
+    );
+    // The change and the erasure belong to the next batch.
+    let next = changelog(&mut p);
+    let a_now = p.get("a").map(|s| s.encode_snapshot("a"));
+    assert_ne!(a_now, sealed_a);
+    assert_eq!(next.len(), 2);
+    assert!(next
+        .iter()
+        .any(|r| r.customer_id == "a" && r.snapshot == a_now));
+    assert!(next
+        .iter()
+        .any(|r| r.customer_id == "b" && r.snapshot.is_none() && r.erased_at.is_some()));
+}
+
+#[test]
+fn sealed_customers_are_encoded_a_budget_at_a_time_and_each_once() {
+    let mut p = processor();
+    for i in 0..50 {
+        feed(&mut p, &weekly_buyer(&format!("c{i:02}"), 2));
+    }
+    p.seal();
+    let mut seen = Vec::new();
+    let mut rounds = 0;
+    while p.encode_sealed(7) > 0 {
+        rounds += 1;
+        seen.extend(p.take_encoded());
+    }
+    seen.extend(p.take_encoded());
+    assert_eq!(rounds, 7, "50 customers, 7 per round: 7 rounds leave some");
+    let mut ids: Vec<&str> = seen.iter().map(|r| r.customer_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 50);
+    assert_eq!(seen.len(), 50, "each customer once");
+    assert!(changelog(&mut p).is_empty(), "nothing changed since");
+}
+
+/// A batch's records in a canonical order: by customer, tombstone first.
+fn canonical(mut batch: Vec<ChangelogRecord>) -> Vec<ChangelogRecord> {
+    batch.sort_by(|a, b| {
+        (a.customer_id.as_str(), a.snapshot.is_some())
+            .cmp(&(b.customer_id.as_str(), b.snapshot.is_some()))
+    });
+    batch
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+    /// Encoding sealed customers a few at a time, while events go on
+    /// changing them, writes every batch exactly as encoding it at the seal
+    /// would have.
+    #[test]
+    fn encoding_bit_by_bit_writes_what_encoding_at_the_seal_would(
+        steps in proptest::collection::vec(
+            (0u8..6, 0u8..12, 0i64..12 * 3600, proptest::bool::weighted(0.15), 0usize..3),
+            1..160,
+        ),
+    ) {
+        let mut bit = with_fold(|f| f.retention = crate::time::Span::days(20));
+        let mut once = with_fold(|f| f.retention = crate::time::Span::days(20));
+        let (mut bit_batches, mut once_batches) = (vec![], vec![]);
+        let mut current = Vec::new();
+        for (i, (c, kind, jitter, seal, budget)) in steps.iter().enumerate() {
+            let id = format!("c{c}");
+            let t = at(0) + i as i64 * 5 * 3600 + jitter;
+            let e = match kind {
+                0 => events::erasure(&format!("e{i}"), &id, t),
+                1..=3 => events::nps(&format!("e{i}"), &id, t, i32::from(*kind)),
+                _ => events::purchase(&format!("e{i}"), &id, t, 10.0),
+            };
+            feed(&mut bit, std::slice::from_ref(&e));
+            feed(&mut once, std::slice::from_ref(&e));
+            bit.encode_sealed(*budget);
+            current.extend(bit.take_encoded());
+            if *seal {
+                bit.encode_sealed(usize::MAX);
+                current.extend(bit.take_encoded());
+                bit_batches.push(canonical(std::mem::take(&mut current)));
+                bit.seal();
+                current.extend(bit.take_encoded());
+                once_batches.push(canonical(changelog(&mut once)));
+            }
+        }
+        bit.encode_sealed(usize::MAX);
+        current.extend(bit.take_encoded());
+        bit_batches.push(canonical(current));
+        bit.seal();
+        bit.encode_sealed(usize::MAX);
+        bit_batches.push(canonical(bit.take_encoded()));
+        once_batches.push(canonical(changelog(&mut once)));
+        // `bit` has one batch more at the front: what was sealed before its
+        // first seal (nothing).
+        proptest::prop_assert!(bit_batches[0].is_empty());
+        proptest::prop_assert_eq!(&bit_batches[1..], &once_batches[..]);
+    }
+}
+
+#[test]
+fn activity_gathered_in_parts_is_everyones_once() {
+    let mut p = processor();
+    let mut evs: Vec<InteractionEvent> = (0..40)
+        .flat_map(|i| weekly_buyer(&format!("g{i:02}"), 1 + i % 4))
+        .collect();
+    evs.sort_by_key(|e| e.occurred_at.as_ref().map_or(0, |t| t.seconds));
+    feed(&mut p, &evs);
+    feed(&mut p, &[events::erasure("x", "g07", at(30))]);
+    let mut parts = Vec::new();
+    let mut next = Some(0);
+    let mut rounds = 0;
+    while let Some(from) = next {
+        next = p.gather_activity(from, 3, &mut parts);
+        rounds += 1;
+    }
+    let mut all: Vec<Activity> = p.iter().filter_map(|(_, s)| s.activity).collect();
+    assert_eq!(all.len(), 39, "the erased customer is not there");
+    let key = |a: &Activity| (a.first_day, a.last_day, a.repeat_days);
+    all.sort_by_key(key);
+    parts.sort_by_key(key);
+    assert_eq!(parts, all);
+    assert!(rounds > 1, "in parts, not at once");
 }
