@@ -15,8 +15,9 @@
 //! 3. churnwatch: the real binary, `churnwatch run --config FILE`,
 //!    at-least-once, changelog and outreach on, `idle_advance = "0s"`; done
 //!    when consumed + rejected + dropped (from /metrics) reach the topic's
-//!    message count; memory = VmRSS / `churnwatch_customers_tracked`, next to
-//!    an idle instance's VmRSS (0 customers) for the marginal figure;
+//!    message count; memory = VmRSS / `churnwatch_customers_tracked`, settled
+//!    (10 s after the last event) and at the last event, next to an idle
+//!    instance's VmRSS (0 customers) for the marginal figure;
 //! 4. restore: SIGTERM, then a fresh instance with the same application id
 //!    restores every partition from `<application_id>-changelog`; next to a
 //!    bare consumer (a child) reading that whole changelog;
@@ -69,6 +70,8 @@ use rdkafka::{
 };
 
 const CHURNWATCH: &str = env!("CARGO_BIN_EXE_churnwatch");
+/// How long after its last event a processing instance's memory is read.
+const SETTLE_SECS: u64 = 10;
 
 /// The churnwatch binary under test: CW_BIN (another build, for before and
 /// after comparisons), else the one cargo built with this harness.
@@ -747,6 +750,9 @@ struct Latency {
     /// broker alone costs, the floor under `samples`.
     floor: Vec<i64>,
     floor_note: String,
+    /// The same, with churnwatch's write load on the broker beside it.
+    loaded: Vec<i64>,
+    loaded_note: String,
     backlog: String,
     rate: f64,
     target_rate: f64,
@@ -755,7 +761,10 @@ struct Latency {
 }
 
 struct Memory {
+    /// Settled: SETTLE_SECS after the last event was handled.
     rss: u64,
+    /// When the last event was handled.
+    rss_at_done: u64,
     idle_rss: u64,
     customers: u64,
     restored_rss: u64,
@@ -917,8 +926,11 @@ fn run() -> Res<()> {
         // customers_tracked is updated at batch ends: let one pass.
         std::thread::sleep(Duration::from_millis(2500));
         let m = cw.metrics();
-        let (rss, hwm) = proc_mem(cw.pid());
         let customers = metric_sum(&m, "churnwatch_customers_tracked") as u64;
+        // Settled: the input caught up, the last batches written out, and
+        // the freed memory returned (churnwatch trims once it is idle).
+        std::thread::sleep(Duration::from_secs(SETTLE_SECS) - Duration::from_millis(2500));
+        let (rss, hwm) = proc_mem(cw.pid());
         let row = Row {
             name: "churnwatch (at-least-once, changelog + outreach)".into(),
             events: handled(&m),
@@ -990,6 +1002,7 @@ fn run() -> Res<()> {
     ));
         rep.memory = Some(Memory {
             rss,
+            rss_at_done: rss_done,
             idle_rss,
             customers,
             restored_rss,
@@ -1195,6 +1208,11 @@ fn latency(
     let p = producer(k.linger_ms);
     let log_mark = std::fs::metadata(&cw.log).map_or(0, |m| m.len());
     let live_start = unix_ms();
+    let writes = |m: &str| {
+        metric_sum(m, "churnwatch_changelog_records_written_total")
+            + metric_sum(m, "churnwatch_outreach_emitted_total")
+    };
+    let writes0 = writes(&cw.metrics());
     let cpu0 = proc_cpu(cw.pid());
     let broker0 = b.cpu();
     let own0 = proc_cpu(std::process::id());
@@ -1226,6 +1244,7 @@ fn latency(
     p.flush(Duration::from_secs(300))
         .map_err(|e| e.to_string())?;
     let sent_secs = t0.elapsed().as_secs_f64();
+    let write_rate = (writes(&cw.metrics()) - writes0) / sent_secs;
     let own = proc_cpu(std::process::id()) - own0;
     let broker = b.cpu().zip(broker0).map(|(a, z)| a - z);
     let backlog_end = live.saturating_sub(handled(&cw.metrics()).saturating_sub(history));
@@ -1250,58 +1269,103 @@ fn latency(
     ));
 
     // The broker path alone: the same live events at the same rate into a
-    // fresh topic, read by a bare consumer with churnwatch's fetch settings.
-    progress("latency: the broker path alone (bare consumer, same events and rate)");
-    let floor_topic = format!("{run_id}-floor-in");
-    admin.create_topic(&floor_topic, k.partitions, false);
-    let reader = reader_from_start(&b.bootstrap, &floor_topic, Some(k.partitions), &props);
-    // Let the reader connect and start fetching before the first send.
-    let warm = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < warm {
-        let _ = reader.poll(Duration::from_millis(100));
-    }
-    let p = producer(k.linger_ms);
-    let floor_cpu0 = b.cpu();
-    let f0 = Instant::now();
-    let sending = AtomicBool::new(true);
-    let mut floor = std::thread::scope(|scope| {
-        let read = scope.spawn(|| {
-            let mut out = Vec::with_capacity(live as usize);
-            let mut stop_at = None;
-            while (out.len() as u64) < live {
-                if stop_at.is_none() && !sending.load(Ordering::Relaxed) {
-                    stop_at = Some(Instant::now() + Duration::from_secs(30));
-                }
-                if stop_at.is_some_and(|t| Instant::now() > t) {
-                    break;
-                }
-                if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
-                    if let Some(ts) = m.timestamp().to_millis() {
-                        out.push(unix_ms() - ts);
+    // fresh topic, read by a bare consumer with churnwatch's fetch settings;
+    // then again with churnwatch's own writes (its changelog and outreach
+    // records, at the rate it wrote them) going to the broker beside it.
+    let floor_run = |tag: &str, load: f64| -> (Vec<i64>, f64, Option<f64>) {
+        progress(format!("latency: the broker path, {tag}"));
+        let topic = format!("{run_id}-floor-{tag}");
+        admin.create_topic(&topic, k.partitions, false);
+        let load_topic = format!("{run_id}-floor-{tag}-load");
+        if load > 0.0 {
+            admin.create_topic(&load_topic, k.partitions, false);
+        }
+        let reader = reader_from_start(&b.bootstrap, &topic, Some(k.partitions), &props);
+        // Let the reader connect and start fetching before the first send.
+        let warm = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < warm {
+            let _ = reader.poll(Duration::from_millis(100));
+        }
+        let p = producer(k.linger_ms);
+        let cpu0 = b.cpu();
+        let f0 = Instant::now();
+        let sending = AtomicBool::new(true);
+        let mut got = std::thread::scope(|scope| {
+            let read = scope.spawn(|| {
+                let mut out = Vec::with_capacity(live as usize);
+                let mut stop_at = None;
+                while (out.len() as u64) < live {
+                    if stop_at.is_none() && !sending.load(Ordering::Relaxed) {
+                        stop_at = Some(Instant::now() + Duration::from_secs(30));
+                    }
+                    if stop_at.is_some_and(|t| Instant::now() > t) {
+                        break;
+                    }
+                    if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
+                        if let Some(ts) = m.timestamp().to_millis() {
+                            out.push(unix_ms() - ts);
+                        }
                     }
                 }
+                out
+            });
+            if load > 0.0 {
+                // Records the size of a state snapshot, keyed by customer.
+                scope.spawn(|| {
+                    let lp = producer(5);
+                    let value = vec![7u8; 170];
+                    let t0 = Instant::now();
+                    let mut i = 0u64;
+                    while sending.load(Ordering::Relaxed) {
+                        let due = t0 + Duration::from_secs_f64(i as f64 / load);
+                        let now = Instant::now();
+                        if due > now + Duration::from_millis(1) {
+                            std::thread::sleep(due - now);
+                        }
+                        let key = format!("c{}", i % customers);
+                        let mut r = rdkafka::producer::BaseRecord::<[u8], [u8]>::to(&load_topic)
+                            .key(key.as_bytes())
+                            .payload(&value[..]);
+                        while let Err((_, back)) = lp.send(r) {
+                            r = back;
+                            lp.poll(Duration::from_millis(5));
+                        }
+                        lp.poll(Duration::ZERO);
+                        i += 1;
+                    }
+                    let _ = lp.flush(Duration::from_secs(60));
+                });
             }
-            out
+            paced(gen().skip(history as usize), rate, |_, ev| {
+                send_to(&p, &topic, ev)
+            });
+            let _ = p.flush(Duration::from_secs(300));
+            sending.store(false, Ordering::Relaxed);
+            read.join().unwrap_or_default()
         });
-        paced(gen().skip(history as usize), rate, |_, ev| {
-            send_to(&p, &floor_topic, ev)
-        });
-        let _ = p.flush(Duration::from_secs(300));
-        sending.store(false, Ordering::Relaxed);
-        read.join().unwrap_or_default()
-    });
-    floor.sort_unstable();
-    let floor_secs = f0.elapsed().as_secs_f64();
-    let floor_broker = b.cpu().zip(floor_cpu0).map(|(a, z)| a - z);
-    progress(format!(
-        "latency: broker path, {} of {live} messages read",
-        floor.len()
-    ));
-
+        got.sort_unstable();
+        let secs = f0.elapsed().as_secs_f64();
+        let broker = b.cpu().zip(cpu0).map(|(a, z)| a - z);
+        progress(format!(
+            "latency: broker path ({tag}), {} of {live} messages read",
+            got.len()
+        ));
+        (got, secs, broker)
+    };
+    let (floor, floor_secs, floor_broker) = floor_run("alone", 0.0);
+    let (loaded, loaded_secs, loaded_broker) = floor_run("loaded", write_rate);
     let floor_n = floor.len();
+    let loaded_n = loaded.len();
     Ok(Latency {
         samples,
         floor,
+        loaded,
+        loaded_note: format!(
+            "broker path with churnwatch's writes: as above, while another producer writes {write_rate:.0} records/s of 170 bytes \
+             (churnwatch's changelog and outreach records per second in its live window) to a topic of its own; {loaded_n} read, \
+             the broker used {} CPU s in {loaded_secs:.1} s",
+            loaded_broker.map_or("?".into(), |c| format!("{c:.1}"))
+        ),
         floor_note: format!(
             "broker path alone: the same {live} live events at the same rate into a fresh topic, read by a bare consumer \
              with churnwatch's fetch settings; latency = receipt time minus CreateTime; {floor_n} read, the broker used {} CPU s in {floor_secs:.1} s",
@@ -1311,8 +1375,8 @@ fn latency(
             "backlog (sent, not yet handled) at most {max_backlog} messages ({:.2} s of input) during the live window, \
              {backlog_end} when the last was sent, drained {drain_secs:.1} s later; over the {sent_secs:.1} s of sending \
              the broker used {} CPU s and the harness (producer, generator) {own:.1} CPU s; {refits} refits of the model \
-             (one per day of event time; the window holds about {live_days:.0}), which stop the loop while they fit, \
-             {refit_ms} ms in all",
+             (one per day of event time; the window holds about {live_days:.0}), gathered in steps and fitted beside \
+             the loop, {refit_ms} ms from start to use in all",
             max_backlog as f64 / rate,
             broker.map_or("?".into(), |c| format!("{c:.1}"))
         ),
@@ -1532,14 +1596,23 @@ fn render(k: &Knobs, rep: &Report, b: &BrokerProc) -> String {
             pct(&l.floor, 0.999),
             l.floor.len(),
         ));
+        line(format!(
+            "| the broker path with churnwatch's writes beside it (same, plus its changelog and outreach rate from another producer), p50 / p99 / p999 | {} / {} / {} ms (n = {}) | - | - |",
+            pct(&l.loaded, 0.5),
+            pct(&l.loaded, 0.99),
+            pct(&l.loaded, 0.999),
+            l.loaded.len(),
+        ));
     }
     if let Some(m) = &rep.memory {
         let per = m.rss as f64 / m.customers.max(1) as f64;
         let marginal = m.rss.saturating_sub(m.idle_rss) as f64 / m.customers.max(1) as f64;
         line(format!(
-            "| resident bytes per customer | {per:.0} B ({} / {} customers); marginal {marginal:.0} B (idle instance {}); after restore {:.0} B ({} / {}) | <= 400 B | {} |",
+            "| resident bytes per customer | {per:.0} B settled ({} / {} customers, {SETTLE_SECS} s after the last event); {:.0} B at the last event ({}: prefetched input, changelog on its way); marginal {marginal:.0} B (idle instance {}); after restore {:.0} B ({} / {}) | <= 400 B (settled) | {} |",
             mb(m.rss),
             m.customers,
+            m.rss_at_done as f64 / m.customers.max(1) as f64,
+            mb(m.rss_at_done),
             mb(m.idle_rss),
             m.restored_rss as f64 / m.restored_customers.max(1) as f64,
             mb(m.restored_rss),
@@ -1573,6 +1646,7 @@ fn render(k: &Knobs, rep: &Report, b: &BrokerProc) -> String {
         line(format!("- latency events: {}", l.what));
         line(format!("- latency run: {}", l.backlog));
         line(format!("- {}", l.floor_note));
+        line(format!("- {}", l.loaded_note));
         line(format!(
             "- latency producer: linger.ms={}, CreateTime stamped by librdkafka at send; churnwatch fetch.wait.max.ms: {}",
             k.linger_ms,

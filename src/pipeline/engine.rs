@@ -495,8 +495,8 @@ impl Engine {
         batch.encoding = waiting > 0;
     }
 
-    /// Moves sealed batches out, a step at a time (at-least-once; call it on
-    /// every turn of the loop): encodes up to `budget` sealed customers;
+    /// Moves sealed batches out, a step at a time (at-least-once; the loop
+    /// calls it every 0.5 ms while there is work): encodes up to `budget` sealed customers;
     /// once the broker has acknowledged a batch's outreach and dead letters,
     /// sends up to `budget` of its changelog records (an outreach must be
     /// stored before the changelog that records it as sent: a crash in
@@ -684,7 +684,7 @@ impl Engine {
 
     /// Refits the population model on the schedule (stream time), from the
     /// partitions this loop owns. Neither step holds the loop: the
-    /// customers' activity is gathered a part at a time on the loop's turns
+    /// customers' activity is gathered a part at a time in the loop's steps
     /// ([`Engine::gather_for_refit`]; reading a million states at once took
     /// 45-100 ms), then fitted on a thread of its own (50-150 ms at a million
     /// customers); the model is used from the first batch end after that.

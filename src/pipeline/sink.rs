@@ -554,3 +554,35 @@ impl Sink {
         self.producer.in_flight_count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_is_acknowledged_when_it_and_every_earlier_one_are() {
+        let acks = Acks::default();
+        assert!(acks.through(5), "nothing sent: everything acknowledged");
+        acks.sent(0);
+        acks.sent(0);
+        acks.sent(1);
+        acks.sent(3);
+        assert!(!acks.through(0));
+        acks.acknowledged(0);
+        assert!(!acks.through(0), "one of epoch 0 is still out");
+        acks.acknowledged(1);
+        assert!(!acks.through(1), "epoch 1 is done, epoch 0 is not");
+        acks.acknowledged(0);
+        assert!(acks.through(0) && acks.through(1) && acks.through(2));
+        assert!(!acks.through(3));
+        // A refused record keeps its epoch open until the book is cleared
+        // (after it was sent again and everything in flight delivered).
+        acks.clear();
+        assert!(acks.through(3));
+        acks.acknowledged(3);
+        assert!(
+            acks.through(u64::MAX),
+            "a late report of a cleared epoch is ignored"
+        );
+    }
+}
