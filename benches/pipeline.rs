@@ -1313,7 +1313,7 @@ fn latency(
                 // Records the size of a state snapshot, keyed by customer.
                 scope.spawn(|| {
                     let lp = producer(5);
-                    let value = vec![7u8; 170];
+                    let value = [7u8; 170];
                     let t0 = Instant::now();
                     let mut i = 0u64;
                     while sending.load(Ordering::Relaxed) {
