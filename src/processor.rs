@@ -448,7 +448,7 @@ impl Processor {
 
     /// The sealed records encoded so far (tombstones first, then states; a
     /// customer appears at most once as each).
-    pub fn take_encoded(&mut self) -> Vec<ChangelogRecord> {
+    pub fn take_encoded(&mut self) -> std::vec::Drain<'_, ChangelogRecord> {
         self.sealed.take()
     }
 

@@ -409,7 +409,7 @@ impl Engine {
         for (p, task) in self.partitions.iter_mut() {
             task.processor.seal();
             task.processor.encode_sealed(usize::MAX);
-            changed.extend(task.processor.take_encoded().into_iter().map(|r| (*p, r)));
+            changed.extend(task.processor.take_encoded().map(|r| (*p, r)));
         }
         if !changed.is_empty() {
             self.begin()?;
@@ -490,7 +490,7 @@ impl Engine {
             waiting += after;
             batch
                 .records
-                .extend(task.processor.take_encoded().into_iter().map(|r| (*p, r)));
+                .extend(task.processor.take_encoded().map(|r| (*p, r)));
         }
         batch.encoding = waiting > 0;
     }

@@ -302,7 +302,9 @@ impl Sink {
             if Instant::now() >= deadline {
                 return Err(KafkaError::Flush(RDKafkaErrorCode::RequestTimedOut));
             }
-            self.producer.poll(Duration::from_millis(1));
+            // rdkafka's poll waits out its whole timeout, and librdkafka
+            // counts whole milliseconds (under 1 ms it spins): 5 ms steps.
+            self.producer.poll(Duration::from_millis(5));
         }
         Ok(())
     }
@@ -338,7 +340,7 @@ impl Sink {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     record = r;
-                    self.producer.poll(Duration::from_millis(1));
+                    self.producer.poll(Duration::from_millis(5));
                 }
                 Err((e, _)) => {
                     self.acks.acknowledged(epoch);

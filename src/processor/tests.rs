@@ -25,7 +25,7 @@ fn processor() -> Processor {
 fn changelog(p: &mut Processor) -> Vec<ChangelogRecord> {
     p.seal();
     p.encode_sealed(usize::MAX);
-    p.take_encoded()
+    p.take_encoded().collect()
 }
 
 fn feed(p: &mut Processor, evs: &[InteractionEvent]) -> Vec<Effect> {
@@ -426,7 +426,7 @@ fn a_sealed_customer_is_written_as_sealed_even_if_they_change_before_encoding() 
         "both were encoded before they changed"
     );
     p.encode_sealed(usize::MAX);
-    let mut batch = p.take_encoded();
+    let mut batch: Vec<ChangelogRecord> = p.take_encoded().collect();
     batch.sort_by(|x, y| x.customer_id.cmp(&y.customer_id));
     let got: Vec<(&str, Option<&Vec<u8>>)> = batch
         .iter()
@@ -525,7 +525,7 @@ proptest::proptest! {
         bit_batches.push(canonical(current));
         bit.seal();
         bit.encode_sealed(usize::MAX);
-        bit_batches.push(canonical(bit.take_encoded()));
+        bit_batches.push(canonical(bit.take_encoded().collect()));
         once_batches.push(canonical(changelog(&mut once)));
         // `bit` has one batch more at the front: what was sealed before its
         // first seal (nothing).
