@@ -302,12 +302,17 @@ fn eos_settings(bootstrap: &str, app: &str, input: &str, instance: &str) -> Sett
 /// offset commits without storing them (`rd_kafka_mock_handle_TxnOffsetCommit`
 /// in librdkafka 2.12 parses and answers, and keeps nothing), a restarted
 /// instance starts over from the first offset: there, the service has handled
-/// every input event and committed a transaction since.
+/// every input event and its transaction count has then stood still for 1 s
+/// (five commit intervals; a transaction open at the last event is committed
+/// within one). Waiting for one more commit after the last event was seen
+/// raced: at 200 ms batches, the last commit often fell in the same 100 ms
+/// scrape as the last event, and nothing committed after it.
 fn eos_wait_to_end(broker: &Broker, s: &Settings, svc: &mut Service, real: bool, what: &str) {
     let end = broker.end_offsets(&s.kafka.input_topic);
     let total: i64 = end.iter().sum();
     let deadline = Instant::now() + Duration::from_secs(120);
-    let mut handled_all_at: Option<f64> = None;
+    // Since when the commit count stood still, and at what, once all is handled.
+    let mut handled_all_at: Option<(Instant, f64)> = None;
     loop {
         if let Some(status) = svc.exited() {
             panic!("{what}: the service exited ({status}) before the end of the input");
@@ -323,10 +328,19 @@ fn eos_wait_to_end(broker: &Broker, s: &Settings, svc: &mut Service, real: bool,
                 + common::scraped(&m, "churnwatch_events_dropped_total")
                 + common::scraped(&m, "churnwatch_events_rejected_total");
             let commits = common::scraped(&m, "churnwatch_commits_total{result=\"ok\"}");
-            if handled_all_at.is_none() && handled as i64 >= total {
-                handled_all_at = Some(commits);
+            match handled_all_at {
+                Some((_, c)) if commits != c => {
+                    handled_all_at = Some((Instant::now(), commits));
+                    false
+                }
+                Some((since, _)) => since.elapsed() >= Duration::from_secs(1),
+                None => {
+                    if handled as i64 >= total {
+                        handled_all_at = Some((Instant::now(), commits));
+                    }
+                    false
+                }
             }
-            handled_all_at.is_some_and(|c| commits > c)
         };
         if reached {
             return;
