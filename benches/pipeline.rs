@@ -1180,19 +1180,7 @@ fn latency(
     };
     let send_to = |p: &BaseProducer, topic: &str, ev: &churnwatch::pb::InteractionEvent| {
         let bytes = codec::encode(ev, Format::Protobuf);
-        let mut r = rdkafka::producer::BaseRecord::<[u8], [u8]>::to(topic)
-            .key(ev.customer_id.as_bytes())
-            .payload(&bytes[..]);
-        loop {
-            match p.send(r) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    r = back;
-                    p.poll(Duration::from_millis(5));
-                }
-            }
-        }
-        p.poll(Duration::ZERO);
+        send_record(p, topic, ev.customer_id.as_bytes(), &bytes);
     };
     let send = |p: &BaseProducer, ev: &churnwatch::pb::InteractionEvent| send_to(p, &topic, ev);
     let mut events = gen();
@@ -1314,25 +1302,11 @@ fn latency(
                 scope.spawn(|| {
                     let lp = producer(5);
                     let value = [7u8; 170];
-                    let t0 = Instant::now();
-                    let mut i = 0u64;
-                    while sending.load(Ordering::Relaxed) {
-                        let due = t0 + Duration::from_secs_f64(i as f64 / load);
-                        let now = Instant::now();
-                        if due > now + Duration::from_millis(1) {
-                            std::thread::sleep(due - now);
-                        }
+                    let until_done = (0u64..).take_while(|_| sending.load(Ordering::Relaxed));
+                    paced(until_done, load, |_, i| {
                         let key = format!("c{}", i % customers);
-                        let mut r = rdkafka::producer::BaseRecord::<[u8], [u8]>::to(&load_topic)
-                            .key(key.as_bytes())
-                            .payload(&value[..]);
-                        while let Err((_, back)) = lp.send(r) {
-                            r = back;
-                            lp.poll(Duration::from_millis(5));
-                        }
-                        lp.poll(Duration::ZERO);
-                        i += 1;
-                    }
+                        send_record(&lp, &load_topic, key.as_bytes(), &value);
+                    });
                     let _ = lp.flush(Duration::from_secs(60));
                 });
             }
@@ -1464,22 +1438,40 @@ fn refits_logged(log: &Path, from: u64) -> (usize, u64) {
     (refits.len(), refits.iter().sum())
 }
 
-/// Hands `events` to `send` at `rate` per second from now (sleeping when
+/// Hands `items` to `send` at `rate` per second from now (sleeping when
 /// ahead, catching up without sleep when behind).
-fn paced<I: Iterator<Item = churnwatch::pb::InteractionEvent>>(
-    events: I,
-    rate: f64,
-    mut send: impl FnMut(usize, &churnwatch::pb::InteractionEvent),
-) {
+fn paced<T>(items: impl Iterator<Item = T>, rate: f64, mut send: impl FnMut(usize, &T)) {
     let t0 = Instant::now();
-    for (i, ev) in events.enumerate() {
+    for (i, item) in items.enumerate() {
         let due = t0 + Duration::from_secs_f64(i as f64 / rate);
         let now = Instant::now();
         if due > now + Duration::from_millis(1) {
             std::thread::sleep(due - now);
         }
-        send(i, &ev);
+        send(i, &item);
     }
+}
+
+/// Sends one record, waiting while the producer's queue is full.
+fn send_record(p: &BaseProducer, topic: &str, key: &[u8], value: &[u8]) {
+    let mut r = rdkafka::producer::BaseRecord::<[u8], [u8]>::to(topic)
+        .key(key)
+        .payload(value);
+    while let Err((_, back)) = p.send(r) {
+        r = back;
+        p.poll(Duration::from_millis(5));
+    }
+    p.poll(Duration::ZERO);
+}
+
+/// `p50 / p99 / p999 ms` of sorted milliseconds.
+fn percentiles(sorted: &[i64]) -> String {
+    format!(
+        "{} / {} / {} ms",
+        pct(sorted, 0.5),
+        pct(sorted, 0.99),
+        pct(sorted, 0.999)
+    )
 }
 
 fn pct(sorted: &[i64], q: f64) -> i64 {
@@ -1579,10 +1571,8 @@ fn render(k: &Knobs, rep: &Report, b: &BrokerProc) -> String {
     if let Some(l) = &rep.latency {
         let p99 = pct(&l.samples, 0.99);
         line(format!(
-            "| decision latency at half load, p50 / p99 / p999 | {} / {} / {} ms (n = {}, at {:.0} events/s, target {:.0}; churnwatch {:.2} CPU s per 1M events) | p99 < 50 ms | {} |",
-            pct(&l.samples, 0.5),
-            p99,
-            pct(&l.samples, 0.999),
+            "| decision latency at half load, p50 / p99 / p999 | {} (n = {}, at {:.0} events/s, target {:.0}; churnwatch {:.2} CPU s per 1M events) | p99 < 50 ms | {} |",
+            percentiles(&l.samples),
             l.samples.len(),
             l.rate,
             l.target_rate,
@@ -1590,18 +1580,14 @@ fn render(k: &Knobs, rep: &Report, b: &BrokerProc) -> String {
             verdict(!l.samples.is_empty() && p99 < 50)
         ));
         line(format!(
-            "| the broker path alone (bare consumer, same events, rate and fetch settings), p50 / p99 / p999 | {} / {} / {} ms (n = {}) | - | - |",
-            pct(&l.floor, 0.5),
-            pct(&l.floor, 0.99),
-            pct(&l.floor, 0.999),
-            l.floor.len(),
+            "| the broker path alone (bare consumer, same events, rate and fetch settings), p50 / p99 / p999 | {} (n = {}) | - | - |",
+            percentiles(&l.floor),
+            l.floor.len()
         ));
         line(format!(
-            "| the broker path with churnwatch's writes beside it (same, plus its changelog and outreach rate from another producer), p50 / p99 / p999 | {} / {} / {} ms (n = {}) | - | - |",
-            pct(&l.loaded, 0.5),
-            pct(&l.loaded, 0.99),
-            pct(&l.loaded, 0.999),
-            l.loaded.len(),
+            "| the broker path with churnwatch's writes beside it (same, plus its changelog and outreach rate from another producer), p50 / p99 / p999 | {} (n = {}) | - | - |",
+            percentiles(&l.loaded),
+            l.loaded.len()
         ));
     }
     if let Some(m) = &rep.memory {

@@ -404,12 +404,6 @@ impl Processor {
         self.drop_customer(customer_id);
     }
 
-    /// When the customer was erased, if they were (for the tombstone, so a
-    /// restore remembers it).
-    pub fn erased_at(&self, customer_id: &str) -> Option<Timestamp> {
-        self.erased.get(&RecentEvents::hash(customer_id)).copied()
-    }
-
     /// Removes a customer erased at `at` (an erasure's tombstone seen during
     /// restore): their events up to `at` stay forgotten after the restore.
     pub fn forget_erased(&mut self, customer_id: &str, at: Timestamp) {

@@ -769,10 +769,7 @@ impl Engine {
         match spawned {
             Ok(handle) => self.refit = Some(Refit::Fitting { started, handle }),
             Err(e) => {
-                self.metrics
-                    .model_refits
-                    .with_label_values(&["error"])
-                    .inc();
+                self.count_refit("error");
                 tracing::warn!(error = %e, "could not start a refit; keeping the model");
             }
         }
@@ -786,10 +783,7 @@ impl Engine {
         started: Instant,
     ) {
         let Ok(result) = handle.join() else {
-            self.metrics
-                .model_refits
-                .with_label_values(&["error"])
-                .inc();
+            self.count_refit("error");
             tracing::error!("the refit thread panicked; keeping the model");
             return;
         };
@@ -800,7 +794,7 @@ impl Engine {
                     t.processor.set_model(m.clone());
                 }
                 set_model_metrics(&self.metrics, &m);
-                self.metrics.model_refits.with_label_values(&["ok"]).inc();
+                self.count_refit("ok");
                 tracing::info!(
                     params = ?m.params,
                     customers = m.fit.as_ref().map_or(0, |f| f.customers),
@@ -816,20 +810,19 @@ impl Engine {
                 super::memory::release();
             }
             Err(e @ (RefitError::TooFew { .. } | RefitError::TooShort { .. })) => {
-                self.metrics
-                    .model_refits
-                    .with_label_values(&["skipped"])
-                    .inc();
+                self.count_refit("skipped");
                 tracing::info!(reason = %e, "refit skipped; keeping the model");
             }
             Err(e) => {
-                self.metrics
-                    .model_refits
-                    .with_label_values(&["error"])
-                    .inc();
+                self.count_refit("error");
                 tracing::warn!(error = %e, "model refit failed; keeping the model");
             }
         }
+    }
+
+    /// A refit's result in `churnwatch_model_refits_total`.
+    fn count_refit(&self, result: &str) {
+        self.metrics.model_refits.with_label_values(&[result]).inc();
     }
 
     /// Restores newly assigned partitions from the changelog (all of them in
