@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# Apache Kafka for churnwatch's tests, trials and harness: installed once from
+# Maven Central into the cache (no tarball, no Docker), run with `java` in KRaft
+# mode on loopback.
+#
+#   scripts/kafka.sh install                 resolve the broker's classpath once
+#   scripts/kafka.sh start DIR               one node (broker + controller);
+#                                            prints the bootstrap address
+#   scripts/kafka.sh start-cluster DIR       three nodes, each its own process
+#                                            and log directory (RF 3, min ISR 2)
+#   scripts/kafka.sh stop DIR                stop whatever DIR holds (SIGTERM,
+#                                            then SIGKILL after 20 s)
+#   scripts/kafka.sh bootstrap DIR           print the bootstrap address
+#
+# DIR holds, per node N: nodeN/server.properties, nodeN/data, nodeN/log
+# (stdout and the broker's own log), nodeN/pid; and DIR/bootstrap. Logs stay in
+# DIR after stop, so a failed run can be read afterwards.
+#
+# Environment: KAFKA_VERSION (pinned below), CHURNWATCH_CACHE,
+# KAFKA_HEAP (default -Xms256m -Xmx768m per node: the machine is 2 cores and
+# 24 GiB and also builds and tests), JAVA (default `java` on PATH),
+# KAFKA_READY_SECS (default 60).
+set -euo pipefail
+
+KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
+CACHE="${CHURNWATCH_CACHE:-$HOME/.cache/churnwatch}"
+HOME_DIR="$CACHE/kafka/$KAFKA_VERSION"
+LIBS="$HOME_DIR/libs"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+JAVA="${JAVA:-java}"
+HEAP="${KAFKA_HEAP:--Xms256m -Xmx768m}"
+READY_SECS="${KAFKA_READY_SECS:-60}"
+
+die() { echo "kafka.sh: $*" >&2; exit 1; }
+
+install() {
+  if [ -f "$LIBS/.complete" ]; then
+    return 0
+  fi
+  command -v mvn >/dev/null || die "mvn not found (Apache Maven is needed once, to resolve the broker from Maven Central)"
+  echo "kafka.sh: resolving org.apache.kafka:kafka_2.13:$KAFKA_VERSION into $LIBS (once)" >&2
+  rm -rf "$LIBS"
+  mkdir -p "$LIBS"
+  local work
+  work="$(mktemp -d)"
+  (cd "$work" && mvn -q -B -f "$HERE/kafka/pom.xml" dependency:copy-dependencies \
+      -Dkafka.version="$KAFKA_VERSION" -DoutputDirectory="$LIBS") >&2 \
+    || { rm -rf "$work"; die "mvn could not resolve kafka_2.13:$KAFKA_VERSION"; }
+  rm -rf "$work"
+  [ -f "$LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] || die "kafka_2.13-$KAFKA_VERSION.jar missing after resolve"
+  touch "$LIBS/.complete"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+log4j_config() {
+  # The broker's own log into nodeN/log/server.log; WARN and above of the
+  # chattier loggers only.
+  cat <<EOF
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = \${sys:kafka.logs.dir}/server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.cleaner.name = kafka.log.LogCleaner
+logger.cleaner.level = INFO
+EOF
+}
+
+# write_node DIR ID BROKER_PORT CONTROLLER_PORT VOTERS REPLICATION
+write_node() {
+  local dir="$1" id="$2" port="$3" cport="$4" voters="$5" rf="$6"
+  local min_isr=1
+  [ "$rf" -ge 3 ] && min_isr=2
+  mkdir -p "$dir/data" "$dir/log"
+  cat >"$dir/server.properties" <<EOF
+process.roles=broker,controller
+node.id=$id
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+default.replication.factor=$rf
+min.insync.replicas=$min_isr
+offsets.topic.replication.factor=$rf
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$min_isr
+transaction.state.log.num.partitions=8
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$min_isr
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+num.network.threads=2
+num.io.threads=4
+num.recovery.threads.per.data.dir=1
+log.cleaner.threads=1
+log.cleaner.backoff.ms=1000
+log.retention.check.interval.ms=5000
+EOF
+  log4j_config >"$dir/log4j2.properties"
+}
+
+start_node() {
+  local dir="$1"
+  # shellcheck disable=SC2086
+  nohup "$JAVA" $HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+    -Djava.awt.headless=true -Dkafka.logs.dir="$dir/log" \
+    -Dlog4j2.configurationFile="$dir/log4j2.properties" \
+    -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
+    >"$dir/log/stdout.log" 2>&1 </dev/null &
+  echo $! >"$dir/pid"
+}
+
+format_node() {
+  local dir="$1" cluster_id="$2"
+  "$JAVA" -Xmx256m -cp "$LIBS/*" kafka.tools.StorageTool format \
+    -t "$cluster_id" -c "$dir/server.properties" --ignore-formatted \
+    >"$dir/log/format.log" 2>&1 || { cat "$dir/log/format.log" >&2; die "format of $dir failed"; }
+}
+
+# wait_ready BOOTSTRAP DIR...: until every node answers on its broker port and
+# the cluster lists all its brokers (the metadata call of kafka-python-free
+# check: a TCP connect per node, then the server log saying the broker started).
+wait_ready() {
+  local deadline=$((SECONDS + READY_SECS)) dir
+  for dir in "$@"; do
+    until grep -q "Kafka Server started\|\[KafkaRaftServer nodeId=[0-9]*\] Kafka Server started" "$dir/log/server.log" 2>/dev/null; do
+      if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+        tail -40 "$dir/log/stdout.log" "$dir/log/server.log" >&2 2>/dev/null || true
+        die "the broker in $dir exited before it was ready (logs kept in $dir/log)"
+      fi
+      if [ $SECONDS -ge $deadline ]; then
+        tail -40 "$dir/log/server.log" >&2 2>/dev/null || true
+        die "the broker in $dir was not ready in ${READY_SECS}s (logs kept in $dir/log)"
+      fi
+      sleep 0.2
+    done
+  done
+}
+
+start() {
+  local dir="$1" nodes="$2"
+  install
+  [ -f "$dir/bootstrap" ] && die "$dir already holds a broker (stop it first)"
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  local ids=() ports=() cports=() voters="" i
+  for ((i = 1; i <= nodes; i++)); do
+    ids+=("$i")
+    ports+=("$(free_port)")
+    cports+=("$(free_port)")
+    voters+="${voters:+,}$i@127.0.0.1:${cports[$((i - 1))]}"
+  done
+  local cluster_id
+  cluster_id="$("$JAVA" -Xmx128m -cp "$LIBS/*" kafka.tools.StorageTool random-uuid)"
+  local rf=1
+  [ "$nodes" -ge 3 ] && rf=3
+  local node_dirs=() bootstrap=""
+  for ((i = 0; i < nodes; i++)); do
+    local nd="$dir/node${ids[$i]}"
+    write_node "$nd" "${ids[$i]}" "${ports[$i]}" "${cports[$i]}" "$voters" "$rf"
+    format_node "$nd" "$cluster_id"
+    node_dirs+=("$nd")
+    bootstrap+="${bootstrap:+,}127.0.0.1:${ports[$i]}"
+  done
+  local t0=$SECONDS
+  for nd in "${node_dirs[@]}"; do start_node "$nd"; done
+  wait_ready "${node_dirs[@]}"
+  echo "$bootstrap" >"$dir/bootstrap"
+  echo "kafka.sh: Apache Kafka $KAFKA_VERSION, $nodes node(s), ready in $((SECONDS - t0)) s at $bootstrap (logs in $dir)" >&2
+  echo "$bootstrap"
+}
+
+stop() {
+  local dir="$1" nd pid
+  for nd in "$dir"/node*; do
+    [ -f "$nd/pid" ] || continue
+    pid="$(cat "$nd/pid")"
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for nd in "$dir"/node*; do
+    [ -f "$nd/pid" ] || continue
+    pid="$(cat "$nd/pid")"
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$nd/pid"
+  done
+  rm -f "$dir/bootstrap"
+}
+
+cmd="${1:-}"
+case "$cmd" in
+  install) install; echo "$LIBS" ;;
+  start) [ $# -eq 2 ] || die "usage: kafka.sh start DIR"; start "$2" 1 ;;
+  start-cluster) [ $# -eq 2 ] || die "usage: kafka.sh start-cluster DIR"; start "$2" 3 ;;
+  stop) [ $# -eq 2 ] || die "usage: kafka.sh stop DIR"; stop "$2" ;;
+  bootstrap) [ $# -eq 2 ] || die "usage: kafka.sh bootstrap DIR"; cat "$2/bootstrap" ;;
+  classpath) install; echo "$LIBS/*" ;;
+  *) die "usage: kafka.sh install|start DIR|start-cluster DIR|stop DIR|bootstrap DIR|classpath" ;;
+esac
