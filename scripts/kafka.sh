@@ -11,6 +11,11 @@
 #   scripts/kafka.sh stop DIR                stop whatever DIR holds (SIGTERM,
 #                                            then SIGKILL after 20 s)
 #   scripts/kafka.sh bootstrap DIR           print the bootstrap address
+#   scripts/kafka.sh run DIR                 one node in the foreground (exec
+#                                            java): the caller owns the process
+#                                            (the tests: their own pid to kill,
+#                                            restart = `run DIR` again, on the
+#                                            same ports and log directory)
 #
 # DIR holds, per node N: nodeN/server.properties, nodeN/data, nodeN/log
 # (stdout and the broker's own log), nodeN/pid; and DIR/bootstrap. Logs stay in
@@ -19,7 +24,11 @@
 # Environment: KAFKA_VERSION (pinned below), CHURNWATCH_CACHE,
 # KAFKA_HEAP (default -Xms256m -Xmx768m per node: the machine is 2 cores and
 # 24 GiB and also builds and tests), JAVA (default `java` on PATH),
-# KAFKA_READY_SECS (default 60).
+# KAFKA_READY_SECS (default 60), KAFKA_EXTRA_PROPERTIES (lines appended to
+# each node's server.properties, so they override the defaults; @PORT@ and
+# @CONTROLLER_PORT@ stand for the node's ports, e.g. a SASL listener),
+# KAFKA_FORMAT_ARGS (extra arguments to the storage format, e.g.
+# `--add-scram SCRAM-SHA-256=[name=u,password=p]`).
 set -euo pipefail
 
 KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
@@ -49,6 +58,18 @@ install() {
   rm -rf "$work"
   [ -f "$LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] || die "kafka_2.13-$KAFKA_VERSION.jar missing after resolve"
   touch "$LIBS/.complete"
+}
+
+# A KRaft cluster id (what `kafka-storage.sh random-uuid` prints: 16 random
+# bytes, URL-safe base64 without padding, not starting with '-'), without the
+# 1.5 s of a JVM.
+cluster_uuid() {
+  python3 -c 'import base64, uuid
+while True:
+    s = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    if not s.startswith("-"):
+        print(s)
+        break'
 }
 
 free_port() {
@@ -109,25 +130,36 @@ log.cleaner.threads=1
 log.cleaner.backoff.ms=1000
 log.retention.check.interval.ms=5000
 EOF
+  if [ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]; then
+    printf '%s\n' "$KAFKA_EXTRA_PROPERTIES" \
+      | sed -e "s/@PORT@/$port/g" -e "s/@CONTROLLER_PORT@/$cport/g" >>"$dir/server.properties"
+  fi
   log4j_config >"$dir/log4j2.properties"
 }
 
 start_node() {
   local dir="$1"
-  # shellcheck disable=SC2086
-  nohup "$JAVA" $HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
-    -Djava.awt.headless=true -Dkafka.logs.dir="$dir/log" \
-    -Dlog4j2.configurationFile="$dir/log4j2.properties" \
-    -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
-    >"$dir/log/stdout.log" 2>&1 </dev/null &
+  # shellcheck disable=SC2046
+  nohup "$JAVA" $(java_args "$dir") -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
+    >>"$dir/log/stdout.log" 2>&1 </dev/null &
   echo $! >"$dir/pid"
 }
 
 format_node() {
-  local dir="$1" cluster_id="$2"
-  "$JAVA" -Xmx256m -cp "$LIBS/*" kafka.tools.StorageTool format \
-    -t "$cluster_id" -c "$dir/server.properties" --ignore-formatted \
-    >"$dir/log/format.log" 2>&1 || { cat "$dir/log/format.log" >&2; die "format of $dir failed"; }
+  local dir="$1" cluster_id="$2" extra=()
+  # Split on blanks, no globbing (`--add-scram SCRAM-SHA-256=[name=u,...]`).
+  read -ra extra <<<"${KAFKA_FORMAT_ARGS:-}"
+  "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 -cp "$LIBS/*" kafka.tools.StorageTool format \
+    -t "$cluster_id" -c "$dir/server.properties" --ignore-formatted "${extra[@]}" \
+    >"$dir/log/format.log" 2>&1 || { cat "$dir/log/format.log" >&2; return 1; }
+}
+
+java_args() {
+  local dir="$1"
+  # shellcheck disable=SC2086
+  echo $HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+    -Djava.awt.headless=true -Dkafka.logs.dir="$dir/log" \
+    -Dlog4j2.configurationFile="$dir/log4j2.properties"
 }
 
 # wait_ready BOOTSTRAP DIR...: until every node answers on its broker port and
@@ -163,24 +195,52 @@ start() {
     cports+=("$(free_port)")
     voters+="${voters:+,}$i@127.0.0.1:${cports[$((i - 1))]}"
   done
-  local cluster_id
-  cluster_id="$("$JAVA" -Xmx128m -cp "$LIBS/*" kafka.tools.StorageTool random-uuid)"
+  local cluster_id t0=$SECONDS
+  cluster_id="$(cluster_uuid)"
   local rf=1
   [ "$nodes" -ge 3 ] && rf=3
-  local node_dirs=() bootstrap=""
+  local node_dirs=() bootstrap="" pids=()
   for ((i = 0; i < nodes; i++)); do
     local nd="$dir/node${ids[$i]}"
     write_node "$nd" "${ids[$i]}" "${ports[$i]}" "${cports[$i]}" "$voters" "$rf"
-    format_node "$nd" "$cluster_id"
     node_dirs+=("$nd")
     bootstrap+="${bootstrap:+,}127.0.0.1:${ports[$i]}"
   done
-  local t0=$SECONDS
+  # The nodes are formatted in parallel (one JVM each, ~2 s apiece).
+  for nd in "${node_dirs[@]}"; do format_node "$nd" "$cluster_id" & pids+=($!); done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || die "format of ${node_dirs[$i]} failed"
+  done
   for nd in "${node_dirs[@]}"; do start_node "$nd"; done
   wait_ready "${node_dirs[@]}"
   echo "$bootstrap" >"$dir/bootstrap"
   echo "kafka.sh: Apache Kafka $KAFKA_VERSION, $nodes node(s), ready in $((SECONDS - t0)) s at $bootstrap (logs in $dir)" >&2
   echo "$bootstrap"
+}
+
+# run DIR: one node, prepared on the first call (ports, properties, format)
+# and reused after (a restart keeps its ports and log directory), then exec'd
+# in the foreground so that the caller owns the broker's process. DIR/bootstrap
+# holds the address once prepared.
+run() {
+  local dir="$1"
+  install
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  local nd="$dir/node1"
+  if [ ! -f "$nd/.formatted" ]; then
+    local port cport
+    port="$(free_port)"
+    cport="$(free_port)"
+    write_node "$nd" 1 "$port" "$cport" "1@127.0.0.1:$cport" 1
+    format_node "$nd" "$(cluster_uuid)" || die "format of $nd failed"
+    touch "$nd/.formatted"
+    echo "127.0.0.1:$port" >"$dir/bootstrap"
+  fi
+  echo $$ >"$nd/pid"
+  # shellcheck disable=SC2046
+  exec "$JAVA" $(java_args "$nd") -cp "$LIBS/*" kafka.Kafka "$nd/server.properties" \
+    >>"$nd/log/stdout.log" 2>&1 </dev/null
 }
 
 stop() {
@@ -210,6 +270,7 @@ case "$cmd" in
   start-cluster) [ $# -eq 2 ] || die "usage: kafka.sh start-cluster DIR"; start "$2" 3 ;;
   stop) [ $# -eq 2 ] || die "usage: kafka.sh stop DIR"; stop "$2" ;;
   bootstrap) [ $# -eq 2 ] || die "usage: kafka.sh bootstrap DIR"; cat "$2/bootstrap" ;;
+  run) [ $# -eq 2 ] || die "usage: kafka.sh run DIR"; run "$2" ;;
   classpath) install; echo "$LIBS/*" ;;
-  *) die "usage: kafka.sh install|start DIR|start-cluster DIR|stop DIR|bootstrap DIR|classpath" ;;
+  *) die "usage: kafka.sh install|start DIR|start-cluster DIR|run DIR|stop DIR|bootstrap DIR|classpath" ;;
 esac

@@ -1,12 +1,12 @@
 //! Faults, against the service binary (`churnwatch run` as a child process)
-//! on a durable broker (tansu's sqlite engine, or `KAFKA_BOOTSTRAP`):
+//! on Apache Kafka (tests/common: one per test binary, or `KAFKA_BOOTSTRAP`):
 //!
 //! - crash trials: SIGKILL at a seeded random moment, restart, run to the
 //!   end; the outreach ids and every customer's final state equal a clean
 //!   run's (at-least-once: repeats of the same ids only);
-//! - broker restarts: tansu killed (SIGKILL, then SIGTERM) and restarted on
-//!   the same port and database while the service runs; the same service
-//!   process rides it out and nothing is lost;
+//! - broker restarts: a broker of the test's own killed (SIGKILL, then
+//!   SIGTERM) and restarted on the same port and log directory while the
+//!   service runs; the same service process rides it out and nothing is lost;
 //! - rebalance storm: instances join and leave (SIGTERM, one SIGKILL) on a
 //!   seeded schedule while input streams in.
 //!
@@ -30,7 +30,7 @@ use churnwatch::{
     settings::Settings,
     time::Span,
 };
-use common::{final_states, outreach_ids, settings_for_topic, unique, Broker, Service, Storage};
+use common::{final_states, outreach_ids, settings_for_topic, unique, Broker, Service};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -259,7 +259,7 @@ fn trials() -> usize {
 #[test]
 fn seeded_crashes_lose_nothing_and_end_in_the_clean_state() {
     let started = Instant::now();
-    let broker = Broker::start(Storage::Sqlite);
+    let broker = Broker::start();
     let input = unique("cw-crash-in");
     broker.create_topic(&input, PARTITIONS, false);
     let evs = population(300, 45, 11);
@@ -404,13 +404,12 @@ fn wait_handled(svc: &mut Service, n: u64, timeout: Duration, what: &str) -> u64
 
 #[test]
 fn the_service_rides_out_broker_restarts_and_loses_nothing() {
-    let mut broker = Broker::start(Storage::Sqlite);
-    if !broker.is_tansu() {
+    let Some(mut broker) = Broker::own() else {
         eprintln!(
-            "skipped: KAFKA_BOOTSTRAP names a broker this test cannot restart (it stops and restarts its own tansu)"
+            "skipped: KAFKA_BOOTSTRAP names a broker this test cannot restart (it stops and restarts its own Apache Kafka)"
         );
         return;
-    }
+    };
     let input = unique("cw-bounce-in");
     broker.create_topic(&input, PARTITIONS, false);
     let evs = population(300, 45, 12);
@@ -497,7 +496,7 @@ fn the_service_rides_out_broker_restarts_and_loses_nothing() {
 #[test]
 fn a_rebalance_storm_ends_in_the_clean_state_with_the_clean_outreach() {
     let started = Instant::now();
-    let broker = Broker::start(Storage::Sqlite);
+    let broker = Broker::start();
     let input = unique("cw-storm-in");
     broker.create_topic(&input, PARTITIONS, false);
     let evs = population(400, 60, 13);

@@ -11,7 +11,7 @@ use std::{
 };
 
 use churnwatch::{codec::Format, events, pb::InteractionEvent};
-use common::{free_port, scraped, settings, unique, wait_for, Broker, Running, Storage};
+use common::{free_port, scraped, settings, unique, wait_for, Broker, Running};
 
 const PARTITIONS: i32 = 4;
 const CAP: u64 = 25_000;
@@ -60,7 +60,7 @@ fn rejected_for_cap(text: &str) -> f64 {
 
 #[test]
 fn a_flood_of_new_ids_is_capped_and_silent_customers_are_later_forgotten() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::start();
     let app = unique("cw-flood");
     let mut s = settings(&broker, &app, PARTITIONS);
     s.fold.max_customers_per_partition = CAP;

@@ -31,7 +31,7 @@ use churnwatch::{
 };
 use common::{
     month::{month, t},
-    settings, unique, wait_for, Broker, Storage,
+    settings, unique, wait_for, Broker,
 };
 use prometheus::proto::MetricFamily;
 use rdkafka::{
@@ -244,7 +244,7 @@ fn histogram_counts(m: &Metrics, name: &str) -> BTreeMap<String, u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_over_known_input_exposes_each_metric_with_the_expected_values() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::start();
     let app = unique("cw-metrics");
     let s = settings(&broker, &app, 2);
     let topic = s.kafka.input_topic.clone();

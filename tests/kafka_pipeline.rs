@@ -13,7 +13,7 @@ use churnwatch::{
     pb::{Channel, InteractionEvent, OutreachRequested},
     pipeline::Pipeline,
 };
-use common::{metric, month::month, settings, unique, wait_for, Broker, Storage};
+use common::{metric, month::month, settings, unique, wait_for, Broker};
 use prost::Message;
 
 fn decode_outreach(r: &common::Record) -> OutreachRequested {
@@ -23,7 +23,7 @@ fn decode_outreach(r: &common::Record) -> OutreachRequested {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_month_over_kafka_gives_the_replay_outreach() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::start();
     let app = unique("cw-month");
     let s = settings(&broker, &app, 2);
     let evs = month();
@@ -68,7 +68,7 @@ async fn the_month_over_kafka_gives_the_replay_outreach() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_customer_gets_outreach_while_nothing_arrives() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::start();
     let app = unique("cw-idle");
     let mut s = settings(&broker, &app, 1);
     s.processing.idle_advance = Some(churnwatch::time::Span::seconds(1));
@@ -112,7 +112,7 @@ async fn a_silent_customer_gets_outreach_while_nothing_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_dead_lettered_with_its_reason_and_good_input_goes_on() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::start();
     let app = unique("cw-dlq");
     let s = settings(&broker, &app, 1);
     let t0 = 1_767_225_600; // 2026-01-01
@@ -252,7 +252,7 @@ async fn json_values_are_read_when_configured_or_when_the_content_type_says_so()
         message::{Header, OwnedHeaders},
         producer::{BaseRecord, Producer},
     };
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::start();
     let app = unique("cw-json");
     let s = settings(&broker, &app, 1);
     let t0 = 1_767_225_600;
@@ -310,7 +310,7 @@ async fn json_values_are_read_when_configured_or_when_the_content_type_says_so()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changelog_with_another_partition_count_is_refused_with_a_clear_message() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::start();
     let app = unique("cw-copart");
     let s = settings(&broker, &app, 4);
     broker.create_topic(&s.changelog_topic(), 2, true);
@@ -338,7 +338,7 @@ async fn a_dead_letter_keeps_the_original_headers() {
         message::{Header, OwnedHeaders},
         producer::{BaseRecord, Producer},
     };
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::start();
     let s = settings(&broker, &unique("cw-dlqh"), 1);
     let producer = broker.producer();
     let headers = OwnedHeaders::new()

@@ -20,7 +20,7 @@ use churnwatch::{
     settings::Settings,
     time::Span,
 };
-use common::{handled, settings, unique, wait_for, Broker, Storage};
+use common::{handled, settings, unique, wait_for, Broker};
 use prost::Message;
 
 fn population(customers: u64, days: i64) -> Vec<InteractionEvent> {
@@ -45,7 +45,7 @@ fn fixed_model(mut s: Settings) -> Settings {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_instance_restores_the_state_from_the_changelog_without_reprocessing() {
-    let broker = Broker::start(Storage::Sqlite);
+    let broker = Broker::start();
     let app = unique("cw-restore");
     let s = fixed_model(settings(&broker, &app, 2));
     let evs = population(300, 45);
@@ -103,7 +103,7 @@ async fn a_new_instance_restores_the_state_from_the_changelog_without_reprocessi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_partitions_and_one_takes_over_when_the_other_stops() {
-    let broker = Broker::start(Storage::Sqlite);
+    let broker = Broker::start();
     let app = unique("cw-share");
     let s = fixed_model(settings(&broker, &app, 4));
 
@@ -217,7 +217,7 @@ async fn two_instances_share_the_partitions_and_one_takes_over_when_the_other_st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_instance_scores_with_the_model_the_stopped_one_had_fitted() {
-    let broker = Broker::start(Storage::Sqlite);
+    let broker = Broker::start();
     let app = unique("cw-model");
     let s = settings(&broker, &app, 2);
     let evs = population(400, 60);

@@ -3,24 +3,16 @@
 //! no more than it must, logs without customer data, and erasure that sticks.
 //!
 //! Every test runs the `churnwatch` binary, as ops run it. The SASL and TLS
-//! tests need tansu (they configure the broker); with `KAFKA_BOOTSTRAP` set
-//! they say why they skip. The others run against that Kafka too.
+//! tests run an Apache Kafka of their own (tests/common, `Broker::own_with`)
+//! with a SASL_PLAINTEXT or SSL listener beside the plaintext one the test
+//! uses to create topics; with `KAFKA_BOOTSTRAP` set they say why they skip.
+//! The others run against this binary's Apache Kafka, or that Kafka.
 //!
-//! What tansu 0.6 offers (read from its source, and checked here):
-//! - SASL: SCRAM-SHA-256 and SCRAM-SHA-512 with `--authentication`; users are
-//!   made with `tansu user create NAME PASSWORD --mechanism scram256|scram512`
-//!   (the AlterUserScramCredentials API). Credentials are kept only by the
-//!   sqlite and postgres storage engines (the memory engine finds no user),
-//!   and with authentication on, creating a user needs an authenticated
-//!   client, so users are made before the broker is restarted with
-//!   `--authentication`. PLAIN is not offered (its SASL library is built
-//!   without it: the handshake fails with "broker's supported mechanisms: (n/a)").
-//! - TLS: not served. `--cert` and `--key` are in one clap group, so giving
-//!   both is refused ("the argument '--cert <CERT>' cannot be used with
-//!   '--key <KEY>'"), and the broker builds a TLS acceptor it never uses.
-//!   The TLS test therefore puts a TLS terminator (python3's `ssl`) in front
-//!   of tansu, advertised as the broker's address, so that every connection
-//!   churnwatch makes is TLS with a self-signed certificate made by openssl.
+//! - SASL: SCRAM-SHA-256 and SCRAM-SHA-512 users are made when the broker's
+//!   storage is formatted (`kafka-storage format --add-scram`, KIP-900), and
+//!   PLAIN users in the listener's JAAS configuration.
+//! - TLS: the broker's own SSL listener with PEM files made by openssl
+//!   (`ssl.keystore.type=PEM`), requiring a client certificate.
 
 mod common;
 
@@ -40,7 +32,7 @@ use churnwatch::{
     settings::Settings,
     time::Span,
 };
-use common::{free_port, settings, settings_for_topic, unique, wait_for, Broker, Running, Storage};
+use common::{free_port, settings, settings_for_topic, unique, wait_for, Broker, Running};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     message::{Header, OwnedHeaders},
@@ -209,46 +201,18 @@ fn real_kafka() -> Option<String> {
     std::env::var("KAFKA_BOOTSTRAP").ok()
 }
 
-fn tansu_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("TANSU_BIN") {
-        return PathBuf::from(p);
-    }
-    let cached = PathBuf::from(std::env::var("HOME").unwrap_or_default())
-        .join(".cache/churnwatch/tools/bin/tansu");
-    if cached.exists() {
-        cached
-    } else {
-        PathBuf::from("tansu")
-    }
-}
-
-/// A tansu broker of this file's own (the SASL and TLS tests configure it).
-fn tansu(dir: &Path, listen: u16, advertise: u16, engine: &str, extra: &[&str]) -> Running {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("tansu.log"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let child = Command::new(tansu_bin())
-        .current_dir(dir)
-        .arg("broker")
-        .args(["--listener-url", &format!("tcp://127.0.0.1:{listen}")])
-        .args([
-            "--advertised-listener-url",
-            &format!("tcp://127.0.0.1:{advertise}"),
-        ])
-        .args(["--storage-engine", engine])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting tansu ({}): {e}", tansu_bin().display()));
-    let up = wait_for(Duration::from_secs(30), || {
-        TcpStream::connect(("127.0.0.1", listen)).ok()
-    });
-    assert!(up.is_some(), "tansu did not listen on {listen}");
-    Running(child)
+/// An Apache Kafka of this file's own with a second listener, `protocol`
+/// (SASL_PLAINTEXT or SSL) on `port`, configured by `more`; the plaintext
+/// listener stays the broker's bootstrap (topics, test producers). None
+/// with `KAFKA_BOOTSTRAP` set.
+fn kafka_with_listener(protocol: &str, port: u16, more: &str, format_args: &str) -> Option<Broker> {
+    let props = format!(
+        "listeners=PLAINTEXT://127.0.0.1:@PORT@,CONTROLLER://127.0.0.1:@CONTROLLER_PORT@,{protocol}://127.0.0.1:{port}\n\
+         advertised.listeners=PLAINTEXT://127.0.0.1:@PORT@,{protocol}://127.0.0.1:{port}\n\
+         listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,{protocol}:{protocol}\n\
+         {more}"
+    );
+    Broker::own_with(&props, format_args)
 }
 
 /// Metadata as a client with these extra properties sees it (None: refused).
@@ -379,51 +343,48 @@ bearer_token = "literal-bearer-c3d9"
 
 // ---------------------------------------------------------------- Kafka SASL
 
-/// SCRAM against tansu `--authentication`: the right credentials, from the
-/// environment (SCRAM-SHA-512) or a file (SCRAM-SHA-256), run the whole
-/// service; a wrong password stops it with an authentication error; no
-/// password is ever printed.
+/// SCRAM and PLAIN on Apache Kafka's SASL_PLAINTEXT listener: the right
+/// credentials, from the environment (SCRAM-SHA-512) or a file
+/// (SCRAM-SHA-256), run the whole service; a wrong password stops it with an
+/// authentication error; no password is ever printed.
 #[test]
 fn sasl_scram_credentials_pass_through_to_kafka() {
     if let Some(b) = real_kafka() {
         println!(
-            "skipped: KAFKA_BOOTSTRAP={b} is set; this test configures SCRAM users on its own tansu"
+            "skipped: KAFKA_BOOTSTRAP={b} is set; this test configures SASL users on its own Apache Kafka"
         );
         return;
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let port = free_port();
     let bootstrap = format!("127.0.0.1:{port}");
-    let engine = "sqlite://tansu.db"; // the memory engine keeps no users
-    let (pw512, pw256) = ("scram512-pw-1e6b", "scram256-pw-8c2f");
-
-    // 1. Without authentication: users, the input topic and its events.
-    let open = tansu(dir.path(), port, port, engine, &[]);
-    let plain = Broker::external(&bootstrap);
-    let up = wait_for(Duration::from_secs(30), || {
-        metadata_ok(&bootstrap, &[]).then_some(())
-    });
-    assert!(up.is_some(), "tansu did not come up");
-    for (user, pw, mech) in [("cw-512", pw512, "scram512"), ("cw-256", pw256, "scram256")] {
-        let out = Command::new(tansu_bin())
-            .args(["user", "create", user, pw, "--mechanism", mech])
-            .args(["--broker", &format!("tcp://{bootstrap}")])
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            out.status.success(),
-            "tansu user create: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let (pw512, pw256, pw_plain) = ("scram512-pw-1e6b", "scram256-pw-8c2f", "plain-pw-77d1");
+    let jaas = |module: &str, users: &str| {
+        format!("org.apache.kafka.common.security.{module} required{users};")
+    };
+    let more = format!(
+        "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN\n\
+         listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config={}\n\
+         listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config={}\n\
+         listener.name.sasl_plaintext.plain.sasl.jaas.config={}",
+        jaas("scram.ScramLoginModule", ""),
+        jaas("scram.ScramLoginModule", ""),
+        jaas(
+            "plain.PlainLoginModule",
+            &format!(" user_cw-plain=\"{pw_plain}\"")
+        ),
+    );
+    let users = format!(
+        "--add-scram SCRAM-SHA-512=[name=cw-512,password={pw512}] \
+         --add-scram SCRAM-SHA-256=[name=cw-256,password={pw256}]"
+    );
+    let plain = kafka_with_listener("SASL_PLAINTEXT", port, &more, &users)
+        .unwrap_or_else(|| panic!("KAFKA_BOOTSTRAP is not set"));
     let input = unique("sasl-in");
     plain.create_topic(&input, 1, false);
     let evs = weekly("pii-sasl-customer", 6);
     plain.produce(&input, &evs, Format::Protobuf, |_| 0);
-    drop(open);
 
-    // 2. The same storage, now requiring authentication.
-    let _broker = tansu(dir.path(), port, port, engine, &["--authentication"]);
     let sasl = |mech: &str, user: &str, pw: &str| {
         metadata_ok(
             &bootstrap,
@@ -444,13 +405,17 @@ fn sasl_scram_credentials_pass_through_to_kafka() {
         "a client without credentials is refused (else this test proves nothing)"
     );
     assert!(
-        !sasl("PLAIN", "cw-512", pw512),
-        "tansu 0.6 does not offer PLAIN (see the module comment); if it does now, test it"
+        sasl("PLAIN", "cw-plain", pw_plain),
+        "PLAIN with the right password"
+    );
+    assert!(
+        !sasl("PLAIN", "cw-plain", "wrong-pw-3a7d"),
+        "PLAIN with a wrong password"
     );
 
     let with = |app: &str, mech: &str, user: &str, pw_ref: &str| {
         let mut s = settings_for_topic(&plain, app, &input);
-        s.kafka.assignment_strategy = churnwatch::settings::AssignmentStrategy::Range;
+        s.kafka.bootstrap_servers = bootstrap.clone();
         let p = &mut s.kafka.properties;
         p.insert("security.protocol".into(), "SASL_PLAINTEXT".into());
         p.insert("sasl.mechanism".into(), mech.into());
@@ -458,7 +423,7 @@ fn sasl_scram_credentials_pass_through_to_kafka() {
         p.insert("sasl.password".into(), pw_ref.into());
         s
     };
-    let secrets = [pw512, pw256, "wrong-pw-3a7d"];
+    let secrets = [pw512, pw256, pw_plain, "wrong-pw-3a7d"];
 
     // Password from the environment, SCRAM-SHA-512.
     let s = with(
@@ -521,39 +486,6 @@ fn sasl_scram_credentials_pass_through_to_kafka() {
 
 // ----------------------------------------------------------------- Kafka TLS
 
-/// A TLS terminator: accepts TLS on one port (server certificate, and client
-/// certificates checked against `client_ca`), forwards to tansu in clear.
-const TLS_PROXY: &str = r#"
-import asyncio, ssl, sys
-listen, target, cert, key, client_ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-ctx.load_cert_chain(cert, key)
-ctx.verify_mode = ssl.CERT_REQUIRED
-ctx.load_verify_locations(client_ca)
-async def pipe(r, w):
-    try:
-        while data := await r.read(65536):
-            w.write(data)
-            await w.drain()
-    except Exception:
-        pass
-    finally:
-        w.close()
-async def handle(r, w):
-    try:
-        tr, tw = await asyncio.open_connection("127.0.0.1", target)
-    except Exception:
-        w.close()
-        return
-    await asyncio.gather(pipe(r, tw), pipe(tr, w))
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", listen, ssl=ctx)
-    print("listening", flush=True)
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-"#;
-
 fn openssl(args: &[&str], dir: &Path) -> bool {
     Command::new("openssl")
         .args(args)
@@ -600,7 +532,7 @@ fn self_signed(dir: &Path, name: &str, pass: Option<&str>) -> bool {
 fn tls_settings_pass_through_to_kafka() {
     if let Some(b) = real_kafka() {
         println!(
-            "skipped: KAFKA_BOOTSTRAP={b} is set; this test builds its own TLS front for tansu"
+            "skipped: KAFKA_BOOTSTRAP={b} is set; this test runs its own Apache Kafka with a TLS listener"
         );
         return;
     }
@@ -614,42 +546,25 @@ fn tls_settings_pass_through_to_kafka() {
         println!("skipped: openssl could not make certificates (is it installed?)");
         return;
     }
-    let python_ok = Command::new("python3")
-        .args(["-c", "import ssl, asyncio"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !python_ok {
-        println!("skipped: python3 (for the TLS terminator in front of tansu) is not available");
-        return;
-    }
-    std::fs::write(d.join("proxy.py"), TLS_PROXY).unwrap_or_else(|e| panic!("{e}"));
+    // The broker's PEM keystore: its certificate and (unencrypted PKCS#8) key
+    // in one file; it trusts the client's self-signed certificate.
+    let server_pem = std::fs::read_to_string(d.join("server.pem")).unwrap_or_default()
+        + &std::fs::read_to_string(d.join("server.key")).unwrap_or_default();
+    std::fs::write(d.join("server-keystore.pem"), server_pem).unwrap_or_else(|e| panic!("{e}"));
+    let tls_port = free_port();
+    let more = format!(
+        "ssl.keystore.type=PEM\n\
+         ssl.keystore.location={}\n\
+         ssl.truststore.type=PEM\n\
+         ssl.truststore.location={}\n\
+         ssl.client.auth=required",
+        d.join("server-keystore.pem").display(),
+        d.join("client.pem").display(),
+    );
+    let broker = kafka_with_listener("SSL", tls_port, &more, "")
+        .unwrap_or_else(|| panic!("KAFKA_BOOTSTRAP is not set"));
 
-    // tansu in clear on `inner`, advertising the TLS port `outer`, so that
-    // every connection after bootstrap goes through TLS too.
-    let (inner, outer) = (free_port(), free_port());
-    let _broker = tansu(d, inner, outer, "memory://tansu/", &[]);
-    let proxy = Command::new("python3")
-        .current_dir(d)
-        .args([
-            "proxy.py",
-            &outer.to_string(),
-            &inner.to_string(),
-            "server.pem",
-            "server.key",
-            "client.pem",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut proxy = Running(proxy);
-    let mut line = [0u8; 9];
-    if let Some(out) = proxy.0.stdout.as_mut() {
-        let _ = out.read_exact(&mut line);
-    }
-    assert_eq!(&line, b"listening", "the TLS terminator did not start");
-
-    let bootstrap = format!("127.0.0.1:{outer}");
+    let bootstrap = format!("127.0.0.1:{tls_port}");
     let ca = d.join("server.pem").display().to_string();
     let cert = d.join("client.pem").display().to_string();
     let key = d.join("client.key").display().to_string();
@@ -660,27 +575,18 @@ fn tls_settings_pass_through_to_kafka() {
         ("ssl.key.location", &key),
         ("ssl.key.password", key_pw),
     ];
-    assert!(
-        !metadata_ok(&bootstrap, &[]),
-        "a plaintext client is refused on the TLS port (else this test proves nothing)"
-    );
     let tls_up = wait_for(Duration::from_secs(30), || {
         metadata_ok(&bootstrap, &tls).then_some(())
     });
     assert!(tls_up.is_some(), "a TLS client gets metadata");
-
-    // The input topic and its events, over TLS.
-    let input = unique("tls-in");
-    let out = Command::new(tansu_bin())
-        .args(["topic", "create", &input, "--partitions", "1"])
-        .args(["--broker", &format!("tcp://127.0.0.1:{inner}")])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        !metadata_ok(&bootstrap, &[]),
+        "a plaintext client is refused on the TLS port (else this test proves nothing)"
     );
+
+    // The input topic (on the plaintext listener) and its events, over TLS.
+    let input = unique("tls-in");
+    broker.create_topic(&input, 1, false);
     let mut pc = ClientConfig::new();
     pc.set("bootstrap.servers", &bootstrap);
     for (k, v) in &tls {
@@ -703,7 +609,6 @@ fn tls_settings_pass_through_to_kafka() {
     let holder = Broker::external(&bootstrap);
     let with = |app: &str, ca: &str| {
         let mut s = settings_for_topic(&holder, app, &input);
-        s.kafka.assignment_strategy = churnwatch::settings::AssignmentStrategy::Range;
         let p = &mut s.kafka.properties;
         p.insert("security.protocol".into(), "SSL".into());
         p.insert("ssl.ca.location".into(), ca.into());
@@ -789,7 +694,7 @@ fn the_admin_http_binds_to_loopback_by_default() {
         .map(|a| a.ip())
         .ok()
         .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::start();
     let s = settings(&broker, &unique("cw-loopback"), 1);
     let mut table: toml::Table =
         toml::from_str(&toml::to_string(&s).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
@@ -816,7 +721,7 @@ fn the_admin_http_binds_to_loopback_by_default() {
 /// every refusal is a 401 and is counted; probes and metrics stay open.
 #[test]
 fn the_customers_endpoint_can_be_turned_off_or_guarded_by_a_token() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::start();
     let first = unique("cw-http");
     let base = settings(&broker, &first, 1);
     let evs = weekly("pii-http-customer", 4);
@@ -1091,7 +996,7 @@ fn bad_and_odd_input(broker: &Broker, input: &str, last: i64) {
 /// duplicate, erasure).
 #[test]
 fn logs_at_info_and_above_carry_no_customer_data() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::start();
     let input = unique("logs-in");
     broker.create_topic(&input, 1, false);
     let population: Vec<InteractionEvent> = Generator::new(GenConfig {
@@ -1161,7 +1066,7 @@ fn changelog_values(broker: &Broker, topic: &str, key: &str) -> Vec<Option<Vec<u
 /// the changelog.
 #[test]
 fn an_erased_customer_stays_erased_across_a_restore() {
-    let broker = Broker::start(Storage::Sqlite);
+    let broker = Broker::start();
     let app = unique("cw-erase");
     let s = settings(&broker, &app, 1);
     let input = s.kafka.input_topic.clone();

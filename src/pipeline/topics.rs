@@ -1,6 +1,8 @@
 //! Topic checks at start: the input must exist; the changelog must be
-//! co-partitioned with it (created compacted when missing); the outreach and
-//! dead-letter topics are created when missing (if allowed).
+//! co-partitioned with it (created compacted when missing, with the settings
+//! in [`CHANGELOG_CONFIG`]) and must not be one the broker deletes state
+//! from; the outreach and dead-letter topics are created when missing (if
+//! allowed).
 
 use std::time::Duration;
 
@@ -15,6 +17,105 @@ use super::{client, PipelineError};
 use crate::settings::Settings;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The changelog's topic configuration when churnwatch creates it.
+///
+/// - `cleanup.policy=compact`: the broker keeps the last record per customer
+///   (and removes a customer after its tombstone), never a whole segment by
+///   age; the changelog is the state's only durable copy.
+/// - `segment.ms` 6 h, `segment.bytes` 64 MiB: the log cleaner never touches
+///   the active segment, so smaller segments than Kafka's (7 days, 1 GiB)
+///   let superseded states be compacted within hours, and a restore reads
+///   less uncompacted tail.
+/// - `min.compaction.lag.ms=0`, `max.compaction.lag.ms` 1 day: a superseded
+///   state (including an erased customer's old values) is compacted away
+///   within a day of being superseded, whatever the dirty ratio.
+/// - `delete.retention.ms` 1 day: a tombstone stays that long after
+///   compaction, so an instance restoring meanwhile still sees the erasure.
+/// - `retention.ms=-1`, `retention.bytes=-1`: nothing is removed by age or
+///   size, even if the policy is later changed to `compact,delete`.
+pub const CHANGELOG_CONFIG: [(&str, &str); 8] = [
+    ("cleanup.policy", "compact"),
+    ("segment.ms", "21600000"),
+    ("segment.bytes", "67108864"),
+    ("min.compaction.lag.ms", "0"),
+    ("max.compaction.lag.ms", "86400000"),
+    ("delete.retention.ms", "86400000"),
+    ("retention.ms", "-1"),
+    ("retention.bytes", "-1"),
+];
+
+/// Why an existing changelog with these configs would lose state, if it
+/// would: a `delete` cleanup policy with a finite `retention.ms` or
+/// `retention.bytes` removes whole segments, and with them the state of
+/// every customer not updated since.
+pub fn changelog_deletes_state(topic: &str, config: &[(String, String)]) -> Option<String> {
+    let get = |k: &str| {
+        config
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let policy = get("cleanup.policy").unwrap_or("delete");
+    if !policy.split(',').any(|p| p.trim() == "delete") {
+        return None;
+    }
+    let finite = |k: &str| {
+        get(k)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|v| *v >= 0)
+            .map(|v| format!("{k}={v}"))
+    };
+    let limits: Vec<String> = ["retention.ms", "retention.bytes"]
+        .into_iter()
+        .filter_map(finite)
+        .collect();
+    if limits.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "changelog topic `{topic}` has cleanup.policy={policy} with {}: the broker would delete the state of \
+         customers not updated within that limit. Set cleanup.policy=compact on it (kafka-configs.sh --alter \
+         --entity-type topics --entity-name {topic} --add-config cleanup.policy=compact) or use another \
+         application_id.",
+        limits.join(" and ")
+    ))
+}
+
+/// Reads the existing changelog's configuration and refuses one the broker
+/// would delete state from. A broker that cannot describe configs (such as
+/// librdkafka's mock cluster) is let through with a warning.
+async fn check_changelog(settings: &Settings, topic: &str) -> Result<(), PipelineError> {
+    use rdkafka::admin::{ConfigResourceResult, ResourceSpecifier};
+    let admin: AdminClient<DefaultClientContext> = client::base(settings)?
+        .create()
+        .map_err(|e| PipelineError::Kafka(format!("creating an admin client: {e}")))?;
+    let got = admin
+        .describe_configs(
+            &[ResourceSpecifier::Topic(topic)],
+            &AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT)),
+        )
+        .await;
+    let config = match got.as_deref() {
+        Ok([ConfigResourceResult::Ok(r)]) => r
+            .entries
+            .iter()
+            .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+            .collect::<Vec<_>>(),
+        other => {
+            tracing::warn!(
+                topic,
+                result = ?other.map(|r| r.len()),
+                "could not read the changelog's configuration; its cleanup policy is not checked"
+            );
+            return Ok(());
+        }
+    };
+    match changelog_deletes_state(topic, &config) {
+        Some(why) => Err(PipelineError::Topology(why)),
+        None => Ok(()),
+    }
+}
 
 /// Partition count of a topic, `None` if it does not exist.
 pub fn partition_count(
@@ -87,7 +188,7 @@ pub async fn prepare(settings: &Settings) -> Result<usize, PipelineError> {
                 k.input_topic
             )))
         }
-        Some(_) => {}
+        Some(_) => check_changelog(settings, &changelog).await?,
         None => missing.push((changelog.clone(), true)),
     }
     for t in [&k.outreach_topic, &k.dead_letter_topic] {
@@ -117,7 +218,7 @@ pub async fn prepare(settings: &Settings) -> Result<usize, PipelineError> {
                 TopicReplication::Fixed(k.replication_factor),
             );
             if *compact {
-                t.set("cleanup.policy", "compact").set("retention.ms", "-1")
+                CHANGELOG_CONFIG.iter().fold(t, |t, (k, v)| t.set(k, v))
             } else {
                 t.set("cleanup.policy", "delete")
                     .set("retention.ms", "604800000")
@@ -158,4 +259,71 @@ pub async fn prepare(settings: &Settings) -> Result<usize, PipelineError> {
     Err(PipelineError::Topology(
         "created topics did not appear in metadata".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_changelog_that_deletes_by_age_or_size_is_refused_naming_the_setting() {
+        let why = changelog_deletes_state(
+            "app-changelog",
+            &config(&[("cleanup.policy", "delete"), ("retention.ms", "604800000")]),
+        )
+        .unwrap_or_default();
+        assert!(
+            why.contains("cleanup.policy=delete") && why.contains("retention.ms=604800000"),
+            "{why}"
+        );
+        let why = changelog_deletes_state(
+            "app-changelog",
+            &config(&[
+                ("cleanup.policy", "compact,delete"),
+                ("retention.ms", "-1"),
+                ("retention.bytes", "1073741824"),
+            ]),
+        )
+        .unwrap_or_default();
+        assert!(
+            why.contains("cleanup.policy=compact,delete")
+                && why.contains("retention.bytes=1073741824"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn compacted_or_unlimited_changelogs_are_accepted() {
+        assert_eq!(
+            changelog_deletes_state("c", &config(&CHANGELOG_CONFIG)),
+            None
+        );
+        assert_eq!(
+            changelog_deletes_state(
+                "c",
+                &config(&[("cleanup.policy", "compact"), ("retention.ms", "604800000")])
+            ),
+            None,
+            "retention.ms does not apply to a compact-only topic"
+        );
+        assert_eq!(
+            changelog_deletes_state(
+                "c",
+                &config(&[
+                    ("cleanup.policy", "delete"),
+                    ("retention.ms", "-1"),
+                    ("retention.bytes", "-1")
+                ])
+            ),
+            None,
+            "delete with no limit deletes nothing"
+        );
+    }
 }

@@ -1,6 +1,7 @@
-//! Test support: a real broker per test binary (tansu on a free loopback
-//! port, or the Kafka named by `KAFKA_BOOTSTRAP`), unique topic names, and
-//! helpers to produce events and read topics back.
+//! Test support: a real broker per test binary (Apache Kafka 4.x in KRaft
+//! mode on a free loopback port, run by scripts/kafka.sh, or the Kafka named
+//! by `KAFKA_BOOTSTRAP`), brokers of a test's own to stop and restart, unique
+//! topic names, and helpers to produce events and read topics back.
 #![allow(dead_code)]
 
 pub mod month;
@@ -26,31 +27,21 @@ use rdkafka::{
     ClientConfig, Offset, TopicPartitionList,
 };
 
+/// A Kafka broker for tests: Apache Kafka (scripts/kafka.sh, KRaft, one
+/// node on loopback) unless `KAFKA_BOOTSTRAP` names another.
 pub struct Broker {
     pub bootstrap: String,
+    /// The broker process this handle runs, if any (see [`Broker::own`]).
+    node: Option<Node>,
+}
+
+/// One Apache Kafka node run by `scripts/kafka.sh run DIR`: the process is
+/// `java` itself (the script execs it), so its pid is the broker's.
+struct Node {
+    dir: tempfile::TempDir,
     child: Option<Child>,
-    _dir: Option<tempfile::TempDir>,
-    pub storage: Storage,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Storage {
-    /// Fast; fetches that resume inside a record batch may skip it (tansu 0.6).
-    Memory,
-    /// Durable across broker restarts; use when resuming from committed offsets.
-    Sqlite,
-}
-
-fn tansu_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("TANSU_BIN") {
-        return PathBuf::from(p);
-    }
-    let cached = PathBuf::from(std::env::var("HOME").unwrap_or_default())
-        .join(".cache/churnwatch/tools/bin/tansu");
-    if cached.exists() {
-        return cached;
-    }
-    PathBuf::from("tansu")
+    /// `KAFKA_EXTRA_PROPERTIES` and `KAFKA_FORMAT_ARGS` for the script.
+    env: Vec<(String, String)>,
 }
 
 pub fn free_port() -> u16 {
@@ -60,90 +51,301 @@ pub fn free_port() -> u16 {
         .unwrap_or(19092)
 }
 
-impl Broker {
-    /// The broker for one test: `KAFKA_BOOTSTRAP` if set, else a new tansu.
-    pub fn start(storage: Storage) -> Broker {
-        if let Ok(b) = std::env::var("KAFKA_BOOTSTRAP") {
-            return Broker {
-                bootstrap: b,
-                child: None,
-                _dir: None,
-                storage,
-            };
+fn kafka_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh")
+}
+
+/// Starts `kafka.sh run DIR` from a thread that lives as long as the test
+/// process, with the parent-death signal set: when the test binary exits (or
+/// is killed), the broker is killed too, even the shared one nothing drops.
+/// (The signal follows the spawning thread, hence the one long-lived thread.)
+fn spawn_node(dir: &std::path::Path, env: &[(String, String)]) -> Child {
+    use std::sync::{mpsc, Mutex, OnceLock};
+    type Job = (
+        PathBuf,
+        Vec<(String, String)>,
+        mpsc::Sender<std::io::Result<Child>>,
+    );
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::spawn(move || {
+            for (dir, env, back) in rx {
+                let _ = back.send(node_command(&dir).envs(env).spawn());
+            }
+            // The senders live in a static: never reached, so this thread
+            // (the parent the death signal watches) lives until exit.
+            loop {
+                std::thread::park();
+            }
+        });
+        Mutex::new(tx)
+    });
+    let (back, got) = mpsc::channel();
+    tx.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send((dir.to_owned(), env.to_vec(), back))
+        .unwrap_or_else(|e| panic!("the broker spawner is gone: {e}"));
+    got.recv()
+        .unwrap_or_else(|e| panic!("the broker spawner is gone: {e}"))
+        .unwrap_or_else(|e| panic!("starting {}: {e}", kafka_script().display()))
+}
+
+fn node_command(dir: &std::path::Path) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new("bash");
+    c.arg(kafka_script())
+        .arg("run")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("run.log"))
+                .unwrap_or_else(|e| panic!("{e}")),
+        ));
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c
+}
+
+impl Node {
+    fn start(env: Vec<(String, String)>) -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("churnwatch-kafka-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let child = Some(spawn_node(dir.path(), &env));
+        Node { dir, child, env }
+    }
+
+    fn bootstrap(&mut self) -> String {
+        let file = self.dir.path().join("bootstrap");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(b) = std::fs::read_to_string(&file) {
+                if !b.trim().is_empty() {
+                    return b.trim().to_owned();
+                }
+            }
+            self.assert_running(deadline);
+            std::thread::sleep(Duration::from_millis(100));
         }
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let engine = match storage {
-            Storage::Memory => "memory://tansu/".to_owned(),
-            // tansu resolves the file relative to its working directory (the temp dir).
-            Storage::Sqlite => "sqlite://tansu.db".to_owned(),
+    }
+
+    /// Panics with the broker's logs if it exited or the deadline passed.
+    fn assert_running(&mut self, deadline: Instant) {
+        let exited = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        if exited.is_some() || Instant::now() > deadline {
+            panic!(
+                "Apache Kafka in {} {}; its logs:\n{}",
+                self.dir.path().display(),
+                match exited {
+                    Some(s) => format!("exited ({s})"),
+                    None => "did not come up in time".to_owned(),
+                },
+                self.log_tail(40)
+            );
+        }
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for f in [
+            "run.log",
+            "node1/log/format.log",
+            "node1/log/stdout.log",
+            "node1/log/server.log",
+        ] {
+            let text = std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            if !all.is_empty() {
+                out += &format!(
+                    "== {f}\n{}\n",
+                    all[all.len().saturating_sub(lines)..].join("\n")
+                );
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() || std::env::var_os("CW_KEEP_BROKER_LOGS").is_some() {
+            // Keep the logs of a failed test.
+            let dir = std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
+            );
+            eprintln!("broker logs kept in {}", dir.keep().display());
+        }
+    }
+}
+
+impl Broker {
+    /// The broker for a test: `KAFKA_BOOTSTRAP` if set, else this test
+    /// binary's Apache Kafka (started on first use, shared by its tests:
+    /// topics and groups are unique per test; killed when the binary exits).
+    pub fn start() -> Broker {
+        use std::sync::OnceLock;
+        static SHARED: OnceLock<String> = OnceLock::new();
+        if let Ok(b) = std::env::var("KAFKA_BOOTSTRAP") {
+            return Broker::external(&b);
+        }
+        let bootstrap = SHARED.get_or_init(|| {
+            let t0 = Instant::now();
+            let mut node = Node::start(Vec::new());
+            let b = Broker {
+                bootstrap: node.bootstrap(),
+                node: None,
+            };
+            b.wait_ready_or(|| node.assert_running(t0 + Duration::from_secs(120)));
+            eprintln!(
+                "Apache Kafka (this test binary's) at {} ready in {:.1} s",
+                b.bootstrap,
+                t0.elapsed().as_secs_f64()
+            );
+            // Lives as long as the process (the death signal stops it).
+            std::mem::forget(node);
+            b.bootstrap
+        });
+        Broker::external(bootstrap)
+    }
+
+    /// A broker of this test's own, to stop and restart (its log directory
+    /// survives): None with `KAFKA_BOOTSTRAP` set (a broker the test cannot
+    /// restart).
+    pub fn own() -> Option<Broker> {
+        Broker::own_with("", "")
+    }
+
+    /// As [`Broker::own`], with lines added to the broker's
+    /// server.properties (`@PORT@`, `@CONTROLLER_PORT@`: its ports) and
+    /// arguments to its storage format (e.g. `--add-scram ...`).
+    pub fn own_with(properties: &str, format_args: &str) -> Option<Broker> {
+        if std::env::var_os("KAFKA_BOOTSTRAP").is_some() {
+            return None;
+        }
+        let t0 = Instant::now();
+        let mut node = Node::start(vec![
+            ("KAFKA_EXTRA_PROPERTIES".to_owned(), properties.to_owned()),
+            ("KAFKA_FORMAT_ARGS".to_owned(), format_args.to_owned()),
+        ]);
+        let bootstrap = node.bootstrap();
+        let b = Broker {
+            bootstrap,
+            node: Some(node),
         };
-        let mut b = Broker {
-            bootstrap: format!("127.0.0.1:{port}"),
-            child: None,
-            _dir: None,
-            storage,
-        };
-        b.child = Some(spawn_tansu(&dir, &url, &engine));
-        b._dir = Some(dir);
-        b.wait_ready();
-        b
+        b.wait_until_ready(t0);
+        Some(b)
     }
 
     /// A broker that something else runs (e.g. librdkafka's mock cluster).
     pub fn external(bootstrap: &str) -> Broker {
         Broker {
             bootstrap: bootstrap.to_owned(),
-            child: None,
-            _dir: None,
-            storage: Storage::Memory,
+            node: None,
         }
     }
 
-    pub fn is_tansu(&self) -> bool {
-        self._dir.is_some()
+    /// True when the broker is the Apache Kafka these tests run themselves.
+    pub fn is_own_kafka(&self) -> bool {
+        std::env::var_os("KAFKA_BOOTSTRAP").is_none()
     }
 
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+    fn wait_until_ready(&self, t0: Instant) {
+        let deadline = t0 + Duration::from_secs(120);
+        self.wait_ready_or(|| {
+            if Instant::now() > deadline {
+                panic!(
+                    "Apache Kafka at {} did not come up in 120 s; its logs:\n{}",
+                    self.bootstrap,
+                    self.log_tail(40)
+                );
+            }
+        });
+    }
+
+    /// Polls metadata until the broker answers, calling `check` between tries.
+    fn wait_ready_or(&self, mut check: impl FnMut()) {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", "probe")
+            .set("log_level", "0")
+            .create()
+            .unwrap_or_else(|e| panic!("probe: {e}"));
         loop {
-            let c: Result<BaseConsumer, _> = ClientConfig::new()
-                .set("bootstrap.servers", &self.bootstrap)
-                .set("group.id", "probe")
-                .create();
-            if let Ok(c) = c {
-                if c.fetch_metadata(None, Duration::from_secs(2)).is_ok() {
+            if let Ok(md) = c.fetch_metadata(None, Duration::from_secs(2)) {
+                if !md.brokers().is_empty() {
                     return;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "broker at {} did not come up",
-                self.bootstrap
-            );
+            check();
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
-    /// Stops the broker process (durable storage survives).
+    /// Stops the broker process (SIGKILL; the log directory survives).
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.stop_with("-KILL");
     }
 
-    /// Restarts a stopped tansu on the same port and storage.
-    pub fn restart(&mut self) {
-        let Some(dir) = &self._dir else { return };
-        let url = format!("tcp://{}", self.bootstrap);
-        let engine = match self.storage {
-            Storage::Memory => "memory://tansu/".to_owned(),
-            Storage::Sqlite => "sqlite://tansu.db".to_owned(),
+    /// Stops this test's own broker with a signal (`-TERM`, `-KILL`),
+    /// waiting up to 30 s for it to exit (then SIGKILL). The log directory
+    /// survives; [`Broker::restart`] brings it back on the same port.
+    pub fn stop_with(&mut self, sig: &str) {
+        let Some(mut c) = self.node.as_mut().and_then(|n| n.child.take()) else {
+            return;
         };
-        self.child = Some(spawn_tansu(dir, &url, &engine));
-        self.wait_ready();
+        let _ = Command::new("kill")
+            .args([sig, &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    /// Restarts this test's own stopped broker on the same port and log directory.
+    pub fn restart(&mut self) {
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        assert!(node.child.is_none(), "restart: the broker is still running");
+        let t0 = Instant::now();
+        node.child = Some(spawn_node(node.dir.path(), &node.env));
+        self.wait_until_ready(t0);
+    }
+
+    /// The last `lines` lines of each of the broker's logs (empty for a
+    /// broker these tests do not run).
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.node
+            .as_ref()
+            .map(|n| n.log_tail(lines))
+            .unwrap_or_default()
     }
 
     pub fn create_topic(&self, name: &str, partitions: i32, compact: bool) {
@@ -194,6 +396,36 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("topic {name} did not appear");
+    }
+
+    /// Sets topic configs (e.g. `max.message.bytes`) through the admin API.
+    pub fn alter_topic(&self, topic: &str, configs: &[(&str, &str)]) {
+        use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .unwrap_or_else(|e| panic!("admin: {e}"));
+        let mut c = AlterConfig::new(ResourceSpecifier::Topic(topic));
+        for (k, v) in configs {
+            c = c.set(k, v);
+        }
+        let r = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    rt.block_on(admin.alter_configs(&[c], &AdminOptions::new()))
+                })
+                .join()
+                .unwrap_or_else(|_| panic!("admin thread panicked"))
+        });
+        for x in r.unwrap_or_else(|e| panic!("alter {topic}: {e}")) {
+            if let Err((_, e)) = x {
+                panic!("alter {topic} {configs:?}: {e:?}");
+            }
+        }
     }
 
     pub fn producer(&self) -> BaseProducer {
@@ -298,37 +530,6 @@ impl Broker {
     }
 }
 
-fn spawn_tansu(dir: &tempfile::TempDir, url: &str, engine: &str) -> Child {
-    let log = std::fs::File::create(dir.path().join("tansu.log")).unwrap_or_else(|e| panic!("{e}"));
-    Command::new(tansu_bin())
-        .current_dir(dir.path())
-        .args([
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            engine,
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "starting tansu ({}): {e}; run scripts/install-tansu.sh",
-                tansu_bin().display()
-            )
-        })
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Record {
     pub partition: i32,
@@ -393,13 +594,6 @@ pub fn settings(broker: &Broker, app: &str, partitions: i32) -> Settings {
     s.kafka.dead_letter_topic = format!("{app}-dlq");
     s.processing.commit_interval_ms = 200;
     s.processing.idle_advance = None;
-    if broker.is_tansu() {
-        // tansu 0.6 does not complete cooperative (incremental) rebalances:
-        // when a member leaves, the remaining member never receives the freed
-        // partitions (kafka_state::two_instances... stays at [0, 1] for 60 s
-        // with cooperative-sticky, and passes in 16 s with range). Eager it is.
-        s.kafka.assignment_strategy = churnwatch::settings::AssignmentStrategy::Range;
-    }
     s.kafka
         .properties
         .insert("topic.metadata.refresh.interval.ms".into(), "1000".into());
@@ -418,9 +612,6 @@ pub fn settings_for_topic(broker: &Broker, app: &str, input: &str) -> Settings {
     s.kafka.outreach_topic = format!("{app}-outreach");
     s.kafka.dead_letter_topic = format!("{app}-dlq");
     s.processing.idle_advance = None;
-    if broker.is_tansu() {
-        s.kafka.assignment_strategy = churnwatch::settings::AssignmentStrategy::Range;
-    }
     s
 }
 
@@ -750,41 +941,6 @@ pub fn final_states(changelog: &[Record]) -> std::collections::BTreeMap<String, 
         }
     }
     out
-}
-
-impl Broker {
-    /// Stops a tansu broker with a signal (`-TERM`, `-KILL`), waiting up to
-    /// 10 s for it to exit (then SIGKILL). Durable storage survives; use
-    /// [`Broker::restart`] to bring it back on the same port and storage.
-    pub fn stop_with(&mut self, sig: &str) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args([sig, &c.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-}
-
-impl Broker {
-    /// The last `lines` lines of tansu's log (empty for an external broker).
-    pub fn log_tail(&self, lines: usize) -> String {
-        let Some(dir) = &self._dir else {
-            return String::new();
-        };
-        let text = std::fs::read_to_string(dir.path().join("tansu.log")).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
 }
 
 impl Broker {
