@@ -156,8 +156,18 @@ pub fn restore(
             Ok(m) => m,
             Err(KafkaError::PartitionEOF(p)) => {
                 // An end short of the watermark: keep reading to the watermark.
+                // The reader's position counts too: a transaction's commit
+                // or abort marker takes an offset (the last one, after an
+                // exactly-once batch) that is never delivered, so the last
+                // record read can stay short of the watermark on Apache
+                // Kafka while the position is at it.
+                let position = consumer
+                    .position()
+                    .ok()
+                    .and_then(|tpl| tpl.find_partition(topic, p)?.offset().to_raw())
+                    .unwrap_or(-1);
                 if let Some(pr) = progress.get_mut(&p) {
-                    if !pr.done && pr.last_offset >= pr.high - 1 {
+                    if !pr.done && (pr.last_offset >= pr.high - 1 || position >= pr.high) {
                         pr.done = true;
                         pr.out.elapsed = started.elapsed();
                         left -= 1;
