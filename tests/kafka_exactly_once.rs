@@ -83,7 +83,11 @@ create_topics = false
 [processing]
 guarantee = "exactly_once"
 commit_interval_ms = {commit_ms}
-"#
+[http]
+listen = "127.0.0.1:{port}"
+"#,
+            // Its own port: the mock and Kafka variants run at once.
+            port = common::free_port(),
         );
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
         path

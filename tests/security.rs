@@ -17,7 +17,6 @@
 mod common;
 
 use std::{
-    io::Read,
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Command, Stdio},

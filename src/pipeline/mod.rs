@@ -33,6 +33,7 @@ use rdkafka::{
 
 pub use engine::Engine;
 pub use restore::Restored;
+pub use topics::CHANGELOG_CONFIG;
 
 use crate::{
     metrics::Metrics,

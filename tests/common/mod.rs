@@ -428,6 +428,39 @@ impl Broker {
         }
     }
 
+    /// Every config of a topic as the broker describes it (name, value).
+    pub fn topic_config(&self, topic: &str) -> Vec<(String, String)> {
+        use rdkafka::admin::{ConfigResourceResult, ResourceSpecifier};
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .unwrap_or_else(|e| panic!("admin: {e}"));
+        let r =
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .unwrap_or_else(|e| panic!("{e}"));
+                        rt.block_on(admin.describe_configs(
+                            &[ResourceSpecifier::Topic(topic)],
+                            &AdminOptions::new(),
+                        ))
+                    })
+                    .join()
+                    .unwrap_or_else(|_| panic!("admin thread panicked"))
+            });
+        match r.as_deref() {
+            Ok([ConfigResourceResult::Ok(c)]) => c
+                .entries
+                .iter()
+                .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+                .collect(),
+            other => panic!("describe {topic}: {other:?}"),
+        }
+    }
+
     pub fn producer(&self) -> BaseProducer {
         ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
