@@ -470,8 +470,17 @@ impl Engine {
             encoding,
             changelog: None,
         });
-        // The tombstones are ready at once.
-        self.collect_encoded(0);
+        // The tombstones are ready at once, also in a batch with nothing to
+        // encode (erasures alone): `collect_encoded` skips a batch that is
+        // not encoding, which left such a batch's tombstones behind (sent
+        // with a later batch, or never, while its offsets were committed).
+        if let Some(batch) = self.outgoing.back_mut() {
+            for (p, task) in self.partitions.iter_mut() {
+                batch
+                    .records
+                    .extend(task.processor.take_encoded().map(|r| (*p, r)));
+            }
+        }
         Ok(())
     }
 
