@@ -4,12 +4,13 @@
 #
 #   bash scripts/perf.sh                                            # the issue's sizes
 #   EVENTS=200000 CUSTOMERS=40000 LATENCY_SECS=20 bash scripts/perf.sh   # smoke, a few minutes
-#   KAFKA_BOOTSTRAP=host:9092 bash scripts/perf.sh                  # any Kafka instead of tansu
+#   KAFKA_BOOTSTRAP=host:9092 bash scripts/perf.sh                  # any Kafka instead of our own
 #   PEER=0 bash scripts/perf.sh                                     # without the peer
 #
 # Creates the peer's Python venv (pinned in benches/peer/requirements.txt)
-# under the churnwatch cache when missing, installs tansu when missing, then
-# runs `cargo bench --bench pipeline`. The table is printed and written to
+# under the churnwatch cache when missing, starts an Apache Kafka node
+# (scripts/kafka.sh, stopped at the end, logs kept in a temp dir) unless
+# KAFKA_BOOTSTRAP names a broker, then runs `cargo bench --bench pipeline`. The table is printed and written to
 # $PERF_TABLE (default $CARGO_TARGET_DIR/perf-table.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +24,10 @@ export LATENCY_SECS="${LATENCY_SECS:-60}"
 export PERF_TABLE="${PERF_TABLE:-$CARGO_TARGET_DIR/perf-table.md}"
 
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
-  bash scripts/install-tansu.sh
-  export TANSU_BIN="${TANSU_BIN:-$CACHE/tools/bin/tansu}"
+  KAFKA_DIR="$(mktemp -d -t churnwatch-perf-kafka-XXXXXX)"
+  trap 'bash scripts/kafka.sh stop "$KAFKA_DIR"; echo "perf: broker logs in $KAFKA_DIR" >&2' EXIT
+  KAFKA_BOOTSTRAP="$(bash scripts/kafka.sh start "$KAFKA_DIR")"
+  export KAFKA_BOOTSTRAP
 fi
 
 if [ "${PEER:-1}" != "0" ]; then
@@ -41,4 +44,4 @@ if [ "${PEER:-1}" != "0" ]; then
   export PEER_PYTHON="$VENV/bin/python"
 fi
 
-exec cargo bench --bench pipeline
+cargo bench --bench pipeline
