@@ -138,6 +138,9 @@ pub struct Record {
     /// Line number (JSON Lines) or record number (length-delimited).
     pub position: u64,
     pub bytes: Vec<u8>,
+    /// A line longer than [`MAX_EVENT_BYTES`]: its length in bytes (its
+    /// bytes were not kept; `bytes` is empty).
+    pub oversize: Option<u64>,
 }
 
 /// Reads records from a file in the framing of `format`. A framing error
@@ -159,16 +162,53 @@ impl<R: BufRead> Records<R> {
         }
     }
 
+    /// The next non-blank line, read at most [`MAX_EVENT_BYTES`] + 1 bytes
+    /// at a time into memory: the rest of a longer line is read and
+    /// dropped without being kept, and the line comes back as
+    /// [`Record::oversize`] with its length.
     fn next_line(&mut self) -> io::Result<Option<Record>> {
         loop {
             let mut buf = Vec::new();
-            let n = self.reader.read_until(b'\n', &mut buf)?;
-            if n == 0 {
+            let mut len: u64 = 0;
+            let mut ended = false;
+            let mut newline = false;
+            loop {
+                let chunk = match self.reader.fill_buf() {
+                    Ok(c) => c,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                if chunk.is_empty() {
+                    break;
+                }
+                let (take, found) = match chunk.iter().position(|b| *b == b'\n') {
+                    Some(i) => (i + 1, true),
+                    None => (chunk.len(), false),
+                };
+                // The limit plus a line end ("\r\n"), plus one to know it is over.
+                let room = (MAX_EVENT_BYTES + 3).saturating_sub(buf.len());
+                buf.extend_from_slice(&chunk[..take.min(room)]);
+                len += take as u64;
+                ended = true;
+                self.reader.consume(take);
+                if found {
+                    newline = true;
+                    break;
+                }
+            }
+            if !ended {
                 return Ok(None);
             }
             self.position += 1;
             while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                 buf.pop();
+            }
+            if len > MAX_EVENT_BYTES as u64 + 2 || buf.len() > MAX_EVENT_BYTES {
+                return Ok(Some(Record {
+                    position: self.position,
+                    bytes: Vec::new(),
+                    oversize: Some(len - u64::from(newline)),
+                }));
             }
             if buf.iter().all(u8::is_ascii_whitespace) {
                 continue; // blank lines are not events
@@ -176,6 +216,7 @@ impl<R: BufRead> Records<R> {
             return Ok(Some(Record {
                 position: self.position,
                 bytes: buf,
+                oversize: None,
             }));
         }
     }
@@ -212,6 +253,7 @@ impl<R: BufRead> Records<R> {
         Ok(Some(Record {
             position: self.position,
             bytes,
+            oversize: None,
         }))
     }
 }

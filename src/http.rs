@@ -332,15 +332,227 @@ pub fn router(metrics: Arc<Metrics>, source: Arc<dyn AdminSource>, cfg: AdminCon
     r.with_state(state)
 }
 
+/// Limits on the admin server's connections (`http.header_read_timeout`,
+/// `http.idle_timeout`, `http.max_connections`), so slow or idle clients
+/// cannot starve a liveness probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Time a client has to send a whole request head, counted from when
+    /// the server starts waiting for it (a new connection, or the previous
+    /// response on a kept-alive one).
+    pub header_read_timeout: Duration,
+    /// A connection on which nothing is read or written for this long is
+    /// closed (a stalled body or a client that stops reading).
+    pub idle_timeout: Duration,
+    /// Connections open at once; a new one beyond it closes the oldest.
+    pub max_connections: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 256,
+        }
+    }
+}
+
+/// The open connections, oldest first; dropping a sender closes its
+/// connection.
+#[derive(Default)]
+struct Conns(std::sync::Mutex<std::collections::BTreeMap<u64, tokio::sync::oneshot::Sender<()>>>);
+
+impl Conns {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, tokio::sync::oneshot::Sender<()>>>
+    {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers connection `id`, closing the oldest ones beyond `cap - 1`.
+    fn open(&self, id: u64, cap: usize) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut map = self.lock();
+        while map.len() >= cap.max(1) {
+            map.pop_first();
+        }
+        map.insert(id, tx);
+        rx
+    }
+
+    fn close_oldest(&self) {
+        self.lock().pop_first();
+    }
+
+    fn closed(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+}
+
 /// Serves until `shutdown` completes, then lets requests in flight finish.
+///
+/// Each connection is HTTP/1.1 with hyper's header-read timeout, an idle
+/// timeout of its own (no byte read or written) and a cap on connections:
+/// at the cap, a new connection closes the oldest, so a client holding many
+/// connections open (idle, or sending a request a byte at a time) cannot
+/// keep a probe out. A failed accept (out of file descriptors) closes the
+/// oldest connection too.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    limits: ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let conns = Arc::new(Conns::default());
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next_id = 0u64;
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin HTTP: accept failed; closing the oldest connection");
+                    conns.close_oldest();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+            },
+        };
+        next_id += 1;
+        let id = next_id;
+        let evicted = conns.open(id, limits.max_connections);
+        let svc = hyper_util::service::TowerToHyperService::new(router.clone());
+        let conns = conns.clone();
+        let stopping = stopping.clone();
+        tasks.spawn(async move {
+            connection(stream, svc, limits, evicted, stopping).await;
+            conns.closed(id);
+        });
+    }
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// One connection, until it ends, is idle too long, is closed to make room,
+/// or (at shutdown) has finished the request in flight.
+async fn connection<S>(
+    stream: tokio::net::TcpStream,
+    svc: S,
+    limits: ConnLimits,
+    mut evicted: tokio::sync::oneshot::Receiver<()>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let started = tokio::time::Instant::now();
+    let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let io = hyper_util::rt::TokioIo::new(Tracked {
+        inner: stream,
+        started,
+        last: last.clone(),
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(io, svc);
+    tokio::pin!(conn);
+    let idle = async {
+        loop {
+            let at = started
+                + Duration::from_millis(last.load(std::sync::atomic::Ordering::Relaxed))
+                + limits.idle_timeout;
+            if tokio::time::Instant::now() >= at {
+                break;
+            }
+            tokio::time::sleep_until(at).await;
+        }
+    };
+    tokio::pin!(idle);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            _ = &mut idle => break,
+            _ = &mut evicted => break,
+            _ = stopping.changed(), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// A connection's stream that notes when bytes last moved (milliseconds
+/// after `started`), for the idle timeout.
+struct Tracked {
+    inner: tokio::net::TcpStream,
+    started: tokio::time::Instant,
+    last: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Tracked {
+    fn moved(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl tokio::io::AsyncRead for Tracked {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.moved();
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.moved();
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 async fn metrics_text(State(st): State<AdminState>) -> Response {
@@ -732,7 +944,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let (app, _) = admin(AdminConfig::default(), Ok(()));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, app, async {
+        let server = tokio::spawn(serve(listener, app, ConnLimits::default(), async {
             let _ = rx.await;
         }));
         let _ = tx.send(());

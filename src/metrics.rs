@@ -26,6 +26,7 @@ pub struct Metrics {
     pub model_customers: IntGauge,
     pub restore_duration: HistogramVec,
     pub restore_records: IntCounterVec,
+    pub restore_skipped: IntCounterVec,
     pub changelog_records: IntCounter,
     pub rebalances: IntCounterVec,
     pub assigned_partitions: IntGauge,
@@ -55,7 +56,7 @@ impl Metrics {
             events_dropped: IntCounterVec::new(
                 opts(
                     "churnwatch_events_dropped_total",
-                    "Valid events not folded: late (beyond lateness), duplicate (redelivery), forgotten (erased customer).",
+                    "Valid events not folded: late (beyond lateness; also sent to the dead-letter topic with reason late), duplicate (redelivery), forgotten (erased customer).",
                 ),
                 &["reason"],
             )?,
@@ -110,6 +111,10 @@ impl Metrics {
                 opts("churnwatch_changelog_restore_records_total", "Changelog records read while restoring, per partition."),
                 &["partition"],
             )?,
+            restore_skipped: IntCounterVec::new(
+                opts("churnwatch_changelog_restore_skipped_total", "Changelog records a restore read but did not install, by reason (key_not_utf8, reserved_key, unreadable_model, unreadable_snapshot); each is logged with its partition and offset."),
+                &["reason"],
+            )?,
             changelog_records: IntCounter::new(
                 "churnwatch_changelog_records_written_total",
                 "State snapshots and tombstones written to the changelog.",
@@ -150,6 +155,7 @@ impl Metrics {
         r.register(Box::new(m.model_customers.clone()))?;
         r.register(Box::new(m.restore_duration.clone()))?;
         r.register(Box::new(m.restore_records.clone()))?;
+        r.register(Box::new(m.restore_skipped.clone()))?;
         r.register(Box::new(m.changelog_records.clone()))?;
         r.register(Box::new(m.rebalances.clone()))?;
         r.register(Box::new(m.assigned_partitions.clone()))?;
@@ -173,6 +179,9 @@ impl Metrics {
         }
         for reason in ["late", "duplicate", "forgotten"] {
             m.events_dropped.with_label_values(&[reason]);
+        }
+        for reason in crate::pipeline::restore::SKIP_REASONS {
+            m.restore_skipped.with_label_values(&[reason]);
         }
         for result in ["ok", "skipped", "error"] {
             m.model_refits.with_label_values(&[result]);

@@ -20,7 +20,7 @@ use crate::{
     config::{CoreConfig, FoldConfig},
     fold::Folded,
     outreach::{self, Decision, Suppression},
-    pb::{InteractionEvent, Outcome, OutreachRequested, Playbook},
+    pb::{interaction_event::Kind, InteractionEvent, Outcome, OutreachRequested, Playbook},
     population::{PopulationModel, RefitError},
     score::{self, Level},
     signals::Context,
@@ -161,12 +161,20 @@ impl Processor {
         wall_clock: Option<Timestamp>,
         out: &mut Vec<Effect>,
     ) -> Result<Processed, Rejection> {
-        // Live: an event far ahead of both the wall clock and stream time is
-        // a broken producer clock. Offline there is no trusted "now" (gaps of
-        // months are normal in a file), so only the absolute bound applies.
-        let reference = wall_clock.map(|w| self.max_event_at.map_or(w, |m| m.max(w)));
-        let valid = validate(ev, reference, &self.cfg.fold)?;
+        // Live: an event more than `fold.max_future_skew` ahead of the wall
+        // clock is a broken producer clock. The wall clock alone is the
+        // reference (not the newest event), so a drifting producer cannot
+        // drag stream time ahead an hour at a time: it stays within
+        // `max_future_skew - lateness` of the wall clock. Offline there is no
+        // trusted "now" (gaps of months are normal in a file), so only the
+        // absolute bound applies.
+        let valid = validate(ev, wall_clock, &self.cfg.fold)?;
         let at = valid.at;
+        if let Kind::Erasure(_) = valid.kind {
+            // Whatever its event id and however late: an erasure always erases.
+            self.erase(&ev.customer_id, at, out);
+            return Ok(Processed::Folded(Folded::Erased));
+        }
         if self.stream_time().is_some_and(|st| at < st) {
             return Ok(Processed::Late);
         }
@@ -216,21 +224,8 @@ impl Processor {
                 return Ok(Processed::Folded(folded));
             }
             Folded::Erased => {
-                let pending = entry
-                    .state
-                    .outreach
-                    .as_deref()
-                    .is_some_and(|h| h.episode_started_at.is_some() && !h.episode_done);
-                if pending {
-                    out.push(Effect::Suppressed {
-                        reason: Suppression::Erased,
-                        playbook: Playbook::Unspecified,
-                    });
-                }
-                self.drop_customer(&ev.customer_id);
-                self.changed.remove(&slot);
-                self.erased.insert(id_hash, at);
-                self.tombstones.push(SmolStr::new(&ev.customer_id));
+                // Erasures are handled before the fold (`erase`).
+                self.erase(&ev.customer_id, at, out);
                 return Ok(Processed::Folded(folded));
             }
             Folded::Outcome { playbook, outcome } => {
@@ -242,6 +237,40 @@ impl Processor {
         self.rescore(slot, now, out);
         self.changed.insert(slot);
         Ok(Processed::Folded(folded))
+    }
+
+    /// Forgets a customer at `at` (an erasure): their state goes, their
+    /// events up to `at` stay forgotten, and the changelog gets a tombstone.
+    /// Idempotent: erasing again only moves the erasure time on. An open
+    /// episode held back so far is counted as suppressed (`erased`).
+    fn erase(&mut self, customer_id: &str, at: Timestamp, out: &mut Vec<Effect>) {
+        if let Some(slot) = self.customers.find(customer_id) {
+            self.sealed.before_change(&self.customers, slot);
+            // Their own timers due before the erasure fire first, as before
+            // any of their events.
+            if !self.fire_own_timers(slot, at, out) {
+                let pending = self
+                    .customers
+                    .slot(slot)
+                    .and_then(|s| s.state.outreach.as_deref())
+                    .is_some_and(|h| h.episode_started_at.is_some() && !h.episode_done);
+                if pending {
+                    out.push(Effect::Suppressed {
+                        reason: Suppression::Erased,
+                        playbook: Playbook::Unspecified,
+                    });
+                }
+                self.drop_customer(customer_id);
+            }
+            self.changed.remove(&slot);
+        }
+        let e = self
+            .erased
+            .entry(RecentEvents::hash(customer_id))
+            .or_insert(at);
+        *e = (*e).max(at);
+        self.max_event_at = Some(self.max_event_at.map_or(at, |m| m.max(at)));
+        self.tombstones.push(SmolStr::new(customer_id));
     }
 
     fn drop_customer(&mut self, id: &str) {

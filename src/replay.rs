@@ -128,10 +128,24 @@ pub fn replay(mut cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary
 
     for path in &opts.inputs {
         let file = File::open(path).map_err(io_err(path))?;
+        if file.metadata().map_err(io_err(path))?.is_dir() {
+            return Err(io_err(path)(io::Error::other(
+                "is a directory, not a file of events",
+            )));
+        }
         let reader = BufReader::with_capacity(1 << 20, bar.wrap_read(file));
         for rec in Records::new(reader, opts.format) {
             let rec = match rec {
                 Ok(r) => r,
+                // A read the system refused is no framing problem: stop.
+                Err(e)
+                    if !matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+                    ) =>
+                {
+                    return Err(io_err(path)(e));
+                }
                 Err(e) => {
                     summary.invalid += 1;
                     *summary
@@ -149,7 +163,13 @@ pub fn replay(mut cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary
                 }
             };
             summary.records += 1;
-            let outcome = codec::decode(&rec.bytes, opts.format)
+            let outcome = match rec.oversize {
+                Some(len) => Err(codec::DecodeError::TooLarge(
+                    usize::try_from(len).unwrap_or(usize::MAX),
+                )),
+                None => codec::decode(&rec.bytes, opts.format),
+            };
+            let outcome = outcome
                 .map_err(|e| (e.reason(), e.to_string()))
                 .and_then(|ev| {
                     proc.process(&ev, None, &mut effects)

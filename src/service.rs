@@ -67,7 +67,8 @@ pub async fn run(
         .map_err(|e| PipelineError::Config(format!("http.listen {}: {e}", settings.http.listen)))?;
     tracing::info!(listen = %settings.http.listen, "admin HTTP: /metrics /healthz /readyz /customers/{{id}}");
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, router, async move {
+    let limits = settings.http_limits();
+    let server = tokio::spawn(http::serve(listener, router, limits, async move {
         let _ = http_stopped.await;
     }));
 

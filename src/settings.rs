@@ -209,6 +209,13 @@ pub struct HttpSettings {
     /// Require `Authorization: Bearer <token>` on `/customers/{id}`; may be
     /// `env:VAR` or `file:PATH`.
     pub bearer_token: Option<String>,
+    /// Time a client has to send a request head (from connecting, or from
+    /// the previous response on a kept-alive connection).
+    pub header_read_timeout: Span,
+    /// A connection with nothing read or written for this long is closed.
+    pub idle_timeout: Span,
+    /// Connections open at once; a new one beyond it closes the oldest.
+    pub max_connections: u32,
 }
 
 impl Default for HttpSettings {
@@ -217,6 +224,12 @@ impl Default for HttpSettings {
             listen: "127.0.0.1:9090".into(),
             customers_endpoint: true,
             bearer_token: None,
+            // A probe or scrape sends its request at once; 5 s is generous.
+            header_read_timeout: Span::seconds(5),
+            idle_timeout: Span::seconds(60),
+            // Far above what probes and scrapers use, far below file
+            // descriptor limits (the consumers and producers need theirs).
+            max_connections: 256,
         }
     }
 }
@@ -233,6 +246,16 @@ impl Settings {
             model: self.model.clone(),
             score: self.score.clone(),
             outreach: self.outreach.clone(),
+        }
+    }
+
+    /// The admin server's connection limits.
+    pub fn http_limits(&self) -> crate::http::ConnLimits {
+        let secs = |s: Span| std::time::Duration::from_secs(s.as_secs().max(1) as u64);
+        crate::http::ConnLimits {
+            header_read_timeout: secs(self.http.header_read_timeout),
+            idle_timeout: secs(self.http.idle_timeout),
+            max_connections: self.http.max_connections as usize,
         }
     }
 
@@ -366,6 +389,20 @@ impl Settings {
             p.push(ConfigProblem::new(
                 "http.listen",
                 "must be an address like 127.0.0.1:9090",
+            ));
+        }
+        for (key, span) in [
+            ("http.header_read_timeout", self.http.header_read_timeout),
+            ("http.idle_timeout", self.http.idle_timeout),
+        ] {
+            if span.as_secs() <= 0 {
+                p.push(ConfigProblem::new(key, "must be positive"));
+            }
+        }
+        if self.http.max_connections == 0 {
+            p.push(ConfigProblem::new(
+                "http.max_connections",
+                "must be at least 1",
             ));
         }
         if let Some(t) = &self.http.bearer_token {

@@ -15,6 +15,11 @@ use crate::{
 /// interaction happens later; a producer that writes year 9999 is broken.
 pub const MAX_PLAUSIBLE_TIME: Timestamp = 4_102_444_800;
 
+/// Largest purchase amount accepted: 10^12 (a trillion in any currency).
+/// No single purchase is larger, and with it a lifetime value stays finite
+/// (it would take more than 10^296 purchases to overflow).
+pub const MAX_AMOUNT: f64 = 1e12;
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Rejection {
     #[error("customer_id is missing")]
@@ -23,12 +28,12 @@ pub enum Rejection {
     MissingEventId,
     #[error("occurred_at is missing")]
     MissingTimestamp,
-    #[error("occurred_at ({0} s) is not after 1970-01-01T00:00:00Z")]
-    TimestampBeforeEpoch(i64),
-    #[error("occurred_at ({0} s) is after 2100")]
-    TimestampOutOfRange(i64),
-    #[error("occurred_at has invalid nanos {0}")]
-    InvalidNanos(i32),
+    #[error("{field} {} ({seconds} s) is before 1970-01-01T00:00:01Z, the earliest time accepted", when(*.seconds))]
+    TimestampBeforeEpoch { field: &'static str, seconds: i64 },
+    #[error("{field} {} ({seconds} s) is in 2100 or later; the latest time accepted is 2099-12-31T23:59:59Z", when(*.seconds))]
+    TimestampOutOfRange { field: &'static str, seconds: i64 },
+    #[error("{field} has nanos {nanos}, outside 0 to 999999999{}", leap_second_note(*.nanos))]
+    InvalidNanos { field: &'static str, nanos: i32 },
     #[error("occurred_at is {ahead_secs} s ahead of stream time (max skew {max_secs} s)")]
     TimestampInFuture { ahead_secs: i64, max_secs: i64 },
     #[error("the event has no kind (empty or unknown oneof case)")]
@@ -43,6 +48,14 @@ pub enum Rejection {
     NegativeAmount(f64),
     #[error("amount is not a finite number")]
     NonFiniteAmount,
+    #[error("amount {0:e} is over the maximum {MAX_AMOUNT:e}")]
+    AmountTooLarge(f64),
+    #[error("{field} has a control character (U+{code:04X} at byte {at}); such ids are refused, as churnwatch keeps names starting with U+0000 for its own records")]
+    ControlCharacter {
+        field: &'static str,
+        code: u32,
+        at: usize,
+    },
     #[error("{field} is {len} bytes, over the {max}-byte limit")]
     OversizeString {
         field: &'static str,
@@ -64,9 +77,9 @@ impl Rejection {
             Rejection::MissingCustomerId => "missing_customer_id",
             Rejection::MissingEventId => "missing_event_id",
             Rejection::MissingTimestamp => "missing_timestamp",
-            Rejection::TimestampBeforeEpoch(_) => "timestamp_before_epoch",
-            Rejection::TimestampOutOfRange(_) => "timestamp_out_of_range",
-            Rejection::InvalidNanos(_) => "invalid_timestamp_nanos",
+            Rejection::TimestampBeforeEpoch { .. } => "timestamp_before_epoch",
+            Rejection::TimestampOutOfRange { .. } => "timestamp_out_of_range",
+            Rejection::InvalidNanos { .. } => "invalid_timestamp_nanos",
             Rejection::TimestampInFuture { .. } => "timestamp_in_future",
             Rejection::MissingKind => "missing_kind",
             Rejection::CustomerCap(_) => "customer_cap",
@@ -75,6 +88,8 @@ impl Rejection {
             Rejection::SurveyWithoutScore => "survey_without_score",
             Rejection::NegativeAmount(_) => "negative_amount",
             Rejection::NonFiniteAmount => "non_finite_amount",
+            Rejection::AmountTooLarge(_) => "amount_too_large",
+            Rejection::ControlCharacter { .. } => "control_character",
             Rejection::OversizeString { .. } => "oversize_string",
             Rejection::UnknownEnum { .. } => "unknown_enum",
             Rejection::MissingField(_) => "missing_field",
@@ -82,7 +97,7 @@ impl Rejection {
     }
 
     /// Every reason code, for metric pre-registration and documentation.
-    pub const REASONS: [&'static str; 17] = [
+    pub const REASONS: [&'static str; 19] = [
         "missing_customer_id",
         "missing_event_id",
         "missing_timestamp",
@@ -96,11 +111,28 @@ impl Rejection {
         "survey_without_score",
         "negative_amount",
         "non_finite_amount",
+        "amount_too_large",
+        "control_character",
         "oversize_string",
         "unknown_enum",
         "missing_field",
         "customer_cap",
     ];
+}
+
+/// A time in words for a diagnostic (`1969-06-15T00:00:00Z`).
+fn when(seconds: i64) -> String {
+    crate::time::rfc3339(seconds)
+}
+
+/// What a nanos value out of range most likely is: a leap second (second
+/// 60, which chrono and some producers write as nanos of 10^9 or more).
+fn leap_second_note(nanos: i32) -> &'static str {
+    if (1_000_000_000..2_000_000_000).contains(&nanos) {
+        "; this is a leap second (second 60), which a protobuf Timestamp cannot hold: send it as second 59 (or smear it)"
+    } else {
+        ""
+    }
 }
 
 /// A checked event: its time in unix seconds and its kind.
@@ -137,20 +169,39 @@ pub fn validate<'a>(
     if ev.customer_id.trim().is_empty() {
         return Err(Rejection::MissingCustomerId);
     }
+    // Ids are compared byte for byte (README, "How ids are compared"); a
+    // control character is refused, so no id can be one of churnwatch's own
+    // changelog keys (they start with U+0000) or break a log line.
+    if let Some((at, c)) = ev.customer_id.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(Rejection::ControlCharacter {
+            field: "customer_id",
+            code: c as u32,
+            at,
+        });
+    }
     if ev.event_id.trim().is_empty() {
         return Err(Rejection::MissingEventId);
     }
     let ts = ev.occurred_at.as_ref().ok_or(Rejection::MissingTimestamp)?;
     if !(0..1_000_000_000).contains(&ts.nanos) {
-        return Err(Rejection::InvalidNanos(ts.nanos));
+        return Err(Rejection::InvalidNanos {
+            field: "occurred_at",
+            nanos: ts.nanos,
+        });
     }
     let at = ts.seconds;
     // Time 0 itself is refused too: the state uses 0 for "no time".
     if at <= 0 {
-        return Err(Rejection::TimestampBeforeEpoch(at));
+        return Err(Rejection::TimestampBeforeEpoch {
+            field: "occurred_at",
+            seconds: at,
+        });
     }
     if at >= MAX_PLAUSIBLE_TIME {
-        return Err(Rejection::TimestampOutOfRange(at));
+        return Err(Rejection::TimestampOutOfRange {
+            field: "occurred_at",
+            seconds: at,
+        });
     }
     if let Some(reference) = reference {
         let ahead = at - reference;
@@ -188,6 +239,9 @@ fn validate_kind(
             }
             if p.amount < 0.0 {
                 return Err(Rejection::NegativeAmount(p.amount));
+            }
+            if p.amount > MAX_AMOUNT {
+                return Err(Rejection::AmountTooLarge(p.amount));
             }
         }
         Kind::Session(_) | Kind::Erasure(_) => {}
@@ -236,8 +290,18 @@ fn validate_kind(
         Kind::Subscription(s) => {
             check_len("subscription.plan", &s.plan)?;
             if let Some(r) = &s.renews_at {
-                if !(0..MAX_PLAUSIBLE_TIME).contains(&r.seconds) {
-                    return Err(Rejection::TimestampOutOfRange(r.seconds));
+                let field = "subscription.renews_at";
+                if r.seconds < 0 {
+                    return Err(Rejection::TimestampBeforeEpoch {
+                        field,
+                        seconds: r.seconds,
+                    });
+                }
+                if r.seconds >= MAX_PLAUSIBLE_TIME {
+                    return Err(Rejection::TimestampOutOfRange {
+                        field,
+                        seconds: r.seconds,
+                    });
                 }
             }
         }
@@ -484,7 +548,7 @@ mod tests {
             }),
             cancelled: false,
         }));
-        assert_eq!(reason(&sub), "timestamp_out_of_range");
+        assert_eq!(reason(&sub), "timestamp_before_epoch");
         assert_eq!(
             reason(&events::complaint(
                 "e",
@@ -498,14 +562,118 @@ mod tests {
     }
 
     #[test]
+    fn amounts_are_bounded() {
+        // Issue 20, finding 7: two purchases of 1.797e308 made the lifetime
+        // value infinite.
+        let purchase = |amount| {
+            with_kind(Kind::Purchase(Purchase {
+                order_id: "o".into(),
+                amount,
+                currency: "EUR".into(),
+            }))
+        };
+        assert_eq!(reason(&purchase(MAX_AMOUNT)), "ok");
+        assert_eq!(reason(&purchase(MAX_AMOUNT * 1.5)), "amount_too_large");
+        assert_eq!(reason(&purchase(f64::MAX)), "amount_too_large");
+    }
+
+    #[test]
+    fn control_characters_in_a_customer_id_are_refused() {
+        let good = events::purchase("e", "c", T, 10.0);
+        for id in [
+            "\u{0}churnwatch/model",
+            "a\u{1b}[31m",
+            "line\nbreak",
+            "c\u{85}",
+        ] {
+            let ev = InteractionEvent {
+                customer_id: id.into(),
+                ..good.clone()
+            };
+            assert_eq!(reason(&ev), "control_character", "{id:?}");
+        }
+        let ev = InteractionEvent {
+            customer_id: "caf\u{e9} \u{1f600}".into(),
+            ..good
+        };
+        assert_eq!(reason(&ev), "ok", "other Unicode is an id like any other");
+    }
+
+    #[test]
+    fn diagnostics_name_the_real_problem() {
+        // Issue 20, finding 8.
+        let message = |ev: &InteractionEvent| match validate(ev, Some(T), &FoldConfig::default()) {
+            Ok(_) => String::from("ok"),
+            Err(r) => format!("{}: {r}", r.reason()),
+        };
+        let renewal = |seconds| {
+            with_kind(Kind::Subscription(Subscription {
+                plan: "pro".into(),
+                renews_at: Some(pbjson_types::Timestamp { seconds, nanos: 0 }),
+                cancelled: false,
+            }))
+        };
+        let m = message(&renewal(-86_400 * 200));
+        assert!(!m.contains("2100"), "{m}");
+        assert!(
+            m.contains("subscription.renews_at") && m.contains("1969-06-15"),
+            "{m}"
+        );
+        assert!(
+            m.contains("timestamp_before_epoch") && m.contains("before 1970"),
+            "{m}"
+        );
+        let m = message(&renewal(MAX_PLAUSIBLE_TIME + 10));
+        assert!(
+            m.contains("subscription.renews_at") && m.contains("2100 or later"),
+            "{m}"
+        );
+        let leap = InteractionEvent {
+            occurred_at: Some(pbjson_types::Timestamp {
+                seconds: T,
+                nanos: 1_000_000_000,
+            }),
+            ..events::purchase("e", "c", T, 1.0)
+        };
+        let m = message(&leap);
+        assert!(m.contains("leap second"), "{m}");
+        let m = message(&InteractionEvent {
+            occurred_at: Some(pbjson_types::Timestamp {
+                seconds: T,
+                nanos: -1,
+            }),
+            ..events::purchase("e", "c", T, 1.0)
+        });
+        assert!(m.contains("0 to 999999999") && !m.contains("leap"), "{m}");
+        // From JSON, as a producer writes it: second 60.
+        let json =
+            r#"{"eventId":"e","customerId":"c","occurredAt":"2016-12-31T23:59:60Z","session":{}}"#;
+        let ev = crate::codec::decode(json.as_bytes(), crate::codec::Format::Json);
+        let m = match ev {
+            Ok(ev) => message(&ev),
+            Err(e) => format!("{}: {e}", e.reason()),
+        };
+        assert!(m.contains("leap second"), "{m}");
+    }
+
+    #[test]
     fn every_reason_code_is_listed() {
         for r in [
             Rejection::MissingCustomerId,
             Rejection::MissingEventId,
             Rejection::MissingTimestamp,
-            Rejection::TimestampBeforeEpoch(0),
-            Rejection::TimestampOutOfRange(0),
-            Rejection::InvalidNanos(0),
+            Rejection::TimestampBeforeEpoch {
+                field: "f",
+                seconds: 0,
+            },
+            Rejection::TimestampOutOfRange {
+                field: "f",
+                seconds: 0,
+            },
+            Rejection::InvalidNanos {
+                field: "f",
+                nanos: 0,
+            },
             Rejection::TimestampInFuture {
                 ahead_secs: 0,
                 max_secs: 0,
@@ -516,6 +684,12 @@ mod tests {
             Rejection::SurveyWithoutScore,
             Rejection::NegativeAmount(0.0),
             Rejection::NonFiniteAmount,
+            Rejection::AmountTooLarge(2e12),
+            Rejection::ControlCharacter {
+                field: "f",
+                code: 0,
+                at: 0,
+            },
             Rejection::OversizeString {
                 field: "f",
                 len: 0,

@@ -267,6 +267,59 @@ fn corpus(over_limit: bool) -> Vec<Poison> {
         pb(&events::nps("b21", "c-bad", T0, 11)),
         false,
     );
+    // Issue 20's classes: reserved keys, huge amounts, misleading times,
+    // clock drift.
+    let mut e = base(22);
+    e.customer_id = "\u{0}churnwatch/model".into();
+    add(
+        "customer id equal to the model's changelog key",
+        "control_character",
+        pb(&e),
+        false,
+    );
+    let mut e = base(23);
+    e.customer_id = "c-\u{1b}[31mred".into();
+    add(
+        "customer id with a terminal escape",
+        "control_character",
+        pb(&e),
+        false,
+    );
+    add(
+        "amount 1.797e308",
+        "amount_too_large",
+        pb(&events::purchase("b24", "c-bad", T0, 1.797e308)),
+        false,
+    );
+    add(
+        "renewal in 1969",
+        "timestamp_before_epoch",
+        pb(&events::subscription(
+            "b25",
+            "c-bad",
+            T0,
+            "pro",
+            -86_400 * 200,
+            false,
+        )),
+        false,
+    );
+    let mut e = base(26);
+    if let Some(t) = e.occurred_at.as_mut() {
+        t.nanos = 1_000_000_000;
+    }
+    add(
+        "leap second (nanos 10^9)",
+        "invalid_timestamp_nanos",
+        pb(&e),
+        false,
+    );
+    add(
+        "clock drift: two hours ahead of the wall clock",
+        "timestamp_in_future",
+        pb(&events::purchase("b27", "c-bad", now + 2 * 3600, 1.0)),
+        false,
+    );
     v
 }
 

@@ -296,7 +296,7 @@ async fn dashboards_and_alerts_hold_against_a_live_scrape() {
     let listener = must(tokio::net::TcpListener::bind("127.0.0.1:0").await, "bind");
     let addr = must(listener.local_addr(), "local_addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, router, async {
+    let server = tokio::spawn(http::serve(listener, router, Default::default(), async {
         let _ = stopped.await;
     }));
     let workload = {

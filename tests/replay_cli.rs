@@ -704,3 +704,113 @@ fn errors_exit_with_status_2_and_say_what_is_wrong() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("outreach.trigger_level"), "{stderr}");
 }
+
+/// Runs `churnwatch replay --quiet --input /dev/stdin <extra>` with `input`
+/// written into its stdin and its address space limited to `limit_bytes`
+/// (RLIMIT_AS): returns exit code and stderr.
+fn replay_limited(input: Vec<u8>, extra: &[&str], limit_bytes: u64) -> (i32, String) {
+    use std::{io::Write, os::unix::process::CommandExt, process::Stdio};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_churnwatch"));
+    cmd.args(["replay", "--quiet", "--input", "/dev/stdin"])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the
+    // child between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: limit_bytes,
+                rlim_max: limit_bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = must(cmd.spawn(), "spawning churnwatch");
+    let mut stdin = child.stdin.take();
+    let writer = std::thread::spawn(move || {
+        if let Some(s) = stdin.as_mut() {
+            // The child may stop reading (a truncated file): that is fine.
+            let _ = s.write_all(&input);
+        }
+    });
+    let out = must(child.wait_with_output(), "waiting for churnwatch");
+    let _ = writer.join();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn input_readers_are_bounded_before_they_allocate() {
+    // Issue 20, finding 3: replay read a whole JSON line before the 1 MiB
+    // check (a 400 MB line took 419 MB; under a memory limit it aborted
+    // with exit 134). Lines of 10x and 100x the limit, under a 64 MiB
+    // address-space limit, are reported as too_large and the events around
+    // them are folded.
+    const LIMIT: u64 = 64 << 20;
+    let good = |id: &str, at: i64| {
+        let mut line = json_line(&events::purchase(id, "c-1", at, 5.0));
+        line.push(b'\n');
+        line
+    };
+    let mut input = good("e1", 1_700_000_000);
+    for times in [10, 100] {
+        input.extend_from_slice(b"{\"eventId\":\"");
+        input.resize(input.len() + times * codec::MAX_EVENT_BYTES, b'x');
+        input.extend_from_slice(b"\"}\n");
+    }
+    input.extend(good("e2", 1_700_000_100));
+    let (code, stderr) = replay_limited(input, &[], LIMIT);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("/dev/stdin:2: too_large"), "{stderr}");
+    assert!(stderr.contains("/dev/stdin:3: too_large"), "{stderr}");
+    let s = summary_of(&stderr);
+    assert_eq!(s["folded"], 2, "{s}");
+    assert_eq!(s["invalid_by_reason"]["too_large"], 2, "{s}");
+
+    // A length prefix of 10x the limit ends the file before anything of
+    // that size is allocated.
+    let mut pb = Vec::new();
+    codec::write_framed(
+        &mut pb,
+        &events::purchase("e1", "c-1", 1_700_000_000, 5.0),
+        Format::Protobuf,
+    );
+    let mut len = 10 * codec::MAX_EVENT_BYTES as u64;
+    while len >= 0x80 {
+        pb.push((len as u8 & 0x7f) | 0x80);
+        len >>= 7;
+    }
+    pb.push(len as u8);
+    pb.resize(pb.len() + 10 * codec::MAX_EVENT_BYTES, 0);
+    let (code, stderr) = replay_limited(pb, &["--format", "protobuf"], LIMIT);
+    assert_eq!(code, 0, "{stderr}");
+    let s = summary_of(&stderr);
+    assert_eq!(s["folded"], 1, "{s}");
+    assert_eq!(s["invalid_by_reason"]["truncated_file"], 1, "{s}");
+}
+
+#[test]
+fn a_directory_or_an_unreadable_input_exits_2_with_a_message() {
+    // Issue 20, finding 3: a directory counted as a truncated file, exit 0.
+    let dir = tempdir();
+    let (code, _, stderr) = churnwatch([
+        "replay".into(),
+        "--quiet".into(),
+        "--input".into(),
+        dir.path().as_os_str().to_owned(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is a directory"), "{stderr}");
+    // Opens, then every read fails (EIO): not a truncated file either.
+    let (code, _, stderr) = churnwatch(["replay", "--quiet", "--input", "/proc/self/mem"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.starts_with("error: /proc/self/mem"), "{stderr}");
+}

@@ -270,11 +270,23 @@ impl Engine {
                         .events_dropped
                         .with_label_values(&["duplicate"])
                         .inc(),
-                    Processed::Folded(Folded::Late) | Processed::Late => self
-                        .metrics
-                        .events_dropped
-                        .with_label_values(&["late"])
-                        .inc(),
+                    Processed::Folded(Folded::Late) | Processed::Late => {
+                        // Not folded, and not lost: the dead-letter topic
+                        // keeps it (reason `late`), to be replayed if wanted.
+                        self.metrics
+                            .events_dropped
+                            .with_label_values(&["late"])
+                            .inc();
+                        let detail = match (processed, task.processor.stream_time()) {
+                            (Processed::Late, Some(st)) => format!(
+                                "occurred_at is {} s before the partition's stream time (fold.lateness {} s)",
+                                at.map_or(0, |a| st - a),
+                                self.core.fold.lateness.as_secs()
+                            ),
+                            _ => "activity more than 63 days before the customer's last active day".to_owned(),
+                        };
+                        self.sink.dead_letter(msg, "late", &detail)?;
+                    }
                     Processed::Forgotten => self
                         .metrics
                         .events_dropped
@@ -857,6 +869,12 @@ impl Engine {
                 .restore_records
                 .with_label_values(&[&ps])
                 .inc_by(r.records);
+            for (reason, n) in &r.skipped_by_reason {
+                self.metrics
+                    .restore_skipped
+                    .with_label_values(&[reason])
+                    .inc_by(*n);
+            }
             tracing::info!(
                 partition = p,
                 records = r.records,

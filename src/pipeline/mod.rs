@@ -12,7 +12,7 @@
 mod client;
 mod engine;
 mod memory;
-mod restore;
+pub(crate) mod restore;
 mod sink;
 mod topics;
 

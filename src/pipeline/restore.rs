@@ -9,7 +9,7 @@ use std::{
 use rdkafka::{
     consumer::{BaseConsumer, Consumer, ConsumerContext},
     error::{KafkaError, RDKafkaErrorCode},
-    message::{BorrowedMessage, Headers, Message},
+    message::{Headers, Message},
     ClientContext, Offset, TopicPartitionList,
 };
 
@@ -32,7 +32,9 @@ pub struct Restored {
     pub model: Option<PopulationModel>,
     pub records: u64,
     pub customers: usize,
+    /// Records not installed, in all and by reason ([`SKIP_REASONS`]).
     pub skipped: u64,
+    pub skipped_by_reason: BTreeMap<&'static str, u64>,
     pub elapsed: Duration,
 }
 
@@ -189,7 +191,13 @@ pub fn restore(
         };
         pr.last_offset = msg.offset();
         pr.out.records += 1;
-        apply(&msg, partition, proc, &mut pr.out);
+        let record = Record {
+            key: msg.key(),
+            payload: msg.payload(),
+            erased_at: erased_at(&msg),
+            offset: msg.offset(),
+        };
+        apply(&record, partition, proc, &mut pr.out);
     }
     let _ = consumer.unassign();
     if retried.count > 0 {
@@ -213,34 +221,87 @@ struct Progress {
     out: Restored,
 }
 
-/// Applies one changelog record to a partition's processor.
-fn apply(msg: &BorrowedMessage<'_>, partition: i32, proc: &mut Processor, out: &mut Restored) {
-    let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-        out.skipped += 1;
+/// One changelog record, as read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Record<'a> {
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    /// The erasure time a tombstone carries, if it is an erasure's.
+    pub erased_at: Option<i64>,
+    pub offset: i64,
+}
+
+/// Why a restore did not install a changelog record (the `reason` label of
+/// `churnwatch_changelog_records_skipped_total`).
+pub const SKIP_REASONS: [&str; 4] = [
+    "key_not_utf8",
+    "reserved_key",
+    "unreadable_model",
+    "unreadable_snapshot",
+];
+
+impl Restored {
+    /// Counts and logs a record not installed (its offset and why, never
+    /// its key: a key is a customer id).
+    fn skip(&mut self, partition: i32, offset: i64, reason: &'static str, detail: &str) {
+        self.skipped += 1;
+        *self.skipped_by_reason.entry(reason).or_default() += 1;
+        tracing::warn!(
+            partition,
+            offset,
+            reason,
+            detail,
+            "skipping a changelog record"
+        );
+    }
+}
+
+/// Applies one changelog record to a partition's processor. Keys starting
+/// with U+0000 are churnwatch's own ([`MODEL_KEY`]); no customer id can
+/// start so (validation refuses control characters), so any other key in
+/// that namespace, and a model record that does not read as a model, is
+/// skipped and counted, as is every record that cannot be installed.
+pub(crate) fn apply(rec: &Record<'_>, partition: i32, proc: &mut Processor, out: &mut Restored) {
+    let offset = rec.offset;
+    let Some(key) = rec.key.and_then(|k| std::str::from_utf8(k).ok()) else {
+        out.skip(
+            partition,
+            offset,
+            "key_not_utf8",
+            "no key, or a key that is not UTF-8",
+        );
         return;
     };
     if key.starts_with('\u{0}') {
-        if key == MODEL_KEY {
-            if let Some(m) = msg
-                .payload()
-                .and_then(|b| serde_json::from_slice::<PopulationModel>(b).ok())
-            {
-                out.model = Some(m);
-            }
+        if key != MODEL_KEY {
+            out.skip(
+                partition,
+                offset,
+                "reserved_key",
+                "a key in churnwatch's reserved namespace (U+0000) that is not its model",
+            );
+            return;
+        }
+        match rec.payload.map(serde_json::from_slice::<PopulationModel>) {
+            Some(Ok(m)) => out.model = Some(m),
+            Some(Err(e)) => out.skip(partition, offset, "unreadable_model", &e.to_string()),
+            None => out.skip(
+                partition,
+                offset,
+                "unreadable_model",
+                "a tombstone under the model key",
+            ),
         }
         return;
     }
-    match msg.payload() {
-        None => match erased_at(msg) {
+    match rec.payload {
+        None => match rec.erased_at {
             Some(at) => proc.forget_erased(key, at),
             None => proc.forget(key),
         },
         Some(bytes) => match CustomerState::decode_snapshot(bytes) {
             Ok((_, state)) => proc.restore(key, state),
-            Err(e) => {
-                out.skipped += 1;
-                tracing::warn!(partition, offset = msg.offset(), error = %e, "skipping an unreadable changelog record");
-            }
+            Err(e) => out.skip(partition, offset, "unreadable_snapshot", &e.to_string()),
         },
     }
 }
@@ -287,6 +348,60 @@ impl Retried {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::CoreConfig;
+    use std::sync::Arc;
+
+    fn rec<'a>(key: &'a [u8], payload: Option<&'a [u8]>, offset: i64) -> Record<'a> {
+        Record {
+            key: Some(key),
+            payload,
+            erased_at: None,
+            offset,
+        }
+    }
+
+    #[test]
+    fn a_changelog_with_hostile_ids_restores_its_customers_and_model_and_counts_every_skip() {
+        // Issue 20, finding 1: a customer called `\0churnwatch/model` (or any
+        // id in the reserved NUL namespace) was written to the changelog by
+        // older builds; a restore must keep the real model and count and log
+        // every record it does not install.
+        let core = Arc::new(CoreConfig::default());
+        let model = PopulationModel::prior(&core.model);
+        let model_json = serde_json::to_vec(&model).unwrap_or_default();
+        let mut proc = Processor::new(core.clone(), Arc::new(PopulationModel::prior(&core.model)));
+        let state = CustomerState::new(1_700_000_000);
+        let hostile_model = state.encode_snapshot(MODEL_KEY);
+        let hostile = state.encode_snapshot("\u{0}c-1");
+        let good = state.encode_snapshot("c-1");
+        let records = [
+            rec(MODEL_KEY.as_bytes(), Some(&model_json), 0),
+            rec(b"c-1", Some(&good), 1),
+            rec(MODEL_KEY.as_bytes(), Some(&hostile_model), 2),
+            rec("\u{0}c-1".as_bytes(), Some(&hostile), 3),
+            rec(&[0xff, 0xfe], Some(&good), 4),
+            rec(b"c-2", Some(b"not a snapshot"), 5),
+            rec("\u{0}churnwatch/other".as_bytes(), None, 6),
+        ];
+        let mut out = Restored::default();
+        for r in &records {
+            apply(r, 0, &mut proc, &mut out);
+        }
+        assert_eq!(out.model.as_ref(), Some(&model), "the real model");
+        assert_eq!(proc.len(), 1, "only c-1 is a customer");
+        assert!(proc.get("c-1").is_some());
+        assert_eq!(out.skipped, 5, "every record not installed is counted");
+        let by: Vec<_> = out.skipped_by_reason.into_iter().collect();
+        assert_eq!(
+            by,
+            [
+                ("key_not_utf8", 1),
+                ("reserved_key", 2),
+                ("unreadable_model", 1),
+                ("unreadable_snapshot", 1)
+            ]
+        );
+    }
 
     #[test]
     fn broker_outages_are_waited_out_and_refusals_are_not() {

@@ -558,3 +558,207 @@ fn activity_gathered_in_parts_is_everyones_once() {
     assert_eq!(parts, all);
     assert!(rounds > 1, "in parts, not at once");
 }
+
+#[test]
+fn a_customer_id_with_a_control_character_is_refused_and_cannot_name_the_model() {
+    // Issue 20, finding 1: `\0churnwatch/model` is the changelog key of the
+    // model; no event may make a customer of that name (or any id with a
+    // control character, which could not be told from churnwatch's keys).
+    let mut p = processor();
+    let mut out = Vec::new();
+    for id in [
+        "\u{0}churnwatch/model",
+        "\u{0}c-1",
+        "c\u{1}x",
+        "c\u{7f}",
+        "tab\there",
+    ] {
+        let r = p.process(&events::purchase("e1", id, at(0), 10.0), None, &mut out);
+        assert_eq!(
+            r.err().map(|r| r.reason()),
+            Some("control_character"),
+            "{id:?}"
+        );
+        assert!(p.get(id).is_none(), "{id:?}");
+    }
+    assert!(
+        changelog(&mut p).is_empty(),
+        "nothing reaches the changelog"
+    );
+}
+
+#[test]
+fn an_erasure_erases_whatever_its_event_id() {
+    // Issue 20, finding 2: an erasure whose event id repeats one of the
+    // customer's recent ids is not a redelivery of that event.
+    let mut p = processor();
+    let mut out = Vec::new();
+    let _ = p.process(&events::purchase("e1", "c", at(0), 10.0), None, &mut out);
+    let r = p.process(&events::erasure("e1", "c", at(0) + 60), None, &mut out);
+    assert_eq!(r.ok(), Some(Processed::Folded(Folded::Erased)));
+    assert!(p.get("c").is_none(), "erased");
+    let records = changelog(&mut p);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].erased_at, Some(at(0) + 60));
+    // Idempotent: the same erasure again leaves the customer erased, with
+    // the same erasure time, and a later one moves it on.
+    let r = p.process(&events::erasure("e1", "c", at(0) + 60), None, &mut out);
+    assert!(r.is_ok());
+    assert!(p.get("c").is_none());
+    let r = p.process(&events::erasure("e9", "c", at(0) + 120), None, &mut out);
+    assert_eq!(r.ok(), Some(Processed::Folded(Folded::Erased)));
+    let again: Vec<_> = changelog(&mut p)
+        .into_iter()
+        .map(|r| (r.customer_id, r.snapshot.is_none(), r.erased_at))
+        .collect();
+    assert!(again
+        .iter()
+        .all(|(id, tomb, _)| id.as_str() == "c" && *tomb));
+    assert_eq!(again.last().and_then(|r| r.2), Some(at(0) + 120));
+    let r = p.process(
+        &events::purchase("e2", "c", at(0) + 90, 1.0),
+        None,
+        &mut out,
+    );
+    assert_eq!(
+        r.ok(),
+        Some(Processed::Forgotten),
+        "before the last erasure"
+    );
+}
+
+#[test]
+fn an_erasure_older_than_stream_time_still_erases() {
+    let mut p = processor();
+    let mut out = Vec::new();
+    let _ = p.process(&events::purchase("e1", "c", at(0), 10.0), None, &mut out);
+    let _ = p.process(
+        &events::purchase("e2", "other", at(5), 10.0),
+        None,
+        &mut out,
+    );
+    let r = p.process(&events::erasure("x", "c", at(0) + 60), None, &mut out);
+    assert_eq!(r.ok(), Some(Processed::Folded(Folded::Erased)));
+    assert!(p.get("c").is_none());
+}
+
+#[test]
+fn an_erasure_of_an_unknown_customer_is_not_refused_by_the_cap() {
+    let mut p = with_fold(|f| f.max_customers_per_partition = 1);
+    let mut out = Vec::new();
+    let _ = p.process(&events::purchase("e1", "a", at(0), 10.0), None, &mut out);
+    let r = p.process(&events::erasure("x", "b", at(0) + 60), None, &mut out);
+    assert_eq!(r.ok(), Some(Processed::Folded(Folded::Erased)));
+    let r = p.process(
+        &events::purchase("e2", "b", at(0) + 30, 1.0),
+        None,
+        &mut out,
+    );
+    assert_eq!(r.ok(), Some(Processed::Forgotten));
+}
+
+#[test]
+fn ids_are_compared_byte_for_byte_by_the_fold_and_by_erasure_alike() {
+    // "é" precomposed (NFC) and decomposed (NFD), and a case change: three
+    // customers, and an erasure of one spelling leaves the others.
+    let nfc = "caf\u{e9}";
+    let nfd = "cafe\u{301}";
+    let upper = "CAF\u{c9}";
+    let mut p = processor();
+    let mut out = Vec::new();
+    for (i, id) in [nfc, nfd, upper].iter().enumerate() {
+        let _ = p.process(
+            &events::purchase(&format!("e{i}"), id, at(0), 10.0),
+            None,
+            &mut out,
+        );
+    }
+    assert_eq!(p.len(), 3);
+    let _ = p.process(&events::erasure("x", nfd, at(0) + 60), None, &mut out);
+    assert!(p.get(nfd).is_none());
+    assert!(p.get(nfc).is_some() && p.get(upper).is_some());
+}
+
+#[test]
+fn an_erasure_during_a_pending_episode_counts_the_erased_suppression() {
+    // Issue 20, finding 6: the fold cleared the pending outreach before the
+    // processor looked for it, so `erased` was never counted.
+    // The customer withdrew consent, so their episode is held back
+    // (`no_consent`) and stays open until the erasure.
+    let mut p = processor();
+    let mut evs = weekly_buyer("c1", 10);
+    evs.push(events::consent(
+        "nc",
+        "c1",
+        at(63) + 60,
+        false,
+        Channel::Unspecified,
+    ));
+    let mut out = feed(&mut p, &evs);
+    let held = |out: &[Effect]| {
+        out.iter().any(|e| {
+            matches!(
+                e,
+                Effect::Suppressed {
+                    reason: Suppression::NoConsent,
+                    ..
+                }
+            )
+        })
+    };
+    let mut t = at(70);
+    while !held(&out) && t < at(400) {
+        p.advance_to(t, &mut out);
+        t += D;
+    }
+    assert!(
+        held(&out) && outreach(&out).is_empty(),
+        "an episode held back"
+    );
+    let pending = p
+        .get("c1")
+        .and_then(|s| s.outreach.as_deref())
+        .is_some_and(|h| h.episode_started_at.is_some() && !h.episode_done);
+    assert!(pending, "the episode is open");
+    let mut out = Vec::new();
+    let _ = p.process(&events::erasure("x", "c1", t), None, &mut out);
+    assert!(
+        out.iter().any(|e| matches!(
+            e,
+            Effect::Suppressed {
+                reason: Suppression::Erased,
+                ..
+            }
+        )),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn live_stream_time_cannot_be_dragged_ahead_of_the_wall_clock() {
+    // Issue 20, finding 4: each event an hour-less-a-minute after the last
+    // used to be accepted (the check was against the newest event), and the
+    // real-time events that followed were dropped as late.
+    let mut p = processor();
+    let mut out = Vec::new();
+    let wall = at(0);
+    let mut refused = 0;
+    for i in 1..=30 {
+        let ev = events::purchase(&format!("d{i}"), "drift", wall + i * 59 * 60, 1.0);
+        if let Err(r) = p.process(&ev, Some(wall), &mut out) {
+            assert_eq!(r.reason(), "timestamp_in_future");
+            refused += 1;
+        }
+    }
+    assert_eq!(
+        refused, 29,
+        "only the first is within an hour of the wall clock"
+    );
+    let r = p.process(
+        &events::purchase("now", "c", wall, 1.0),
+        Some(wall),
+        &mut out,
+    );
+    assert_eq!(r.ok(), Some(Processed::Folded(Folded::Applied)));
+    assert!(p.stream_time().is_some_and(|st| st <= wall + 3600));
+}
