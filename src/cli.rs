@@ -1,4 +1,4 @@
-//! The command line: `churnwatch demo | replay | generate | run | check-config | mock-broker`.
+//! The command line: `churnwatch demo | replay | backtest | generate | run | check-config | mock-broker`.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -32,6 +32,10 @@ pub enum Command {
     Demo(DemoArgs),
     /// Fold events from files and write states, scores, the model and outreach.
     Replay(ReplayArgs),
+    /// Score everyone at a cutoff and compare with what happened in the
+    /// horizon after it: ranking, calibration, outreach, baselines (see
+    /// README, "How good is the risk?").
+    Backtest(BacktestArgs),
     /// Write a seeded synthetic population's events to a file, stdout or a
     /// Kafka topic.
     Generate(GenerateArgs),
@@ -102,6 +106,37 @@ pub struct ReplayArgs {
     /// Write every outreach decided, proto3 JSON, one per line, in stream-time order.
     #[arg(long)]
     pub outreach_out: Option<PathBuf>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BacktestArgs {
+    /// Input file (repeatable); read in the order given.
+    #[arg(long = "input", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// jsonl: proto3 JSON, one event per line; protobuf: length-delimited.
+    #[arg(long, value_parser = parse_format, default_value = "jsonl")]
+    pub format: Format,
+    /// Score at this RFC 3339 time; what happened after it is the outcome.
+    #[arg(long, value_parser = parse_time)]
+    pub cutoff: i64,
+    /// How far after the cutoff to look, e.g. 30d (default: the configured horizon).
+    #[arg(long)]
+    pub horizon: Option<Span>,
+    /// TOML configuration (the fold, model, score and outreach sections).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Ground truth from `generate --truth-out`: adds recall of those who really left.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// Write the report as JSON.
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+    /// Write the report as one self-contained HTML file with plots.
+    #[arg(long)]
+    pub html_out: Option<PathBuf>,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -268,6 +303,38 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("{}", serde_json::to_string_pretty(&summary)?);
             if opts.strict && summary.invalid > 0 {
                 return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backtest(a) => {
+            let cfg = load_core_config(a.config.as_ref())?;
+            let opts = crate::backtest::BacktestOptions {
+                inputs: a.inputs,
+                format: a.format,
+                cutoff: a.cutoff,
+                horizon: a.horizon,
+                truth: a.truth,
+                progress: !a.quiet,
+            };
+            let done = crate::backtest::backtest(cfg, &opts)?;
+            let s = &done.summary;
+            eprintln!(
+                "folded {} of {} records ({} invalid, {} duplicates, {} late); {} after the horizon not read",
+                s.folded, s.records, s.invalid, s.duplicates, s.late, done.records_after_horizon
+            );
+            if let Some(e) = &s.model_error {
+                eprintln!("model at the cutoff: the prior stays ({e})");
+            }
+            print!("{}", crate::backtest::text::render(&done.report));
+            if let Some(path) = &a.json_out {
+                let text = serde_json::to_string_pretty(&done.report)?;
+                std::fs::write(path, text + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let Some(path) = &a.html_out {
+                let title = format!("churnwatch backtest at {}", done.report.cutoff);
+                std::fs::write(path, crate::backtest::html::render(&done.report, &title))
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(ExitCode::SUCCESS)
         }
