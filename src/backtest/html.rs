@@ -82,8 +82,11 @@ impl Chart {
             }
         }
     }
-    /// A bar from x0 to x1 of height y.
+    /// A bar from x0 to x1 of height y (none for an empty bin).
     fn bar(&mut self, x0: f64, x1: f64, y: f64, colour: &str, title: &str) {
+        if y <= self.y.0 {
+            return;
+        }
         let (a, b) = (self.px(x0), self.px(x1));
         let (top, base) = (self.py(y), self.py(self.y.0));
         let _ = write!(
