@@ -162,6 +162,14 @@ pub struct GenerateArgs {
     /// Stop after this many events (0 = until the span ends).
     #[arg(long, default_value_t = 0)]
     pub max_events: u64,
+    /// classic: --silent-share go silent at random; experience: leaving
+    /// follows each customer's experience (README, "The experience model").
+    #[arg(long, value_enum, default_value = "classic")]
+    pub model: GenModelArg,
+    /// Write each customer's ground truth (left or not, when, cause), one
+    /// JSON object per line, for `backtest --truth`.
+    #[arg(long, value_name = "FILE", conflicts_with = "bootstrap")]
+    pub truth_out: Option<PathBuf>,
     /// Leave out the first N events: a run with `--max-events M --skip N`
     /// continues one with `--max-events N` (same seed and settings).
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -236,6 +244,21 @@ pub struct DemoArgs {
     /// instead of the in-process mock cluster.
     #[arg(long)]
     pub tansu: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum GenModelArg {
+    Classic,
+    Experience,
+}
+
+impl From<GenModelArg> for crate::generate::GenModel {
+    fn from(m: GenModelArg) -> Self {
+        match m {
+            GenModelArg::Classic => crate::generate::GenModel::Classic,
+            GenModelArg::Experience => crate::generate::GenModel::Experience,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -407,6 +430,7 @@ fn generate_to_file(a: GenerateArgs) -> anyhow::Result<()> {
         span: a.span,
         silent_share: a.silent_share,
         max_events: a.max_events,
+        model: a.model.into(),
         ..GenConfig::default()
     };
     let sink: Box<dyn Write> = if a.out.as_os_str() == "-" {
@@ -425,7 +449,8 @@ fn generate_to_file(a: GenerateArgs) -> anyhow::Result<()> {
     };
     let mut buf = Vec::with_capacity(512);
     let mut n = 0u64;
-    for ev in Generator::new(cfg).skip(a.skip as usize) {
+    let mut gen = Generator::new(cfg);
+    for ev in gen.by_ref().skip(a.skip as usize) {
         buf.clear();
         crate::codec::write_framed(&mut buf, &ev, a.format);
         w.write_all(&buf)?;
@@ -438,6 +463,22 @@ fn generate_to_file(a: GenerateArgs) -> anyhow::Result<()> {
     w.flush()?;
     bar.finish_and_clear();
     eprintln!("wrote {n} events for {} customers", a.customers);
+    if let Some(path) = &a.truth_out {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut t = std::io::BufWriter::new(file);
+        let truth = gen.truth();
+        for r in &truth {
+            writeln!(t, "{}", serde_json::to_string(r)?)?;
+        }
+        t.flush()?;
+        let left = truth.iter().filter(|r| r.left).count();
+        eprintln!(
+            "wrote the ground truth of {} customers ({left} left within the span) to {}",
+            truth.len(),
+            path.display()
+        );
+    }
     Ok(())
 }
 
@@ -480,6 +521,7 @@ fn generate_to_kafka(a: GenerateArgs) -> anyhow::Result<()> {
         span: a.span,
         silent_share: a.silent_share,
         max_events: a.max_events,
+        model: a.model.into(),
         ..GenConfig::default()
     };
     let days = a.span.whole_days().max(1) as u64;
