@@ -21,7 +21,7 @@ use crate::{
     pb::OutreachRequested,
     population::{FitRecord, PopulationModel},
     processor::{Effect, Processed, Processor},
-    score,
+    score::{self, learn::LearnedRisk, outcomes::Outcomes},
     signals::Context,
     time::{day_of, rfc3339, Span, Timestamp},
 };
@@ -79,6 +79,10 @@ pub struct ReplaySummary {
     pub outreach: u64,
     pub suppressed_by_reason: BTreeMap<&'static str, u64>,
     pub refits: u64,
+    /// Refits that learned the risk's coefficients.
+    pub learned: u64,
+    /// Why the last refit did not learn them, if it did not.
+    pub learning_error: Option<String>,
     pub as_of: Option<String>,
     pub model: Option<FitRecord>,
     pub model_error: Option<String>,
@@ -93,6 +97,8 @@ pub fn replay(mut cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary
         cfg.model.time_unit = u;
     }
     if let Some(h) = opts.horizon {
+        // The risk's horizon, and the expected activity's with it.
+        cfg.score.horizon = h;
         cfg.model.horizon = h;
     }
     let problems = cfg.problems();
@@ -107,6 +113,7 @@ pub fn replay(mut cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary
     let mut effects = Vec::new();
     let refit_every = cfg.model.refit_every.as_secs();
     let mut next_refit: Option<Timestamp> = None;
+    let mut outcomes = Outcomes::default();
 
     let total: u64 = opts
         .inputs
@@ -174,7 +181,7 @@ pub fn replay(mut cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary
                 proc.advance_to(st, &mut effects);
                 if next_refit.is_none_or(|t| st >= t) {
                     if next_refit.is_some() {
-                        refit(&mut proc, st, &mut summary);
+                        refit(&mut proc, &mut outcomes, st, &mut summary);
                     }
                     next_refit = Some((st.div_euclid(refit_every) + 1) * refit_every);
                 }
@@ -231,10 +238,21 @@ pub fn replay(mut cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary
     Ok(summary)
 }
 
-fn refit(proc: &mut Processor, at: Timestamp, summary: &mut ReplaySummary) {
-    if let Ok(m) = proc.refit(at) {
+/// A scheduled refit: the same pass and fit as the service's
+/// ([`Processor::refit_learning`], [`crate::score::outcomes::refit`]).
+fn refit(
+    proc: &mut Processor,
+    outcomes: &mut Outcomes,
+    at: Timestamp,
+    summary: &mut ReplaySummary,
+) {
+    if let Ok(r) = proc.refit_learning(outcomes, at) {
         summary.refits += 1;
-        proc.set_model(Arc::new(m));
+        match r.learning {
+            Ok(()) => summary.learned += 1,
+            Err(e) => summary.learning_error = Some(e.to_string()),
+        }
+        proc.set_model(Arc::new(r.model));
     }
 }
 
@@ -362,6 +380,19 @@ struct ModelFile<'a> {
     fitted_at: Option<String>,
     error: Option<&'a str>,
     version: String,
+    /// The risk's horizon and coefficients in use.
+    risk: RiskFile<'a>,
+}
+
+#[derive(Serialize)]
+struct RiskFile<'a> {
+    horizon: Span,
+    /// `learned`, `prior` or `fixed`.
+    coefficients: &'static str,
+    bias: f64,
+    weights: &'a crate::config::Weights,
+    learned: Option<&'a LearnedRisk>,
+    learning_error: Option<&'a str>,
 }
 
 fn write_model(proc: &Processor, summary: &ReplaySummary, path: &Path) -> Result<(), ReplayError> {
@@ -380,6 +411,19 @@ fn write_model(proc: &Processor, summary: &ReplaySummary, path: &Path) -> Result
         fitted_at: fit.map(|f| rfc3339(f.fitted_at)),
         error: summary.model_error.as_deref(),
         version: m.version(),
+        risk: {
+            let cfg = proc.config();
+            let (c, source) = score::coefficients(&Context::new(cfg, m));
+            let learned = m.risk.as_ref().filter(|_| source == "learned");
+            RiskFile {
+                horizon: cfg.score.horizon,
+                coefficients: source,
+                bias: c[0],
+                weights: learned.map_or(&cfg.score.weights, |r| &r.weights),
+                learned,
+                learning_error: summary.learning_error.as_deref(),
+            }
+        },
     };
     let text = serde_json::to_string_pretty(&out).map_err(|e| ReplayError::Io {
         path: path.to_owned(),
