@@ -21,7 +21,7 @@ use crate::{
     pb::{InteractionEvent, OutreachRequested},
     population::{FitRecord, PopulationModel},
     processor::{Effect, Processed, Processor},
-    score,
+    score::{self, learn::LearnedRisk, outcomes::Outcomes},
     signals::Context,
     time::{day_of, rfc3339, Span, Timestamp},
 };
@@ -79,6 +79,10 @@ pub struct ReplaySummary {
     pub outreach: u64,
     pub suppressed_by_reason: BTreeMap<&'static str, u64>,
     pub refits: u64,
+    /// Refits that learned the risk's coefficients.
+    pub learned: u64,
+    /// Why the last refit did not learn them, if it did not.
+    pub learning_error: Option<String>,
     pub as_of: Option<String>,
     pub model: Option<FitRecord>,
     pub model_error: Option<String>,
@@ -98,6 +102,8 @@ pub fn effective_config(
         cfg.model.time_unit = u;
     }
     if let Some(h) = horizon {
+        // The risk's horizon, and the expected activity's with it.
+        cfg.score.horizon = h;
         cfg.model.horizon = h;
     }
     let problems = cfg.problems();
@@ -127,6 +133,7 @@ pub struct Feed {
     effects: Vec<Effect>,
     refit_every: i64,
     next_refit: Option<Timestamp>,
+    outcomes: Outcomes,
 }
 
 impl Feed {
@@ -140,6 +147,7 @@ impl Feed {
             effects: Vec::new(),
             refit_every,
             next_refit: None,
+            outcomes: Outcomes::default(),
         }
     }
 
@@ -242,7 +250,7 @@ impl Feed {
                     self.proc.advance_to(st, &mut self.effects);
                     if self.next_refit.is_none_or(|t| st >= t) {
                         if self.next_refit.is_some() {
-                            refit(&mut self.proc, st, &mut self.summary);
+                            refit(&mut self.proc, &mut self.outcomes, st, &mut self.summary);
                         }
                         self.next_refit =
                             Some((st.div_euclid(self.refit_every) + 1) * self.refit_every);
@@ -333,10 +341,21 @@ pub fn replay(cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary, Re
     Ok(summary)
 }
 
-fn refit(proc: &mut Processor, at: Timestamp, summary: &mut ReplaySummary) {
-    if let Ok(m) = proc.refit(at) {
+/// A scheduled refit: the same pass and fit as the service's
+/// ([`Processor::refit_learning`], [`crate::score::outcomes::refit`]).
+fn refit(
+    proc: &mut Processor,
+    outcomes: &mut Outcomes,
+    at: Timestamp,
+    summary: &mut ReplaySummary,
+) {
+    if let Ok(r) = proc.refit_learning(outcomes, at) {
         summary.refits += 1;
-        proc.set_model(Arc::new(m));
+        match r.learning {
+            Ok(()) => summary.learned += 1,
+            Err(e) => summary.learning_error = Some(e.to_string()),
+        }
+        proc.set_model(Arc::new(r.model));
     }
 }
 
@@ -464,6 +483,19 @@ struct ModelFile<'a> {
     fitted_at: Option<String>,
     error: Option<&'a str>,
     version: String,
+    /// The risk's horizon and coefficients in use.
+    risk: RiskFile<'a>,
+}
+
+#[derive(Serialize)]
+struct RiskFile<'a> {
+    horizon: Span,
+    /// `learned`, `prior` or `fixed`.
+    coefficients: &'static str,
+    bias: f64,
+    weights: &'a crate::config::Weights,
+    learned: Option<&'a LearnedRisk>,
+    learning_error: Option<&'a str>,
 }
 
 fn write_model(proc: &Processor, summary: &ReplaySummary, path: &Path) -> Result<(), ReplayError> {
@@ -482,6 +514,19 @@ fn write_model(proc: &Processor, summary: &ReplaySummary, path: &Path) -> Result
         fitted_at: fit.map(|f| rfc3339(f.fitted_at)),
         error: summary.model_error.as_deref(),
         version: m.version(),
+        risk: {
+            let cfg = proc.config();
+            let (c, source) = score::coefficients(&Context::new(cfg, m));
+            let learned = m.risk.as_ref().filter(|_| source == "learned");
+            RiskFile {
+                horizon: cfg.score.horizon,
+                coefficients: source,
+                bias: c[0],
+                weights: learned.map_or(&cfg.score.weights, |r| &r.weights),
+                learned,
+                learning_error: summary.learning_error.as_deref(),
+            }
+        },
     };
     let text = serde_json::to_string_pretty(&out).map_err(|e| ReplayError::Io {
         path: path.to_owned(),

@@ -23,7 +23,7 @@ use crate::{
     kind::EventKind,
     processor::Processed,
     replay::{effective_config, Feed, Pick, ReplayError, ReplaySummary},
-    score::{self, Level, REASON_CODES},
+    score::{self, Level},
     signals::Context,
     time::{day_of, rfc3339, Day, Span, Timestamp, SECS_PER_DAY},
     validate::validate,
@@ -79,9 +79,9 @@ pub struct Backtest {
     pub records_after_horizon: u64,
 }
 
-/// The backtest's horizon: `--horizon`, else the configured one.
+/// The backtest's horizon: `--horizon`, else `score.horizon` (the risk's).
 pub fn horizon_of(cfg: &CoreConfig, opts: &BacktestOptions) -> Span {
-    opts.horizon.unwrap_or(cfg.model.horizon)
+    opts.horizon.unwrap_or(cfg.score.horizon)
 }
 
 pub fn backtest(cfg: CoreConfig, opts: &BacktestOptions) -> Result<Backtest, BacktestError> {
@@ -180,16 +180,13 @@ pub fn backtest(cfg: CoreConfig, opts: &BacktestOptions) -> Result<Backtest, Bac
                 continue;
             };
             let s = score::score(state, cutoff, &ctx);
-            let parts = REASON_CODES
+            // Every term of the log-odds but the bias: `base` (the
+            // population model's log-odds of no activity) and the signals.
+            let parts = s
+                .contributions
                 .iter()
-                .map(|c| {
-                    let v = s
-                        .reasons
-                        .iter()
-                        .filter(|r| r.code == *c)
-                        .map(|r| r.contribution);
-                    (*c, v.sum::<f64>())
-                })
+                .filter(|c| c.name != "bias")
+                .map(|c| (c.name, c.log_odds))
                 .collect();
             if let Some(sub) = &state.subscription {
                 subscriptions.insert(id.to_owned(), (sub.renews_at, sub.cancelled));
