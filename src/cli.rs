@@ -1,4 +1,4 @@
-//! The command line: `churnwatch demo | replay | generate | run | check-config | mock-broker`.
+//! The command line: `churnwatch demo | replay | backtest | generate | run | check-config | mock-broker`.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -32,6 +32,10 @@ pub enum Command {
     Demo(DemoArgs),
     /// Fold events from files and write states, scores, the model and outreach.
     Replay(ReplayArgs),
+    /// Score everyone at a cutoff and compare with what happened in the
+    /// horizon after it: ranking, calibration, outreach, baselines (see
+    /// README, "How good is the risk?").
+    Backtest(BacktestArgs),
     /// Write a seeded synthetic population's events to a file, stdout or a
     /// Kafka topic.
     Generate(GenerateArgs),
@@ -108,6 +112,37 @@ pub struct ReplayArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct BacktestArgs {
+    /// Input file (repeatable); read in the order given.
+    #[arg(long = "input", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// jsonl: proto3 JSON, one event per line; protobuf: length-delimited.
+    #[arg(long, value_parser = parse_format, default_value = "jsonl")]
+    pub format: Format,
+    /// Score at this RFC 3339 time; what happened after it is the outcome.
+    #[arg(long, value_parser = parse_time)]
+    pub cutoff: i64,
+    /// How far after the cutoff to look, e.g. 30d (default: the configured horizon).
+    #[arg(long)]
+    pub horizon: Option<Span>,
+    /// TOML configuration (the fold, model, score and outreach sections).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Ground truth from `generate --truth-out`: adds recall of those who really left.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// Write the report as JSON.
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+    /// Write the report as one self-contained HTML file with plots.
+    #[arg(long)]
+    pub html_out: Option<PathBuf>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct GenerateArgs {
     /// Number of customers.
     #[arg(long, default_value_t = 10_000)]
@@ -127,6 +162,14 @@ pub struct GenerateArgs {
     /// Stop after this many events (0 = until the span ends).
     #[arg(long, default_value_t = 0)]
     pub max_events: u64,
+    /// classic: --silent-share go silent at random; experience: leaving
+    /// follows each customer's experience (README, "The experience model").
+    #[arg(long, value_enum, default_value = "classic")]
+    pub model: GenModelArg,
+    /// Write each customer's ground truth (left or not, when, cause), one
+    /// JSON object per line, for `backtest --truth`.
+    #[arg(long, value_name = "FILE", conflicts_with = "bootstrap")]
+    pub truth_out: Option<PathBuf>,
     /// Leave out the first N events: a run with `--max-events M --skip N`
     /// continues one with `--max-events N` (same seed and settings).
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -204,6 +247,21 @@ pub struct DemoArgs {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum GenModelArg {
+    Classic,
+    Experience,
+}
+
+impl From<GenModelArg> for crate::generate::GenModel {
+    fn from(m: GenModelArg) -> Self {
+        match m {
+            GenModelArg::Classic => crate::generate::GenModel::Classic,
+            GenModelArg::Experience => crate::generate::GenModel::Experience,
+        }
+    }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum TimeUnitArg {
     Day,
     Week,
@@ -268,6 +326,38 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("{}", serde_json::to_string_pretty(&summary)?);
             if opts.strict && summary.invalid > 0 {
                 return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backtest(a) => {
+            let cfg = load_core_config(a.config.as_ref())?;
+            let opts = crate::backtest::BacktestOptions {
+                inputs: a.inputs,
+                format: a.format,
+                cutoff: a.cutoff,
+                horizon: a.horizon,
+                truth: a.truth,
+                progress: !a.quiet,
+            };
+            let done = crate::backtest::backtest(cfg, &opts)?;
+            let s = &done.summary;
+            eprintln!(
+                "folded {} of {} records ({} invalid, {} duplicates, {} late); {} after the horizon not read",
+                s.folded, s.records, s.invalid, s.duplicates, s.late, done.records_after_horizon
+            );
+            if let Some(e) = &s.model_error {
+                eprintln!("model at the cutoff: the prior stays ({e})");
+            }
+            print!("{}", crate::backtest::text::render(&done.report));
+            if let Some(path) = &a.json_out {
+                let text = serde_json::to_string_pretty(&done.report)?;
+                std::fs::write(path, text + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let Some(path) = &a.html_out {
+                let title = format!("churnwatch backtest at {}", done.report.cutoff);
+                std::fs::write(path, crate::backtest::html::render(&done.report, &title))
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -340,6 +430,7 @@ fn generate_to_file(a: GenerateArgs) -> anyhow::Result<()> {
         span: a.span,
         silent_share: a.silent_share,
         max_events: a.max_events,
+        model: a.model.into(),
         ..GenConfig::default()
     };
     let sink: Box<dyn Write> = if a.out.as_os_str() == "-" {
@@ -358,7 +449,8 @@ fn generate_to_file(a: GenerateArgs) -> anyhow::Result<()> {
     };
     let mut buf = Vec::with_capacity(512);
     let mut n = 0u64;
-    for ev in Generator::new(cfg).skip(a.skip as usize) {
+    let mut gen = Generator::new(cfg);
+    for ev in gen.by_ref().skip(a.skip as usize) {
         buf.clear();
         crate::codec::write_framed(&mut buf, &ev, a.format);
         w.write_all(&buf)?;
@@ -371,6 +463,22 @@ fn generate_to_file(a: GenerateArgs) -> anyhow::Result<()> {
     w.flush()?;
     bar.finish_and_clear();
     eprintln!("wrote {n} events for {} customers", a.customers);
+    if let Some(path) = &a.truth_out {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut t = std::io::BufWriter::new(file);
+        let truth = gen.truth();
+        for r in &truth {
+            writeln!(t, "{}", serde_json::to_string(r)?)?;
+        }
+        t.flush()?;
+        let left = truth.iter().filter(|r| r.left).count();
+        eprintln!(
+            "wrote the ground truth of {} customers ({left} left within the span) to {}",
+            truth.len(),
+            path.display()
+        );
+    }
     Ok(())
 }
 
@@ -413,6 +521,7 @@ fn generate_to_kafka(a: GenerateArgs) -> anyhow::Result<()> {
         span: a.span,
         silent_share: a.silent_share,
         max_events: a.max_events,
+        model: a.model.into(),
         ..GenConfig::default()
     };
     let days = a.span.whole_days().max(1) as u64;

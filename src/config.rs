@@ -163,12 +163,16 @@ impl ModelConfig {
     }
 }
 
-/// Weights of the logistic risk combination (each signal's strength is in [0, 1]).
+/// Coefficients of the risk's log-odds: `base` multiplies the population
+/// model's log-odds of no activity in the horizon, the others a signal
+/// strength in [0, 1]. In `score.learning.mode = "learned"` these are the
+/// prior (used until enough labelled customers exist, and the centre the
+/// fit is regularised towards); in `"fixed"` they are used as they are.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Weights {
-    /// 1 - P(alive) from the population model.
-    pub p_dead: f64,
+    /// The population model's own log-odds, P(no activity in the horizon).
+    pub base: f64,
     /// Silence measured against the customer's own typical gap.
     pub overdue: f64,
     pub rate_drop: f64,
@@ -179,21 +183,71 @@ pub struct Weights {
 }
 
 impl Default for Weights {
-    /// Chosen so that one strong signal of the kind the domain brief says to
-    /// act on at once (an escalation, a satisfaction drop, friction) reaches
-    /// `high` alone, while silence needs both the model and the customer's
-    /// own rhythm to agree before it does. An upcoming renewal weighs enough
-    /// that, with any real companion signal, it reaches `high` (renewal
-    /// reminders are the classic proactive move).
+    /// The prior. `base` 1 and bias 0: the model's probability as it is.
+    /// The signals keep the intent of version one's hand-set weights: one
+    /// strong signal of the kind the domain brief says to act on at once (an
+    /// escalation, a satisfaction drop, friction) moves a typical active
+    /// customer (model log-odds about -1.5, P(none) 0.2) past `high` (0.9,
+    /// log-odds 2.2) alone, so each weighs 4; an upcoming renewal (2.5) does
+    /// so with any real companion signal. `overdue` keeps 2.0:
+    /// the model knows nothing of regularity (a clockwork buyer missing a
+    /// beat), which the overdue signal measures.
     fn default() -> Self {
         Weights {
-            p_dead: 2.5,
+            base: 1.0,
             overdue: 2.0,
             rate_drop: 1.5,
-            satisfaction_drop: 3.5,
-            friction: 3.5,
+            satisfaction_drop: 4.0,
+            friction: 4.0,
             escalation: 4.0,
             renewal: 2.5,
+        }
+    }
+}
+
+/// Whether the risk's coefficients are learned from outcomes or fixed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LearningMode {
+    /// Fitted at each refit on the customers as they stood one horizon ago,
+    /// labelled by what they did since; the prior until enough labels exist.
+    #[default]
+    Learned,
+    /// `score.bias` and `score.weights` as configured, never refitted.
+    Fixed,
+}
+
+/// How the risk's coefficients are learned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LearningConfig {
+    pub mode: LearningMode,
+    /// Fit only with at least this many labelled customers (and both
+    /// outcomes among them); until then the prior is used.
+    pub min_labelled: u64,
+    /// Strength of the L2 pull towards the prior, in units of one labelled
+    /// customer's log-likelihood per squared coefficient.
+    pub l2: f64,
+    /// Share of customers whose features are kept for labelling, chosen by a
+    /// hash of the id (deterministic). Bounds memory: about 2 x sample x 64
+    /// bytes per customer.
+    pub sample: f64,
+}
+
+impl Default for LearningConfig {
+    fn default() -> Self {
+        LearningConfig {
+            mode: LearningMode::Learned,
+            // 1000: with 8 coefficients, enough for each to be estimated to
+            // about +-0.1 when its signal is on for a tenth of them.
+            min_labelled: 1000,
+            // 1: a weak pull (a fit on 1000 customers moves freely), which
+            // still keeps the coefficient of a signal that never fires at its
+            // prior instead of leaving the system singular.
+            l2: 1.0,
+            // 0.25: a quarter of the customers is ample for 8 coefficients at
+            // any scale that needs memory bounds (250,000 at 1M customers).
+            sample: 0.25,
         }
     }
 }
@@ -208,11 +262,19 @@ pub struct Thresholds {
 }
 
 impl Default for Thresholds {
+    /// Risk is P(no activity in the horizon), so each bound is the share of
+    /// customers at it who would go silent. `high` (the outreach trigger) is
+    /// 0.9: 9 in 10 at it go silent without action, so the team's time goes
+    /// to the surest losses; and a first purchase is not yet `high` where
+    /// most customers buy once (the CDNOW prior gives a new buyer 85% for no
+    /// repeat in 30 days; silence takes them past 90% about a month later).
+    /// `medium` 0.5: silence is the likelier outcome. `critical` 0.97: all
+    /// but certain to be lost, a win-back rather than a check-in.
     fn default() -> Self {
         Thresholds {
-            medium: 0.3,
-            high: 0.6,
-            critical: 0.85,
+            medium: 0.5,
+            high: 0.9,
+            critical: 0.97,
         }
     }
 }
@@ -274,13 +336,19 @@ impl Default for SignalConfig {
     }
 }
 
-/// The explainable risk score.
+/// The explainable risk score: P(no activity per `fold.activity_kinds`
+/// within `horizon` after the scoring time).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScoreConfig {
-    /// Logit of the risk with every signal at zero (sigmoid(-3) = 0.047).
+    /// The horizon of the risk: a customer with no activity in it (or, for a
+    /// subscriber, a cancellation or non-renewal in it) counts as churned.
+    pub horizon: Span,
+    /// Prior (or fixed) intercept of the log-odds, added to `base` x the
+    /// model's log-odds.
     pub bias: f64,
     pub weights: Weights,
+    pub learning: LearningConfig,
     pub thresholds: Thresholds,
     pub signals: SignalConfig,
     /// How far ahead the silence timer looks for the next level change; a
@@ -291,8 +359,11 @@ pub struct ScoreConfig {
 impl Default for ScoreConfig {
     fn default() -> Self {
         ScoreConfig {
-            bias: -3.0,
+            // 30 days: the monthly rhythm a customer-success team reviews in.
+            horizon: Span::days(30),
+            bias: 0.0,
             weights: Weights::default(),
+            learning: LearningConfig::default(),
             thresholds: Thresholds::default(),
             signals: SignalConfig::default(),
             timer_horizon: Span::days(180),
@@ -492,7 +563,7 @@ impl CoreConfig {
         }
         let w = &s.weights;
         for (key, v) in [
-            ("score.weights.p_dead", w.p_dead),
+            ("score.weights.base", w.base),
             ("score.weights.overdue", w.overdue),
             ("score.weights.rate_drop", w.rate_drop),
             ("score.weights.satisfaction_drop", w.satisfaction_drop),
@@ -506,6 +577,31 @@ impl CoreConfig {
         }
         if !s.bias.is_finite() {
             p.push(ConfigProblem::new("score.bias", "must be finite"));
+        }
+        if s.horizon < Span::days(1) || s.horizon > Span::days(365) {
+            p.push(ConfigProblem::new(
+                "score.horizon",
+                "must be between 1d and 365d",
+            ));
+        }
+        let l = &s.learning;
+        if !(l.l2.is_finite() && l.l2 > 0.0) {
+            p.push(ConfigProblem::new(
+                "score.learning.l2",
+                "must be positive (it keeps a signal that never fires at its prior)",
+            ));
+        }
+        if !(l.sample > 0.0 && l.sample <= 1.0) {
+            p.push(ConfigProblem::new(
+                "score.learning.sample",
+                "must be in (0, 1]",
+            ));
+        }
+        if l.min_labelled < 10 {
+            p.push(ConfigProblem::new(
+                "score.learning.min_labelled",
+                "must be at least 10",
+            ));
         }
         let g = &s.signals;
         if g.rate_window.as_secs() <= 0 || g.rate_window > Span::days(63) {
@@ -634,7 +730,7 @@ mod tests {
             [fold]
             lateness = "90d"
             [score.thresholds]
-            medium = 0.7
+            medium = 0.95
             [outreach]
             trigger_level = "low"
             cap = 0

@@ -27,7 +27,7 @@ use crate::{
     outreach,
     pb::{self, Channel, Outcome, Playbook},
     population::PopulationModel,
-    score::{self, Level, Reason},
+    score::{self, Contribution, Level, Reason},
     signals::Context,
     state::CustomerState,
     time::{rfc3339, Timestamp},
@@ -92,6 +92,11 @@ pub struct CustomerView {
     pub level: Level,
     /// Largest contribution first.
     pub reasons: Vec<Reason>,
+    /// Every term of the risk's log-odds (bias, the model's log-odds, each
+    /// signal): coefficient, value and their product; they sum to logit(risk).
+    pub contributions: Vec<Contribution>,
+    /// Where the coefficients came from: `learned`, `prior` or `fixed`.
+    pub coefficients: &'static str,
     /// Short channel name (`email`), if the customer has used any.
     pub preferred_channel: Option<&'static str>,
     pub profile: ProfileView,
@@ -172,6 +177,8 @@ pub fn customer_view(
         risk: sc.risk,
         level: sc.level,
         reasons: sc.reasons,
+        contributions: sc.contributions,
+        coefficients: sc.coefficients,
         preferred_channel: (preferred != Channel::Unspecified).then(|| channel::name(preferred)),
         profile: ProfileView {
             tenure_days: p.tenure_days,

@@ -6,9 +6,11 @@
 //! and turned into outreach decisions ([`outreach`]). [`processor`] runs one
 //! partition's stream through all of that, with silence timers ([`timers`]).
 //! Everything so far is the pure core: no Kafka, no clock, no I/O.
-//! [`replay`] drives it from files; [`pipeline`] and [`service`] run it on
+//! [`replay`] drives it from files, and [`backtest`] measures it on a time
+//! split (its figures are pure functions too); [`pipeline`] and [`service`] run it on
 //! Kafka (`churnwatch run`), and [`demo`] runs all of it on one machine.
 
+pub mod backtest;
 pub mod channel;
 pub mod cli;
 pub mod codec;

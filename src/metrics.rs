@@ -24,6 +24,10 @@ pub struct Metrics {
     pub model_param: GaugeVec,
     pub model_log_likelihood: Gauge,
     pub model_customers: IntGauge,
+    pub risk_coefficient: GaugeVec,
+    pub risk_training_customers: IntGauge,
+    pub risk_training_auc: Gauge,
+    pub risk_training_brier: Gauge,
     pub restore_duration: HistogramVec,
     pub restore_records: IntCounterVec,
     pub restore_skipped: IntCounterVec,
@@ -102,6 +106,13 @@ impl Metrics {
             )?,
             model_log_likelihood: Gauge::new("churnwatch_model_log_likelihood", "Log-likelihood of the last fit.")?,
             model_customers: IntGauge::new("churnwatch_model_customers", "Customers the last fit used.")?,
+            risk_coefficient: GaugeVec::new(
+                opts("churnwatch_risk_coefficient", "Coefficients of the risk's log-odds in use (bias, base = the population model's log-odds, and one per signal); learned, or the prior until learned."),
+                &["term"],
+            )?,
+            risk_training_customers: IntGauge::new("churnwatch_risk_training_customers", "Labelled customers the risk's coefficients were last learned from (0 = prior or fixed).")?,
+            risk_training_auc: Gauge::new("churnwatch_risk_training_auc", "AUC of the risk on its training set at the last learning (NaN = not learned).")?,
+            risk_training_brier: Gauge::new("churnwatch_risk_training_brier", "Brier score of the risk on its training set at the last learning (NaN = not learned).")?,
             restore_duration: HistogramVec::new(
                 HistogramOpts::new("churnwatch_changelog_restore_seconds", "Time until one partition was restored from the changelog (partitions assigned together restore together).")
                     .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
@@ -153,6 +164,10 @@ impl Metrics {
         r.register(Box::new(m.model_param.clone()))?;
         r.register(Box::new(m.model_log_likelihood.clone()))?;
         r.register(Box::new(m.model_customers.clone()))?;
+        r.register(Box::new(m.risk_coefficient.clone()))?;
+        r.register(Box::new(m.risk_training_customers.clone()))?;
+        r.register(Box::new(m.risk_training_auc.clone()))?;
+        r.register(Box::new(m.risk_training_brier.clone()))?;
         r.register(Box::new(m.restore_duration.clone()))?;
         r.register(Box::new(m.restore_records.clone()))?;
         r.register(Box::new(m.restore_skipped.clone()))?;
@@ -193,6 +208,31 @@ impl Metrics {
             m.rebalances.with_label_values(&[kind]);
         }
         Ok(m)
+    }
+
+    /// The risk's coefficients in use and what they were learned from; with
+    /// `None` (prior or fixed) the caller sets the coefficients it uses.
+    pub fn set_risk(&self, learned: Option<&crate::score::learn::LearnedRisk>) {
+        match learned {
+            Some(r) => {
+                let c = crate::score::learn::to_vector(r.bias, &r.weights);
+                self.set_risk_coefficients(&c);
+                self.risk_training_customers.set(r.labelled as i64);
+                self.risk_training_auc.set(r.auc);
+                self.risk_training_brier.set(r.brier);
+            }
+            None => {
+                self.risk_training_customers.set(0);
+                self.risk_training_auc.set(f64::NAN);
+                self.risk_training_brier.set(f64::NAN);
+            }
+        }
+    }
+
+    pub fn set_risk_coefficients(&self, c: &[f64; crate::score::learn::K]) {
+        for (name, v) in crate::score::learn::NAMES.iter().zip(c) {
+            self.risk_coefficient.with_label_values(&[name]).set(*v);
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::{ModelConfig, TimeUnit},
     model::{self, Family, FitOptions, ModelError, Params, Triple, TripleCounts},
+    score::learn::LearnedRisk,
     state::Activity,
     time::{day_of, Day, Span, Timestamp},
 };
@@ -42,6 +43,11 @@ pub struct PopulationModel {
     pub params: Params,
     /// `None` while the prior is in use.
     pub fit: Option<FitRecord>,
+    /// The risk's coefficients learned from outcomes; `None` until the first
+    /// successful learning (records written before there was learning have
+    /// none and read as `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<LearnedRisk>,
 }
 
 impl PopulationModel {
@@ -51,6 +57,7 @@ impl PopulationModel {
             time_unit: cfg.time_unit,
             params: cfg.prior_params(),
             fit: None,
+            risk: None,
         }
     }
 
@@ -68,6 +75,24 @@ impl PopulationModel {
     pub fn p_alive(&self, a: &Activity, now_day: Day) -> f64 {
         let t = self.triple(a, now_day);
         model::p_alive(self.family, &self.params, t.x, t.t_x, t.t)
+    }
+
+    /// `(P(alive), log-odds of no activity in the horizon after now_day)`.
+    /// A customer with no activity yet is taken as one whose first activity
+    /// is today (x = 0, T = 0): the population's answer for a newcomer.
+    pub fn no_activity(&self, a: Option<&Activity>, now_day: Day, horizon: Span) -> (f64, f64) {
+        let t = match a {
+            Some(a) => self.triple(a, now_day),
+            None => Triple {
+                x: 0.0,
+                t_x: 0.0,
+                t: 0.0,
+            },
+        };
+        let h = horizon.as_days_f64() / self.time_unit.days();
+        let (ln_alive, lo) =
+            model::no_activity_parts(self.family, &self.params, t.x, t.t_x, t.t, h);
+        (ln_alive.exp(), lo)
     }
 
     /// Expected active days in the `horizon` after `now_day`.
@@ -88,6 +113,12 @@ impl PopulationModel {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         for v in [p.r, p.alpha, p.a, p.b] {
             h.update(&v.to_bits().to_le_bytes());
+        }
+        // Learned coefficients change the risk as much as the parameters do.
+        if let Some(r) = &self.risk {
+            for v in crate::score::learn::to_vector(r.bias, &r.weights) {
+                h.update(&v.to_bits().to_le_bytes());
+            }
         }
         let family = match self.family {
             Family::BgNbd => "bgnbd",
@@ -137,6 +168,7 @@ impl PopulationModel {
                 converged: r.converged,
                 fitted_at: now,
             }),
+            risk: self.risk.clone(),
         })
     }
 }

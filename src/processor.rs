@@ -22,7 +22,7 @@ use crate::{
     outreach::{self, Decision, Suppression},
     pb::{interaction_event::Kind, InteractionEvent, Outcome, OutreachRequested, Playbook},
     population::{PopulationModel, RefitError},
-    score::{self, Level},
+    score::{self, outcomes, Level},
     signals::Context,
     state::{Activity, CustomerState, RecentEvents},
     store::CustomerStore,
@@ -476,14 +476,44 @@ impl Processor {
     }
 
     /// Gathers the activity of the customers in slots `from..from + max`
-    /// into `out` (for a refit, a part at a time); returns the slot to go
-    /// on from, or `None` when every slot was seen.
-    pub fn gather_activity(&self, from: u32, max: u32, out: &mut Vec<Activity>) -> Option<u32> {
+    /// into `out`, and visits them for the risk's labels (`g`), for a refit a
+    /// part at a time; returns the slot to go on from, or `None` when every
+    /// slot was seen.
+    pub fn gather(
+        &self,
+        from: u32,
+        max: u32,
+        out: &mut Vec<Activity>,
+        g: &mut outcomes::Gather,
+    ) -> Option<u32> {
         let end = from.saturating_add(max).min(self.customers.slot_count());
-        out.extend(
-            (from..end).filter_map(|i| self.customers.slot(i).and_then(|s| s.state.activity)),
-        );
+        let ctx = Context::new(&self.cfg, &self.model);
+        for i in from..end {
+            if let Some(s) = self.customers.slot(i) {
+                if let Some(a) = s.state.activity {
+                    out.push(a);
+                }
+                g.visit(&s.id, &s.state, &ctx);
+            }
+        }
         (end < self.customers.slot_count()).then_some(end)
+    }
+
+    /// A whole refit of this processor alone (as `replay` does it): the
+    /// population model and the risk's coefficients, as of `now`.
+    pub fn refit_learning(
+        &self,
+        outcomes: &mut outcomes::Outcomes,
+        now: Timestamp,
+    ) -> Result<outcomes::Refitted, RefitError> {
+        let mut g = outcomes.begin(now, &self.cfg);
+        let mut activities = Vec::with_capacity(self.customers.len());
+        let mut from = 0;
+        while let Some(next) = self.gather(from, u32::MAX, &mut activities, &mut g) {
+            from = next;
+        }
+        let training = outcomes.finish(g);
+        outcomes::refit(&self.model, &self.cfg, &activities, &training, now)
     }
 
     /// Refits the population model on this processor's customers as of `now`.

@@ -18,10 +18,10 @@ use crate::{
     codec::{self, Format, Records},
     config::{CoreConfig, TimeUnit},
     fold::Folded,
-    pb::OutreachRequested,
+    pb::{InteractionEvent, OutreachRequested},
     population::{FitRecord, PopulationModel},
     processor::{Effect, Processed, Processor},
-    score,
+    score::{self, learn::LearnedRisk, outcomes::Outcomes},
     signals::Context,
     time::{day_of, rfc3339, Span, Timestamp},
 };
@@ -79,20 +79,31 @@ pub struct ReplaySummary {
     pub outreach: u64,
     pub suppressed_by_reason: BTreeMap<&'static str, u64>,
     pub refits: u64,
+    /// Refits that learned the risk's coefficients.
+    pub learned: u64,
+    /// Why the last refit did not learn them, if it did not.
+    pub learning_error: Option<String>,
     pub as_of: Option<String>,
     pub model: Option<FitRecord>,
     pub model_error: Option<String>,
 }
 
-pub fn replay(mut cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
-    if let Some(u) = opts.time_unit {
+/// Applies the command line's overrides to the configuration and checks it.
+pub fn effective_config(
+    mut cfg: CoreConfig,
+    time_unit: Option<TimeUnit>,
+    horizon: Option<Span>,
+) -> Result<CoreConfig, ReplayError> {
+    if let Some(u) = time_unit {
         // alpha is a time scale: convert an explicit prior to the new unit.
         if let Some(p) = cfg.model.prior.as_mut() {
             p.alpha *= cfg.model.time_unit.days() / u.days();
         }
         cfg.model.time_unit = u;
     }
-    if let Some(h) = opts.horizon {
+    if let Some(h) = horizon {
+        // The risk's horizon, and the expected activity's with it.
+        cfg.score.horizon = h;
         cfg.model.horizon = h;
     }
     let problems = cfg.problems();
@@ -100,129 +111,227 @@ pub fn replay(mut cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
         return Err(ReplayError::Config(text.join("; ")));
     }
-    let cfg = Arc::new(cfg);
-    let mut proc = Processor::new(cfg.clone(), Arc::new(PopulationModel::prior(&cfg.model)));
-    let mut summary = ReplaySummary::default();
-    let mut outreach: Vec<OutreachRequested> = Vec::new();
-    let mut effects = Vec::new();
-    let refit_every = cfg.model.refit_every.as_secs();
-    let mut next_refit: Option<Timestamp> = None;
+    Ok(cfg)
+}
 
-    let total: u64 = opts
-        .inputs
-        .iter()
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum();
-    let bar = if opts.progress {
-        ProgressBar::new(total)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} replay [{bar:40}] {bytes}/{total_bytes} {per_sec} eta {eta} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+/// Which records a pass over the inputs folds.
+pub enum Pick {
+    /// Fold it.
+    Fold,
+    /// Leave it out (another pass folds it, or it lies outside the window).
+    Skip,
+}
 
-    for path in &opts.inputs {
-        let file = File::open(path).map_err(io_err(path))?;
-        if file.metadata().map_err(io_err(path))?.is_dir() {
-            return Err(io_err(path)(io::Error::other(
-                "is a directory, not a file of events",
-            )));
-        }
-        let reader = BufReader::with_capacity(1 << 20, bar.wrap_read(file));
-        for rec in Records::new(reader, opts.format) {
-            let rec = match rec {
-                Ok(r) => r,
-                // A read the system refused is no framing problem: stop.
-                Err(e)
-                    if !matches!(
-                        e.kind(),
-                        io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
-                    ) =>
-                {
-                    return Err(io_err(path)(e));
-                }
-                Err(e) => {
-                    summary.invalid += 1;
-                    *summary
-                        .invalid_by_reason
-                        .entry("truncated_file")
-                        .or_default() += 1;
-                    bar.suspend(|| {
-                        eprintln!(
-                            "{}: after record {}: truncated_file: {e}",
-                            path.display(),
-                            summary.records
-                        )
-                    });
-                    break;
-                }
-            };
-            summary.records += 1;
-            let outcome = match rec.oversize {
-                Some(len) => Err(codec::DecodeError::TooLarge(
-                    usize::try_from(len).unwrap_or(usize::MAX),
-                )),
-                None => codec::decode(&rec.bytes, opts.format),
-            };
-            let outcome = outcome
-                .map_err(|e| (e.reason(), e.to_string()))
-                .and_then(|ev| {
-                    proc.process(&ev, None, &mut effects)
-                        .map_err(|r| (r.reason(), r.to_string()))
-                });
-            match outcome {
-                Ok(Processed::Folded(Folded::Duplicate)) => summary.duplicates += 1,
-                Ok(Processed::Folded(Folded::Late)) | Ok(Processed::Late) => summary.late += 1,
-                Ok(Processed::Forgotten) => summary.forgotten += 1,
-                Ok(Processed::Folded(_)) => summary.folded += 1,
-                Err((reason, detail)) => {
-                    summary.invalid += 1;
-                    *summary.invalid_by_reason.entry(reason).or_default() += 1;
-                    if summary.invalid <= REPORT_LIMIT {
-                        bar.suspend(|| {
-                            eprintln!("{}:{}: {reason}: {detail}", path.display(), rec.position)
-                        });
-                    }
-                }
-            }
-            if let Some(st) = proc.stream_time() {
-                proc.advance_to(st, &mut effects);
-                if next_refit.is_none_or(|t| st >= t) {
-                    if next_refit.is_some() {
-                        refit(&mut proc, st, &mut summary);
-                    }
-                    next_refit = Some((st.div_euclid(refit_every) + 1) * refit_every);
-                }
-            }
-            collect(&mut effects, &mut outreach, &mut summary);
+/// The replay loop: events from files into one [`Processor`], with the
+/// periodic refits and the outreach and suppressions collected. `replay`
+/// runs it once over everything; `backtest` runs it over the events before
+/// its cutoff, scores, then continues it over the horizon: one fold.
+pub struct Feed {
+    proc: Processor,
+    pub summary: ReplaySummary,
+    pub outreach: Vec<OutreachRequested>,
+    effects: Vec<Effect>,
+    refit_every: i64,
+    next_refit: Option<Timestamp>,
+    outcomes: Outcomes,
+}
+
+impl Feed {
+    pub fn new(cfg: CoreConfig) -> Self {
+        let cfg = Arc::new(cfg);
+        let refit_every = cfg.model.refit_every.as_secs();
+        Feed {
+            proc: Processor::new(cfg.clone(), Arc::new(PopulationModel::prior(&cfg.model))),
+            summary: ReplaySummary::default(),
+            outreach: Vec::new(),
+            effects: Vec::new(),
+            refit_every,
+            next_refit: None,
+            outcomes: Outcomes::default(),
         }
     }
-    bar.finish_and_clear();
-    if summary.invalid > REPORT_LIMIT {
+
+    pub fn processor(&self) -> &Processor {
+        &self.proc
+    }
+
+    /// Reads every record of `inputs` in order; `pick` sees each decoded
+    /// event first and says whether this pass folds it; `folded` sees each
+    /// event folded and what became of it. Records that do not decode are
+    /// counted and reported only when `report_undecodable` (so that a
+    /// second pass over the same files does not count them twice).
+    pub fn pass(
+        &mut self,
+        inputs: &[PathBuf],
+        format: Format,
+        progress: bool,
+        report_undecodable: bool,
+        mut pick: impl FnMut(&InteractionEvent) -> Pick,
+        mut folded: impl FnMut(&InteractionEvent, Processed),
+    ) -> Result<(), ReplayError> {
+        let total: u64 = inputs
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let bar = if progress {
+            ProgressBar::new(total)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} replay [{bar:40}] {bytes}/{total_bytes} {per_sec} eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        for path in inputs {
+            let file = File::open(path).map_err(io_err(path))?;
+            if file.metadata().map_err(io_err(path))?.is_dir() {
+                return Err(io_err(path)(io::Error::other(
+                    "is a directory, not a file of events",
+                )));
+            }
+            let reader = BufReader::with_capacity(1 << 20, bar.wrap_read(file));
+            for rec in Records::new(reader, format) {
+                let summary = &mut self.summary;
+                let rec = match rec {
+                    Ok(r) => r,
+                    // A read the system refused is no framing problem: stop.
+                    Err(e)
+                        if !matches!(
+                            e.kind(),
+                            io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+                        ) =>
+                    {
+                        return Err(io_err(path)(e));
+                    }
+                    Err(e) => {
+                        if report_undecodable {
+                            summary.invalid += 1;
+                            *summary
+                                .invalid_by_reason
+                                .entry("truncated_file")
+                                .or_default() += 1;
+                            bar.suspend(|| {
+                                eprintln!(
+                                    "{}: after record {}: truncated_file: {e}",
+                                    path.display(),
+                                    summary.records
+                                )
+                            });
+                        }
+                        break;
+                    }
+                };
+                let decoded = match rec.oversize {
+                    Some(len) => Err(codec::DecodeError::TooLarge(
+                        usize::try_from(len).unwrap_or(usize::MAX),
+                    )),
+                    None => codec::decode(&rec.bytes, format),
+                };
+                let outcome = match decoded {
+                    Ok(ev) => match pick(&ev) {
+                        Pick::Skip => continue,
+                        Pick::Fold => {
+                            summary.records += 1;
+                            let r = self.proc.process(&ev, None, &mut self.effects);
+                            if let Ok(p) = r {
+                                folded(&ev, p);
+                            }
+                            r.map_err(|r| (r.reason(), r.to_string()))
+                        }
+                    },
+                    Err(e) => {
+                        if !report_undecodable {
+                            continue;
+                        }
+                        summary.records += 1;
+                        Err((e.reason(), e.to_string()))
+                    }
+                };
+                match outcome {
+                    Ok(Processed::Folded(Folded::Duplicate)) => summary.duplicates += 1,
+                    Ok(Processed::Folded(Folded::Late)) | Ok(Processed::Late) => summary.late += 1,
+                    Ok(Processed::Forgotten) => summary.forgotten += 1,
+                    Ok(Processed::Folded(_)) => summary.folded += 1,
+                    Err((reason, detail)) => {
+                        summary.invalid += 1;
+                        *summary.invalid_by_reason.entry(reason).or_default() += 1;
+                        if summary.invalid <= REPORT_LIMIT {
+                            bar.suspend(|| {
+                                eprintln!("{}:{}: {reason}: {detail}", path.display(), rec.position)
+                            });
+                        }
+                    }
+                }
+                if let Some(st) = self.proc.stream_time() {
+                    self.proc.advance_to(st, &mut self.effects);
+                    if self.next_refit.is_none_or(|t| st >= t) {
+                        if self.next_refit.is_some() {
+                            refit(&mut self.proc, &mut self.outcomes, st, &mut self.summary);
+                        }
+                        self.next_refit =
+                            Some((st.div_euclid(self.refit_every) + 1) * self.refit_every);
+                    }
+                }
+                collect(&mut self.effects, &mut self.outreach, &mut self.summary);
+            }
+        }
+        bar.finish_and_clear();
+        Ok(())
+    }
+
+    /// Fires the silence timers due at `t` and collects what they decide.
+    pub fn advance_to(&mut self, t: Timestamp) {
+        self.proc.advance_to(t, &mut self.effects);
+        collect(&mut self.effects, &mut self.outreach, &mut self.summary);
+    }
+
+    /// Scoring time reached: timers fired up to `t`, and the model refitted
+    /// at `t` (kept as it was if the refit is refused, with the reason).
+    pub fn settle_at(&mut self, t: Timestamp) {
+        self.advance_to(t);
+        self.summary.as_of = Some(rfc3339(t));
+        match self.proc.refit(t) {
+            Ok(m) => {
+                self.summary.model = m.fit.clone();
+                self.summary.model_error = None;
+                self.proc.set_model(Arc::new(m));
+            }
+            Err(e) => self.summary.model_error = Some(e.to_string()),
+        }
+        self.summary.customers = self.proc.len() as u64;
+    }
+}
+
+pub fn replay(cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
+    let cfg = effective_config(cfg, opts.time_unit, opts.horizon)?;
+    let mut feed = Feed::new(cfg);
+    feed.pass(
+        &opts.inputs,
+        opts.format,
+        opts.progress,
+        true,
+        |_| Pick::Fold,
+        |_, _| {},
+    )?;
+    if feed.summary.invalid > REPORT_LIMIT {
         eprintln!(
             "... {} more invalid records not shown",
-            summary.invalid - REPORT_LIMIT
+            feed.summary.invalid - REPORT_LIMIT
         );
     }
-
-    let as_of = opts.as_of.or(proc.max_event_time());
+    let as_of = opts.as_of.or(feed.proc.max_event_time());
     if let Some(t) = as_of {
-        proc.advance_to(t, &mut effects);
-        collect(&mut effects, &mut outreach, &mut summary);
-        summary.as_of = Some(rfc3339(t));
-        match proc.refit(t) {
-            Ok(m) => {
-                summary.model = m.fit.clone();
-                proc.set_model(Arc::new(m));
-            }
-            Err(e) => summary.model_error = Some(e.to_string()),
-        }
+        feed.settle_at(t);
     }
+    let Feed {
+        proc,
+        mut summary,
+        mut outreach,
+        ..
+    } = feed;
     summary.customers = proc.len() as u64;
     outreach.sort_by_key(|o| o.decided_at.as_ref().map_or(0, |t| t.seconds));
     summary.outreach = outreach.len() as u64;
@@ -251,10 +360,21 @@ pub fn replay(mut cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary
     Ok(summary)
 }
 
-fn refit(proc: &mut Processor, at: Timestamp, summary: &mut ReplaySummary) {
-    if let Ok(m) = proc.refit(at) {
+/// A scheduled refit: the same pass and fit as the service's
+/// ([`Processor::refit_learning`], [`crate::score::outcomes::refit`]).
+fn refit(
+    proc: &mut Processor,
+    outcomes: &mut Outcomes,
+    at: Timestamp,
+    summary: &mut ReplaySummary,
+) {
+    if let Ok(r) = proc.refit_learning(outcomes, at) {
         summary.refits += 1;
-        proc.set_model(Arc::new(m));
+        match r.learning {
+            Ok(()) => summary.learned += 1,
+            Err(e) => summary.learning_error = Some(e.to_string()),
+        }
+        proc.set_model(Arc::new(r.model));
     }
 }
 
@@ -382,6 +502,19 @@ struct ModelFile<'a> {
     fitted_at: Option<String>,
     error: Option<&'a str>,
     version: String,
+    /// The risk's horizon and coefficients in use.
+    risk: RiskFile<'a>,
+}
+
+#[derive(Serialize)]
+struct RiskFile<'a> {
+    horizon: Span,
+    /// `learned`, `prior` or `fixed`.
+    coefficients: &'static str,
+    bias: f64,
+    weights: &'a crate::config::Weights,
+    learned: Option<&'a LearnedRisk>,
+    learning_error: Option<&'a str>,
 }
 
 fn write_model(proc: &Processor, summary: &ReplaySummary, path: &Path) -> Result<(), ReplayError> {
@@ -400,6 +533,19 @@ fn write_model(proc: &Processor, summary: &ReplaySummary, path: &Path) -> Result
         fitted_at: fit.map(|f| rfc3339(f.fitted_at)),
         error: summary.model_error.as_deref(),
         version: m.version(),
+        risk: {
+            let cfg = proc.config();
+            let (c, source) = score::coefficients(&Context::new(cfg, m));
+            let learned = m.risk.as_ref().filter(|_| source == "learned");
+            RiskFile {
+                horizon: cfg.score.horizon,
+                coefficients: source,
+                bias: c[0],
+                weights: learned.map_or(&cfg.score.weights, |r| &r.weights),
+                learned,
+                learning_error: summary.learning_error.as_deref(),
+            }
+        },
     };
     let text = serde_json::to_string_pretty(&out).map_err(|e| ReplayError::Io {
         path: path.to_owned(),

@@ -97,7 +97,7 @@ fn each_customer_gets_the_outreach_their_month_calls_for() {
             "{customer}: {}",
             o.reasons[0].evidence
         );
-        assert!(o.risk >= 0.6, "{customer} crossed into high");
+        assert!(o.risk >= 0.9, "{customer} crossed into high");
         assert_eq!(o.outreach_id.len(), 32);
         let profile = o.profile.clone().unwrap_or_default();
         assert!(

@@ -75,6 +75,75 @@ pub fn p_alive(family: Family, p: &Params, x: f64, t_x: f64, t: f64) -> f64 {
     }
 }
 
+/// Log-odds that a customer with history `(x, t_x, T)` has no activity in
+/// `(T, T + tau]`: `ln[P(none) / (1 − P(none))]`.
+///
+/// Derivation. The likelihood of the history splits into the branch where
+/// the customer is still alive at `T`, `(1−p)^(x+m) λ^x e^(−λT)` (m = 0 for
+/// BG/NBD, 1 for MBG/NBD), and the branch where they dropped out after
+/// their last purchase. Alive at `T`, purchases go on at rate λ (dropout
+/// follows a purchase, so none can happen before the next one), and "none
+/// in τ" multiplies the alive branch by `e^(−λτ)`. Integrated over
+/// λ ~ Gamma(r, α) that turns `(α+T)^−(r+x)` into `(α+T+τ)^−(r+x)`; the
+/// p-integral is unchanged. Dividing by the whole likelihood:
+///
+/// `P(none in τ) = 1 − P(alive) · [1 − ((α+T)/(α+T+τ))^(r+x)]`
+///
+/// for both families (each with its own P(alive)). A BG/NBD one-time buyer
+/// has P(alive) = 1, and still `P(none)` = `((α+T)/(α+T+τ))^r` rises with `T`:
+/// the posterior rate falls as their silence grows.
+///
+/// Computed in logs (`expm1`, `ln_1p`), so it stays finite for customers
+/// long silent (odds of 1e12) and for short horizons. NaN outside the
+/// domain; `+∞` for `tau = 0` (nothing can happen in no time).
+pub fn ln_odds_no_activity(family: Family, p: &Params, x: f64, t_x: f64, t: f64, tau: f64) -> f64 {
+    no_activity_parts(family, p, x, t_x, t, tau).1
+}
+
+/// `(ln P(alive), log-odds of no activity in tau)`: the risk's hot path
+/// needs both, and they share the dead-odds term.
+pub fn no_activity_parts(
+    family: Family,
+    p: &Params,
+    x: f64,
+    t_x: f64,
+    t: f64,
+    tau: f64,
+) -> (f64, f64) {
+    let tr = Triple { x, t_x, t };
+    if p.validate().is_err() || tr.validate().is_err() || !(tau.is_finite() && tau >= 0.0) {
+        return (f64::NAN, f64::NAN);
+    }
+    // ln P(alive) = −ln(1 + e^lo), lo = log-odds of dead.
+    let ln_alive = if family == Family::BgNbd && x == 0.0 {
+        0.0
+    } else {
+        -softplus(ln_dead_odds(family, p, x, t_x, t))
+    };
+    if tau == 0.0 {
+        return (ln_alive, f64::INFINITY);
+    }
+    // ln q = −(r+x)·ln(1 + τ/(α+T)); ln(1 − q) = ln(−expm1(ln q)).
+    let ln_q = -(p.r + x) * (tau / (p.alpha + t)).ln_1p();
+    let ln_active = ln_alive + (-ln_q.exp_m1()).ln();
+    // ln(1 − P(active)) − ln P(active).
+    (ln_alive, (-ln_active.exp_m1()).ln() - ln_active)
+}
+
+/// Probability of no activity in `(T, T + tau]` (see [`ln_odds_no_activity`]).
+pub fn p_no_activity(family: Family, p: &Params, x: f64, t_x: f64, t: f64, tau: f64) -> f64 {
+    let lo = ln_odds_no_activity(family, p, x, t_x, t, tau);
+    if lo.is_nan() {
+        return f64::NAN;
+    }
+    if lo > 0.0 {
+        1.0 / (1.0 + (-lo).exp())
+    } else {
+        let e = lo.exp();
+        e / (1.0 + e)
+    }
+}
+
 /// Expected number of purchases in `(T, T + horizon]` for a customer with
 /// history `(x, t_x, T)`.
 ///

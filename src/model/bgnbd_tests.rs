@@ -242,3 +242,97 @@ fn heavy_new_buyer_over_a_long_horizon_is_finite() {
         assert!(e.is_finite() && e > 1.0, "{fam:?}: {e}");
     }
 }
+
+use super::{ln_odds_no_activity, p_no_activity, simulate};
+
+/// `1 − P(alive)·(1 − ((α+T)/(α+T+τ))^(r+x))`, written literally.
+fn literal_no_activity(fam: Family, p: &Params, x: f64, t_x: f64, t: f64, tau: f64) -> f64 {
+    let q = ((p.alpha + t) / (p.alpha + t + tau)).powf(p.r + x);
+    1.0 - p_alive(fam, p, x, t_x, t) * (1.0 - q)
+}
+
+#[test]
+fn no_activity_matches_the_literal_formula() {
+    for fam in [Family::BgNbd, Family::MbgNbd] {
+        for &(x, t_x, t) in &CASES {
+            for tau in [0.5, 4.0, 13.0, 52.0] {
+                close(
+                    p_no_activity(fam, &PAPER, x, t_x, t, tau),
+                    literal_no_activity(fam, &PAPER, x, t_x, t, tau),
+                    1e-12,
+                );
+            }
+        }
+    }
+    // Nothing can happen in no time; outside the domain there is no answer.
+    assert_eq!(
+        ln_odds_no_activity(Family::BgNbd, &PAPER, 2.0, 3.0, 5.0, 0.0),
+        f64::INFINITY
+    );
+    assert!(p_no_activity(Family::BgNbd, &PAPER, 2.0, 6.0, 5.0, 1.0).is_nan());
+    assert!(p_no_activity(Family::BgNbd, &PAPER, 2.0, 3.0, 5.0, -1.0).is_nan());
+}
+
+#[test]
+fn no_activity_stays_finite_for_long_silent_heavy_buyers() {
+    // Odds of no activity around e^60: P(none) is 1 to machine precision,
+    // but the log-odds are still finite and ordered.
+    let lo1 = ln_odds_no_activity(Family::BgNbd, &PAPER, 60.0, 10.0, 300.0, 13.0);
+    let lo2 = ln_odds_no_activity(Family::BgNbd, &PAPER, 60.0, 10.0, 400.0, 13.0);
+    assert!(
+        lo1.is_finite() && lo2.is_finite() && lo2 > lo1 && lo1 > 20.0,
+        "{lo1} {lo2}"
+    );
+}
+
+/// The closed form against the model's own generative process: customers
+/// binned by predicted P(none in τ); in each bin the share with no purchase
+/// in (T, T+τ] must match the mean prediction within sampling error.
+#[test]
+fn no_activity_matches_simulation() {
+    let tau = 13.0;
+    for fam in [Family::BgNbd, Family::MbgNbd] {
+        let sims = simulate::population(fam, &PAPER, 200_000, 78.0, tau, 11);
+        let mut bins = [(0.0f64, 0.0f64, 0u32); 10];
+        for c in &sims {
+            let tr = c.triple;
+            let p = p_no_activity(fam, &PAPER, tr.x, tr.t_x, tr.t, tau);
+            let b = ((p * 10.0) as usize).min(9);
+            bins[b].0 += p;
+            bins[b].1 += f64::from(u8::from(c.future_count == 0));
+            bins[b].2 += 1;
+        }
+        let mut checked = 0;
+        for (i, &(pred, seen, n)) in bins.iter().enumerate() {
+            if n < 500 {
+                continue;
+            }
+            let (pred, seen) = (pred / f64::from(n), seen / f64::from(n));
+            let se = (pred * (1.0 - pred) / f64::from(n)).sqrt();
+            assert!(
+                (pred - seen).abs() <= 4.0 * se + 0.003,
+                "{fam:?} bin {i}: predicted {pred:.4}, simulated {seen:.4}, n {n}"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 4, "{fam:?}: only {checked} bins populated");
+    }
+}
+
+#[test]
+fn a_one_time_buyer_grows_likelier_to_stay_silent_under_both_families() {
+    for fam in [Family::BgNbd, Family::MbgNbd] {
+        let mut last = 0.0;
+        for t in [0.0, 1.0, 4.0, 13.0, 26.0, 52.0] {
+            let p = p_no_activity(fam, &PAPER, 0.0, 0.0, t, 4.0);
+            assert!(p > last, "{fam:?} T={t}: {p} <= {last}");
+            last = p;
+        }
+    }
+    // BG/NBD: P(alive) = 1, so all of it is the posterior rate falling.
+    close(
+        p_no_activity(Family::BgNbd, &PAPER, 0.0, 0.0, 26.0, 4.0),
+        ((PAPER.alpha + 26.0) / (PAPER.alpha + 30.0)).powf(PAPER.r),
+        1e-12,
+    );
+}

@@ -12,8 +12,9 @@
 //! one-time buyer certainly alive.
 //!
 //! This module is pure math: no I/O, no clock, no global state. It provides
-//! - the per-customer [`log_likelihood`], [`p_alive`] and
-//!   [`expected_activity`] (conditional expected purchases over a horizon),
+//! - the per-customer [`log_likelihood`], [`p_alive`],
+//!   [`expected_activity`] (conditional expected purchases over a horizon)
+//!   and [`p_no_activity`] (probability of none in a horizon, the risk's base),
 //! - maximum-likelihood [`fit`] / [`fit_grouped`] with Nelder–Mead over
 //!   log-parameters, plus [`standard_errors`] from the observed information,
 //! - [`hyp2f1`], the Gauss hypergeometric function the expectations need,
@@ -32,7 +33,10 @@ mod linalg;
 mod objective;
 pub mod simulate;
 
-pub use bgnbd::{expected_activity, log_likelihood, p_alive};
+pub use bgnbd::{
+    expected_activity, ln_odds_no_activity, log_likelihood, no_activity_parts, p_alive,
+    p_no_activity,
+};
 pub use counts::TripleCounts;
 pub use fit::{fit, fit_grouped, standard_errors, FitOptions, FitResult};
 pub use hyp2f1::hyp2f1;

@@ -27,6 +27,7 @@ fn sc(level: Level, code: &'static str, at: i64) -> Score {
         risk,
         level,
         strengths: StrengthsView {
+            model_p_no_activity: 0.0,
             p_dead: 0.0,
             overdue: 0.0,
             rate_drop: 0.0,
@@ -35,6 +36,8 @@ fn sc(level: Level, code: &'static str, at: i64) -> Score {
             escalation: 0.0,
             renewal: 0.0,
         },
+        contributions: Vec::new(),
+        coefficients: "prior",
         reasons: vec![Reason {
             code,
             contribution: 3.0,

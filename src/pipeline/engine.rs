@@ -33,7 +33,7 @@ use crate::{
     pb::{Channel, Outcome, Playbook},
     population::{PopulationModel, RefitError},
     processor::{ChangelogRecord, Effect, Processed, Processor},
-    score::Level,
+    score::{outcomes, Level},
     settings::{Guarantee, Settings},
     state::Activity,
     time::Timestamp,
@@ -73,10 +73,12 @@ enum Refit {
         /// Next slot of the partition being gathered.
         next: u32,
         activities: Vec<Activity>,
+        /// The risk's labels and snapshot, gathered in the same pass.
+        gather: outcomes::Gather,
     },
     Fitting {
         started: Instant,
-        handle: JoinHandle<Result<PopulationModel, RefitError>>,
+        handle: JoinHandle<Result<outcomes::Refitted, RefitError>>,
     },
 }
 
@@ -153,6 +155,8 @@ pub struct Engine {
     outgoing: VecDeque<Outgoing>,
     /// The refit running, if one is.
     refit: Option<Refit>,
+    /// The customers waiting for their label, and the labelled window.
+    outcomes: outcomes::Outcomes,
     /// The clock read once per message: (monotonic, unix seconds).
     clock: (Instant, Timestamp),
     pub fatal: Option<PipelineError>,
@@ -181,7 +185,7 @@ impl Engine {
         let sink = Sink::new(&settings, metrics.clone(), thread)?;
         let restorer = restore::restore_consumer(&settings)?;
         let model = Arc::new(PopulationModel::prior(&core.model));
-        set_model_metrics(&metrics, &model);
+        set_model_metrics(&metrics, &core, &model);
         Ok(Engine {
             settings,
             core,
@@ -200,6 +204,7 @@ impl Engine {
             sync_commit: false,
             outgoing: VecDeque::new(),
             refit: None,
+            outcomes: outcomes::Outcomes::default(),
             clock: (Instant::now(), now_unix()),
             fatal: None,
             last_poll: Instant::now(),
@@ -735,6 +740,7 @@ impl Engine {
             return;
         }
         self.next_refit = Some((st.div_euclid(every) + 1) * every);
+        let gather = self.outcomes.begin(st, &self.core);
         self.refit = Some(Refit::Gathering {
             at: st,
             started: Instant::now(),
@@ -743,6 +749,7 @@ impl Engine {
             activities: Vec::with_capacity(
                 self.partitions.values().map(|t| t.processor.len()).sum(),
             ),
+            gather,
         });
     }
 
@@ -753,6 +760,7 @@ impl Engine {
             partitions,
             next,
             activities,
+            gather,
             ..
         }) = &mut self.refit
         else {
@@ -762,7 +770,7 @@ impl Engine {
             let more = self
                 .partitions
                 .get(&p)
-                .and_then(|t| t.processor.gather_activity(*next, budget, activities));
+                .and_then(|t| t.processor.gather(*next, budget, activities, gather));
             match more {
                 Some(n) => {
                     *next = n;
@@ -778,15 +786,17 @@ impl Engine {
             at,
             started,
             activities,
+            gather,
             ..
         }) = self.refit.take()
         else {
             return false;
         };
+        let training = self.outcomes.finish(gather);
         let (model, core) = (self.model.clone(), self.core.clone());
         let spawned = std::thread::Builder::new()
             .name("churnwatch-refit".into())
-            .spawn(move || model.refit(&core.model, activities.iter(), at));
+            .spawn(move || outcomes::refit(&model, &core, &activities, &training, at));
         match spawned {
             Ok(handle) => self.refit = Some(Refit::Fitting { started, handle }),
             Err(e) => {
@@ -800,7 +810,7 @@ impl Engine {
     /// Uses a finished refit's model (or says why not).
     fn refitted(
         &mut self,
-        handle: JoinHandle<Result<PopulationModel, RefitError>>,
+        handle: JoinHandle<Result<outcomes::Refitted, RefitError>>,
         started: Instant,
     ) {
         let Ok(result) = handle.join() else {
@@ -809,12 +819,25 @@ impl Engine {
             return;
         };
         match result {
-            Ok(m) => {
+            Ok(outcomes::Refitted { model: m, learning }) => {
+                match (&learning, &m.risk) {
+                    (Ok(()), Some(r)) => tracing::info!(
+                        labelled = r.labelled,
+                        churned = r.churned,
+                        auc = r.auc,
+                        brier = r.brier,
+                        "risk coefficients learned"
+                    ),
+                    (Err(e), _) => {
+                        tracing::info!(reason = %e, "risk coefficients not learned; keeping the current ones")
+                    }
+                    _ => {}
+                }
                 let m = Arc::new(m);
                 for t in self.partitions.values_mut() {
                     t.processor.set_model(m.clone());
                 }
-                set_model_metrics(&self.metrics, &m);
+                set_model_metrics(&self.metrics, &self.core, &m);
                 self.count_refit("ok");
                 tracing::info!(
                     params = ?m.params,
@@ -937,7 +960,7 @@ impl Engine {
         for t in self.partitions.values_mut() {
             t.processor.set_model(m.clone());
         }
-        set_model_metrics(&self.metrics, &m);
+        set_model_metrics(&self.metrics, &self.core, &m);
         tracing::info!(params = ?m.params, "population model restored from the changelog");
         self.model = m;
     }
@@ -994,10 +1017,19 @@ impl Engine {
     }
 }
 
-fn set_model_metrics(m: &Metrics, model: &PopulationModel) {
+fn set_model_metrics(m: &Metrics, core: &CoreConfig, model: &PopulationModel) {
     let p = &model.params;
     for (name, v) in [("r", p.r), ("alpha", p.alpha), ("a", p.a), ("b", p.b)] {
         m.model_param.with_label_values(&[name]).set(v);
+    }
+    let learned = model
+        .risk
+        .as_ref()
+        .filter(|_| core.score.learning.mode == crate::config::LearningMode::Learned);
+    m.set_risk(learned);
+    if learned.is_none() {
+        let s = &core.score;
+        m.set_risk_coefficients(&crate::score::learn::to_vector(s.bias, &s.weights));
     }
     if let Some(f) = &model.fit {
         m.model_log_likelihood.set(f.log_likelihood);

@@ -546,8 +546,10 @@ fn activity_gathered_in_parts_is_everyones_once() {
     let mut parts = Vec::new();
     let mut next = Some(0);
     let mut rounds = 0;
+    let mut outcomes = crate::score::outcomes::Outcomes::default();
+    let mut g = outcomes.begin(at(30), p.config());
     while let Some(from) = next {
-        next = p.gather_activity(from, 3, &mut parts);
+        next = p.gather(from, 3, &mut parts, &mut g);
         rounds += 1;
     }
     let mut all: Vec<Activity> = p.iter().filter_map(|(_, s)| s.activity).collect();

@@ -1,9 +1,16 @@
-//! The explainable risk score: a logistic combination of the signals, cut
-//! into levels, with one reason per signal (stable code, contribution to the
-//! logit, evidence in words) — and, for silence, when the level will next
+//! The risk: the probability that a customer has no activity (per
+//! `fold.activity_kinds`) within `score.horizon` after the scoring time. Its
+//! log-odds are the population model's own log-odds of that (closed form,
+//! [`crate::model::p_no_activity`]) times a coefficient, plus an intercept,
+//! plus each signal's strength times its coefficient; the coefficients are
+//! learned from outcomes ([`learn`], [`outcomes`]) or fixed. Cut into
+//! levels, with one reason per signal (stable code, contribution to the
+//! log-odds, evidence in words) — and, for silence, when the level will next
 //! change if nothing arrives ([`schedule::next_change`]).
 
+pub mod learn;
 mod level;
+pub mod outcomes;
 pub mod schedule;
 
 pub use level::Level;
@@ -11,9 +18,10 @@ pub use level::Level;
 use serde::Serialize;
 
 use crate::{
+    config::LearningMode,
     signals::{self, Context, Strengths},
     state::CustomerState,
-    time::Timestamp,
+    time::{start_of_day, Timestamp},
 };
 
 /// Stable reason codes, in a fixed order (ties in contribution keep it).
@@ -38,23 +46,43 @@ pub fn reason_mask<'a>(codes: impl IntoIterator<Item = &'a str>) -> u8 {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Reason {
     pub code: &'static str,
-    /// Weight x strength: this reason's additive part of the logit.
+    /// This reason's additive part of the log-odds.
     pub contribution: f64,
     pub evidence: String,
+}
+
+/// One term of the risk's log-odds: coefficient x value.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Contribution {
+    /// `bias`, `base` (the model's log-odds) or a signal's name.
+    pub name: &'static str,
+    pub coefficient: f64,
+    /// 1 for the bias, the model's log-odds for `base`, else the strength.
+    pub value: f64,
+    /// coefficient x value.
+    pub log_odds: f64,
 }
 
 /// A customer's risk at one time, with its reasons (largest first).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Score {
     pub at: Timestamp,
+    /// P(no activity in `score.horizon` after `at`).
     pub risk: f64,
     pub level: Level,
     pub strengths: StrengthsView,
+    /// Every term of the log-odds, in [`learn::NAMES`] order; they sum to
+    /// logit(risk).
+    pub contributions: Vec<Contribution>,
+    /// Where the coefficients came from: `learned`, `prior` or `fixed`.
+    pub coefficients: &'static str,
     pub reasons: Vec<Reason>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct StrengthsView {
+    /// The population model's own P(no activity in the horizon).
+    pub model_p_no_activity: f64,
     pub p_dead: f64,
     pub overdue: f64,
     pub rate_drop: f64,
@@ -67,6 +95,7 @@ pub struct StrengthsView {
 impl From<Strengths> for StrengthsView {
     fn from(s: Strengths) -> Self {
         StrengthsView {
+            model_p_no_activity: sigmoid(s.model_log_odds),
             p_dead: s.p_dead,
             overdue: s.overdue,
             rate_drop: s.rate_drop,
@@ -80,8 +109,10 @@ impl From<Strengths> for StrengthsView {
 
 /// All signal strengths at `now`.
 pub fn strengths(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Strengths {
+    let (p_dead, model_log_odds) = signals::p_alive::strength_and_log_odds(s, now, ctx);
     let mut st = Strengths {
-        p_dead: signals::p_alive::strength(s, now, ctx),
+        model_log_odds,
+        p_dead,
         overdue: signals::overdue::strength(s, now, ctx),
         rate_drop: signals::rate_drop::strength(s, now, ctx),
         satisfaction_drop: signals::satisfaction::strength(s, now, ctx),
@@ -93,38 +124,94 @@ pub fn strengths(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Streng
     st
 }
 
-/// Contributions to the logit per reason code, in `REASON_CODES` order.
-fn contributions(st: &Strengths, ctx: &Context<'_>) -> [f64; 6] {
-    let w = &ctx.cfg.weights;
+/// The feature row of the risk's logistic model ([`learn::NAMES`] order).
+pub fn features(st: &Strengths) -> [f64; learn::K] {
     [
-        w.p_dead * st.p_dead + w.overdue * st.overdue,
-        w.rate_drop * st.rate_drop,
-        w.satisfaction_drop * st.satisfaction_drop,
-        w.friction * st.friction,
-        w.escalation * st.escalation,
-        w.renewal * st.renewal,
+        1.0,
+        st.model_log_odds,
+        st.overdue,
+        st.rate_drop,
+        st.satisfaction_drop,
+        st.friction,
+        st.escalation,
+        st.renewal,
     ]
 }
 
+/// The coefficients in use and where they came from: the learned ones (in
+/// `learned` mode, once learned), else `score.bias` and `score.weights`.
+pub fn coefficients(ctx: &Context<'_>) -> ([f64; learn::K], &'static str) {
+    match (ctx.cfg.learning.mode, &ctx.model.risk) {
+        (LearningMode::Learned, Some(r)) => (learn::to_vector(r.bias, &r.weights), "learned"),
+        (LearningMode::Learned, None) => {
+            (learn::to_vector(ctx.cfg.bias, &ctx.cfg.weights), "prior")
+        }
+        (LearningMode::Fixed, _) => (learn::to_vector(ctx.cfg.bias, &ctx.cfg.weights), "fixed"),
+    }
+}
+
 fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+fn log_odds(st: &Strengths, c: &[f64; learn::K]) -> f64 {
+    features(st).iter().zip(c).map(|(x, w)| x * w).sum()
 }
 
 /// Risk only (the timer's hot path: no strings).
 pub fn risk(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> f64 {
     let st = strengths(s, now, ctx);
-    sigmoid(ctx.cfg.bias + contributions(&st, ctx).iter().sum::<f64>())
+    sigmoid(log_odds(&st, &coefficients(ctx).0))
 }
 
 pub fn level(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Level {
     Level::of(risk(s, now, ctx), &ctx.cfg.thresholds)
 }
 
+/// The model's log-odds on the customer's last active day: what silence
+/// since then has added is the model's part of the reason "silence".
+fn log_odds_when_last_active(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Option<f64> {
+    let a = s.activity.as_ref()?;
+    let last = start_of_day(a.last_day).min(now);
+    Some(signals::p_alive::strength_and_log_odds(s, last, ctx).1)
+}
+
 /// The full, explained score.
 pub fn score(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Score {
     let st = strengths(s, now, ctx);
-    let parts = contributions(&st, ctx);
-    let risk = sigmoid(ctx.cfg.bias + parts.iter().sum::<f64>());
+    let (c, source) = coefficients(ctx);
+    let x = features(&st);
+    let contributions: Vec<Contribution> = learn::NAMES
+        .iter()
+        .zip(x.iter().zip(&c))
+        .map(|(name, (v, w))| Contribution {
+            name,
+            coefficient: *w,
+            value: *v,
+            log_odds: v * w,
+        })
+        .collect();
+    let risk = sigmoid(contributions.iter().map(|t| t.log_odds).sum());
+    // Reasons: what raises the risk. The model's part of "silence" is how
+    // far its log-odds now stand above the lower of their value on the last
+    // active day and even odds: the rise since the customer went quiet, plus
+    // whatever already made silence the likelier outcome.
+    let silence_model = log_odds_when_last_active(s, now, ctx).map_or(0.0, |then| {
+        (c[1] * (st.model_log_odds - then.min(0.0))).max(0.0)
+    });
+    let parts = [
+        silence_model + c[2] * st.overdue,
+        c[3] * st.rate_drop,
+        c[4] * st.satisfaction_drop,
+        c[5] * st.friction,
+        c[6] * st.escalation,
+        c[7] * st.renewal,
+    ];
     let mut reasons: Vec<Reason> = REASON_CODES
         .iter()
         .zip(parts)
@@ -141,6 +228,8 @@ pub fn score(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Score {
         risk,
         level: Level::of(risk, &ctx.cfg.thresholds),
         strengths: st.into(),
+        contributions,
+        coefficients: source,
         reasons,
     }
 }
@@ -158,8 +247,13 @@ fn evidence(
             if st.overdue > 0.0 {
                 parts.push(signals::overdue::evidence(s, now, ctx));
             }
-            if st.p_dead > 0.0 {
-                parts.push(signals::p_alive::evidence(s, now, ctx));
+            if s.activity.is_some() {
+                parts.push(format!(
+                    "{}; the model gives {:.0}% for no activity in the next {}",
+                    signals::p_alive::evidence(s, now, ctx),
+                    100.0 * sigmoid(st.model_log_odds),
+                    signals::days(ctx.cfg.horizon.whole_days())
+                ));
             }
             parts.join("; ")
         }

@@ -230,26 +230,35 @@ fn renewal_counts_only_near_the_date_with_another_signal_and_not_when_cancelled(
 }
 
 #[test]
-fn risk_is_the_logistic_of_bias_plus_weighted_strengths_with_reasons() {
+fn risk_is_the_logistic_of_the_models_log_odds_plus_weighted_strengths_with_reasons() {
     let s = fold(&purchases_on([0, 7, 14, 21, 28]));
     with_ctx(|ctx| {
         let sc = score(&s, at(69), ctx);
         let w = &ctx.cfg.weights;
         let st = sc.strengths;
+        // The model's P(no activity in 30 days) by hand: prior r .243,
+        // alpha 30.898 days, a .793, b 2.426; x = 4, t_x = 28, T = 69.
+        let (r, alpha, a, b): (f64, f64, f64, f64) = (0.243, 4.414 * 7.0, 0.793, 2.426);
+        let odds = a / (b + 3.0) * ((alpha + 69.0) / (alpha + 28.0)).powf(r + 4.0);
+        let alive = 1.0 / (1.0 + odds);
+        let q = ((alpha + 69.0) / (alpha + 99.0)).powf(r + 4.0);
+        let none = 1.0 - alive * (1.0 - q);
+        assert!((st.model_p_no_activity - none).abs() < 1e-9);
         let logit = ctx.cfg.bias
-            + w.p_dead * st.p_dead
+            + w.base * (none / (1.0 - none)).ln()
             + w.overdue * st.overdue
             + w.rate_drop * st.rate_drop
             + w.satisfaction_drop * st.satisfaction_drop
             + w.friction * st.friction
             + w.escalation * st.escalation
             + w.renewal * st.renewal;
-        assert!((sc.risk - 1.0 / (1.0 + (-logit).exp())).abs() < 1e-12);
+        assert!((sc.risk - 1.0 / (1.0 + (-logit).exp())).abs() < 1e-9);
+        // The contributions are the terms of that sum.
+        let total: f64 = sc.contributions.iter().map(|c| c.log_odds).sum();
+        assert!((total - logit).abs() < 1e-9);
+        assert_eq!(sc.contributions[1].name, "base");
+        assert_eq!(sc.coefficients, "prior");
         assert_eq!(sc.reasons[0].code, "silence");
-        assert!(
-            (sc.reasons[0].contribution - (w.p_dead * st.p_dead + w.overdue * st.overdue)).abs()
-                < 1e-12
-        );
         assert!(
             sc.reasons[0].evidence.contains("usually every 7 days"),
             "{}",
@@ -260,6 +269,42 @@ fn risk_is_the_logistic_of_bias_plus_weighted_strengths_with_reasons() {
         let fresh = score(&s, at(29), ctx);
         assert_eq!(fresh.level, Level::Low, "{}", fresh.risk);
     });
+}
+
+/// No customer is certainly alive because they bought once: under either
+/// family a one-time buyer's risk rises day by day with the time since
+/// that purchase, and with learned coefficients too.
+#[test]
+fn a_one_time_buyers_risk_rises_with_time_since_the_purchase() {
+    use crate::{model::Family, score::learn::LearnedRisk};
+    let s = fold(&purchases_on([0]));
+    for family in [Family::BgNbd, Family::MbgNbd] {
+        let mut cfg = CoreConfig::default();
+        cfg.model.family = family;
+        let prior = PopulationModel::prior(&cfg.model);
+        let mut learned = prior.clone();
+        learned.risk = Some(LearnedRisk {
+            bias: -0.4,
+            weights: crate::config::Weights {
+                base: 1.3,
+                ..Default::default()
+            },
+            labelled: 5000,
+            churned: 4000,
+            auc: 0.8,
+            brier: 0.1,
+            iterations: 6,
+            fitted_at: at(0),
+        });
+        for model in [&prior, &learned] {
+            let ctx = Context::new(&cfg, model);
+            let risks: Vec<f64> = (1..=120).map(|d| risk(&s, at(d), &ctx)).collect();
+            for w in risks.windows(2) {
+                assert!(w[1] > w[0], "{family:?}: {} then {}", w[0], w[1]);
+            }
+            assert!(risks[119] - risks[0] > 0.01, "{family:?}: {risks:?}");
+        }
+    }
 }
 
 #[test]

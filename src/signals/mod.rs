@@ -38,9 +38,13 @@ impl<'a> Context<'a> {
     }
 }
 
-/// The strengths of all signals for one customer at one time.
+/// The strengths of all signals for one customer at one time, and the
+/// population model's log-odds of no activity in the horizon (the risk's base).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Strengths {
+    /// ln[P(none) / (1 − P(none))], P(none) = P(no activity in `score.horizon`),
+    /// clamped to ±30.
+    pub model_log_odds: f64,
     pub p_dead: f64,
     pub overdue: f64,
     pub rate_drop: f64,

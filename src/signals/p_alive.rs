@@ -1,8 +1,30 @@
-//! Silence by the population model: 1 - P(alive | x, t_x, T). It rises with
-//! T while the customer is silent (closed form, no breakpoints).
+//! Silence by the population model: 1 - P(alive | x, t_x, T), and the
+//! model's log-odds of no activity in the risk's horizon, the risk's base.
+//! Both rise with T while the customer is silent (closed form, no
+//! breakpoints).
 
 use super::Context;
 use crate::{state::CustomerState, time::day_of, time::Timestamp};
+
+/// Bound on the model's log-odds (probabilities within e^-30 of 0 or 1 say
+/// nothing more, and a bound keeps a learned coefficient finite).
+pub const LOG_ODDS_LIMIT: f64 = 30.0;
+
+/// `(1 - P(alive), log-odds of no activity in score.horizon)`. 1 - P(alive)
+/// is 0 for a customer with no activity yet.
+pub fn strength_and_log_odds(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> (f64, f64) {
+    let (alive, lo) = ctx
+        .model
+        .no_activity(s.activity.as_ref(), day_of(now), ctx.cfg.horizon);
+    let dead = if s.activity.is_some() {
+        (1.0 - alive).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    // NaN only for an invalid model, which the restore refuses: treat as even odds.
+    let lo = if lo.is_nan() { 0.0 } else { lo };
+    (dead, lo.clamp(-LOG_ODDS_LIMIT, LOG_ODDS_LIMIT))
+}
 
 /// 1 - P(alive), or 0 for a customer with no activity yet.
 pub fn strength(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> f64 {

@@ -1,0 +1,170 @@
+//! The report as a person reads it on a terminal. Pure: report in, text out.
+
+use std::fmt::Write;
+
+use super::evaluate::{Figures, Report};
+
+fn f(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("-".to_owned(), |v| format!("{:.1}%", v * 100.0))
+}
+
+fn figure_row(out: &mut String, name: &str, x: &Figures) {
+    let top = |i: usize| {
+        x.top.get(i).map_or("-".to_owned(), |t| {
+            format!("{} {}", f(t.lift, 2), pct(Some(t.precision)))
+        })
+    };
+    let _ = writeln!(
+        out,
+        "  {name:<18} {:>6} {:>7} {:>7} {:>8} {:>8} {:>6}  {:>13} {:>13} {:>13}",
+        f(x.auc, 3),
+        f(x.pr_auc, 3),
+        f(x.brier, 4),
+        f(x.brier_skill, 3),
+        f(x.log_loss, 3),
+        f(x.ece, 3),
+        top(0),
+        top(1),
+        top(2),
+    );
+}
+
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "backtest at {} over {:.0} days: {} customers scored ({} without activity not scored), {} churned, base rate {}",
+        r.cutoff,
+        r.horizon_days,
+        r.customers,
+        r.without_activity,
+        r.churned,
+        pct(r.base_rate)
+    );
+    let _ = writeln!(
+        out,
+        "\nranking and calibration (churn = no activity in the horizon; top k%: lift precision)"
+    );
+    let _ = writeln!(
+        out,
+        "  {:<18} {:>6} {:>7} {:>7} {:>8} {:>8} {:>6}  {:>13} {:>13} {:>13}",
+        "predictor",
+        "AUC",
+        "PR-AUC",
+        "Brier",
+        "skill",
+        "logloss",
+        "ECE",
+        "top 1%",
+        "top 5%",
+        "top 10%"
+    );
+    figure_row(&mut out, "risk", &r.risk);
+    for b in &r.baselines {
+        figure_row(&mut out, &format!("{} *", b.name), &b.figures);
+    }
+    let _ = writeln!(
+        out,
+        "  * baselines: calibration figures after an in-sample logistic fit on the test set itself (optimistic for them)"
+    );
+    let _ = writeln!(out, "\nreliability of risk (10 bins)");
+    let _ = writeln!(
+        out,
+        "  {:<11} {:>9} {:>10} {:>9}",
+        "bin", "customers", "predicted", "observed"
+    );
+    for b in &r.risk.reliability {
+        let _ = writeln!(
+            out,
+            "  {:<11} {:>9} {:>10} {:>9}",
+            format!("{:.1}-{:.1}", b.lower, b.upper),
+            b.count,
+            f(b.mean_predicted, 3),
+            f(b.observed, 3)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nablation (the signal's part of the logit taken out, the rest as fitted)"
+    );
+    let _ = writeln!(
+        out,
+        "  {:<18} {:>9} {:>6} {:>8} {:>7} {:>8}",
+        "signal", "customers", "AUC", "change", "Brier", "change"
+    );
+    for a in &r.ablation {
+        let _ = writeln!(
+            out,
+            "  {:<18} {:>9} {:>6} {:>8} {:>7} {:>8}",
+            a.signal,
+            a.customers_with_signal,
+            f(a.auc, 3),
+            f(a.auc_change, 3),
+            f(a.brier, 4),
+            f(a.brier_change, 4)
+        );
+    }
+    let o = &r.outreach;
+    let _ = writeln!(
+        out,
+        "\noutreach the policy sent in the horizon: {} to {} customers ({:.1} per week), precision {}, recall {}",
+        o.sent,
+        o.customers_contacted,
+        o.per_week_mean,
+        pct(o.precision),
+        pct(o.recall)
+    );
+    if !o.suppressed_by_reason.is_empty() {
+        let s: Vec<String> = o
+            .suppressed_by_reason
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(out, "  suppressed: {}", s.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        "\nactivity in the horizon by calibration-period frequency (repeat active days)"
+    );
+    let _ = writeln!(
+        out,
+        "  {:<6} {:>9} {:>8} {:>10}",
+        "x", "customers", "actual", "predicted"
+    );
+    for b in &r.frequency {
+        let _ = writeln!(
+            out,
+            "  {:<6} {:>9} {:>8.3} {:>10.3}",
+            b.x, b.customers, b.mean_actual, b.mean_predicted
+        );
+    }
+    if let Some(t) = &r.truth {
+        let _ = writeln!(
+            out,
+            "\nground truth ({} customers matched; AUC of risk for really left by the horizon's end {})",
+            t.matched,
+            f(t.auc_left, 3)
+        );
+        let _ = writeln!(
+            out,
+            "  {:<52} {:>9} {:>8} {:>10} {:>6}",
+            "group", "customers", "flagged", "contacted", "risk"
+        );
+        for g in &t.groups {
+            let _ = writeln!(
+                out,
+                "  {:<52} {:>9} {:>8} {:>10} {:>6}",
+                g.group,
+                g.customers,
+                pct(g.recall_flagged),
+                pct(g.recall_contacted),
+                f(g.mean_risk, 3)
+            );
+        }
+    }
+    out
+}
