@@ -91,7 +91,7 @@ pub struct ReplayArgs {
     /// Time unit of the buy-till-you-die model (overrides model.time_unit).
     #[arg(long, value_enum)]
     pub time_unit: Option<TimeUnitArg>,
-    /// Horizon of expected activity, e.g. 30d (overrides model.horizon).
+    /// Horizon of the risk, e.g. 30d: risk = P(no activity in it) (overrides score.horizon and model.horizon).
     #[arg(long)]
     pub horizon: Option<Span>,
     /// Write every customer's state (.jsonl: proto3 JSON; else length-delimited protobuf).

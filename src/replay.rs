@@ -371,7 +371,10 @@ fn refit(
     if let Ok(r) = proc.refit_learning(outcomes, at) {
         summary.refits += 1;
         match r.learning {
-            Ok(()) => summary.learned += 1,
+            Ok(()) => {
+                summary.learned += 1;
+                summary.learning_error = None;
+            }
             Err(e) => summary.learning_error = Some(e.to_string()),
         }
         proc.set_model(Arc::new(r.model));
