@@ -73,6 +73,27 @@ impl AssignmentStrategy {
     }
 }
 
+/// How the producer picks the partition of a keyed record (outreach, dead
+/// letters; the changelog names its partition).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Partitioner {
+    /// murmur2 of the key, as the Java client (and Kafka Streams) do: a
+    /// record lands on the partition a Java producer would choose.
+    Murmur2Random,
+    /// CRC32 of the key, librdkafka's own default (churnwatch before 0.2).
+    ConsistentRandom,
+}
+
+impl Partitioner {
+    pub fn librdkafka_name(self) -> &'static str {
+        match self {
+            Partitioner::Murmur2Random => "murmur2_random",
+            Partitioner::ConsistentRandom => "consistent_random",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSettings {
@@ -89,6 +110,8 @@ pub struct KafkaSettings {
     /// timeout keeps its partitions (no rebalance on rolling restarts).
     pub group_instance_id: Option<String>,
     pub assignment_strategy: AssignmentStrategy,
+    /// Partitioner of keyed records; `consistent_random` keeps the old one.
+    pub partitioner: Partitioner,
     /// Input encoding when a message has no `content-type` header.
     pub input_format: Format,
     /// Encoding of outreach messages.
@@ -113,6 +136,7 @@ impl Default for KafkaSettings {
             group_id: None,
             group_instance_id: None,
             assignment_strategy: AssignmentStrategy::CooperativeSticky,
+            partitioner: Partitioner::Murmur2Random,
             input_format: Format::Protobuf,
             outreach_format: Format::Protobuf,
             create_topics: true,
@@ -328,6 +352,7 @@ impl Settings {
                 "group.id",
                 "bootstrap.servers",
                 "transactional.id",
+                "partitioner",
             ]
             .contains(&key.as_str())
             {

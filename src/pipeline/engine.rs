@@ -287,19 +287,25 @@ impl Engine {
                 }
             }
         }
+        // Decisions so far came from this customer's own record; the ones
+        // the advance of stream time makes are other customers' timers.
+        let own = self.effects.len();
         if let Some(st) = task.processor.stream_time() {
             task.processor.advance_to(st, &mut self.effects);
         }
-        self.emit(Some(Trigger {
+        let event = Trigger::Event {
             partition: p,
             offset: msg.offset(),
             timestamp_ms: msg.timestamp().to_millis(),
-        }))
+        };
+        self.emit(event, own, Trigger::Timer)
     }
 
-    /// Sends what processing decided.
-    fn emit(&mut self, trigger: Option<Trigger>) -> Result<(), PipelineError> {
-        for e in std::mem::take(&mut self.effects) {
+    /// Sends what processing decided: the first `first` effects were
+    /// caused by `trigger`, the rest by `then`.
+    fn emit(&mut self, trigger: Trigger, first: usize, then: Trigger) -> Result<(), PipelineError> {
+        for (i, e) in std::mem::take(&mut self.effects).into_iter().enumerate() {
+            let trigger = if i < first { trigger } else { then };
             match e {
                 Effect::Outreach(o) => {
                     self.sink.outreach(&o, trigger)?;
@@ -311,7 +317,11 @@ impl Engine {
                         .outreach_emitted
                         .with_label_values(&[playbook, ch, level])
                         .inc();
-                    if let Some(ms) = trigger.and_then(|t| t.timestamp_ms) {
+                    if let Trigger::Event {
+                        timestamp_ms: Some(ms),
+                        ..
+                    } = trigger
+                    {
                         self.metrics
                             .processing_latency
                             .observe(((now_millis() - ms).max(0) as f64) / 1000.0);
@@ -362,7 +372,7 @@ impl Engine {
         if fired {
             self.begin()?;
         }
-        self.emit(None)
+        self.emit(Trigger::Idle, 0, Trigger::Idle)
     }
 
     /// Ends a batch. Exactly-once: the changelog, the offsets and the

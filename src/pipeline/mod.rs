@@ -10,6 +10,8 @@
 //! all of that in one Kafka transaction (exactly-once).
 
 mod client;
+#[cfg(test)]
+mod contract_tests;
 mod engine;
 mod memory;
 mod restore;
