@@ -30,7 +30,7 @@ use crate::{
     fold::Folded,
     kind::EventKind,
     metrics::Metrics,
-    pb::{Channel, Outcome, Playbook},
+    pb::{Channel, Playbook},
     population::{PopulationModel, RefitError},
     processor::{ChangelogRecord, Effect, Processed, Processor},
     score::Level,
@@ -156,7 +156,8 @@ pub struct Engine {
     /// The clock read once per message: (monotonic, unix seconds).
     clock: (Instant, Timestamp),
     pub fatal: Option<PipelineError>,
-    pub last_poll: Instant,
+    /// What `/readyz` reads (never under this engine's lock).
+    pub published: Arc<super::Published>,
 }
 
 fn now_unix() -> Timestamp {
@@ -202,7 +203,7 @@ impl Engine {
             refit: None,
             clock: (Instant::now(), now_unix()),
             fatal: None,
-            last_poll: Instant::now(),
+            published: Arc::new(super::Published::new()),
         })
     }
 
@@ -339,7 +340,7 @@ impl Engine {
                     } else {
                         playbook.as_str_name()
                     };
-                    let oc = outcome_name(outcome);
+                    let oc = crate::metrics::outcome_label(outcome);
                     self.metrics
                         .outreach_outcomes
                         .with_label_values(&[pb, oc])
@@ -846,6 +847,12 @@ impl Engine {
                 fresh.insert(p, Processor::new(self.core.clone(), self.model.clone()));
             }
         }
+        // Said before the restore, which may take minutes.
+        self.published.update(|s| {
+            s.joined = true;
+            s.assigned = self.assigned.clone();
+            s.restoring = fresh.keys().copied().collect();
+        });
         let restored =
             restore::restore(&self.restorer, &topic, &mut fresh, Duration::from_secs(600))?;
         for (p, r) in &restored {
@@ -879,7 +886,10 @@ impl Engine {
                 p,
                 PartitionTask {
                     processor,
-                    counters: PartitionCounters::new(&self.metrics, p),
+                    counters: {
+                        self.metrics.partition_assigned(p);
+                        PartitionCounters::new(&self.metrics, p)
+                    },
                     next_offset: None,
                     last_message: Instant::now(),
                     timers_seen: 0,
@@ -889,6 +899,7 @@ impl Engine {
                 },
             );
         }
+        self.published.update(|s| s.restoring.clear());
         self.update_gauges();
         // The restore's buffers (fetched records, decoded snapshots) are free.
         super::memory::release();
@@ -953,27 +964,11 @@ impl Engine {
                 );
             }
         }
+        self.published.update(|s| {
+            s.assigned = self.assigned.clone();
+            s.restoring.retain(|p| !partitions.contains(p));
+        });
         self.update_gauges();
-    }
-
-    /// Ready: every assigned partition restored, and polling recently.
-    pub fn readiness(&self) -> Result<(), String> {
-        let missing: Vec<i32> = self
-            .assigned
-            .iter()
-            .filter(|p| !self.partitions.contains_key(p))
-            .copied()
-            .collect();
-        if !missing.is_empty() {
-            return Err(format!("restoring partitions {missing:?}"));
-        }
-        if self.last_poll.elapsed() > Duration::from_secs(30) {
-            return Err(format!(
-                "consumer has not polled for {} s",
-                self.last_poll.elapsed().as_secs()
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -985,18 +980,6 @@ fn set_model_metrics(m: &Metrics, model: &PopulationModel) {
     if let Some(f) = &model.fit {
         m.model_log_likelihood.set(f.log_likelihood);
         m.model_customers.set(f.customers as i64);
-    }
-}
-
-fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Unspecified => "unspecified",
-        Outcome::Delivered => "delivered",
-        Outcome::Opened => "opened",
-        Outcome::Replied => "replied",
-        Outcome::Converted => "converted",
-        Outcome::Ignored => "ignored",
-        Outcome::Bounced => "bounced",
     }
 }
 

@@ -80,7 +80,9 @@ pub struct DeliveryContext {
     undelivered: Mutex<Vec<(OwnedMessage, KafkaError)>>,
 }
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    super::trouble::throttled_client_context!();
+}
 
 impl ProducerContext for DeliveryContext {
     /// The epoch the record was sent in.
