@@ -298,7 +298,7 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 /// Reads a configuration file (the same file `run` reads; replay uses its
 /// core sections), with `CHURNWATCH_*` overrides, every problem at once.
 pub fn load_core_config(path: Option<&PathBuf>) -> anyhow::Result<CoreConfig> {
-    Ok(Settings::load(path.map(PathBuf::as_path))?.core())
+    Ok(Settings::load_core(path.map(PathBuf::as_path))?.core())
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {

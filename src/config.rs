@@ -460,12 +460,15 @@ impl Default for OutreachConfig {
     }
 }
 
-/// One configuration problem, with the key it concerns.
+/// One configuration problem, with the key it concerns and, when known,
+/// where the value came from (`file:line`, an environment variable, or
+/// `default`).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{key}: {problem}")]
+#[error("{}{key}: {problem}", .origin.as_ref().map(|s| format!("{s}: ")).unwrap_or_default())]
 pub struct ConfigProblem {
     pub key: String,
     pub problem: String,
+    pub origin: Option<String>,
 }
 
 impl ConfigProblem {
@@ -473,7 +476,14 @@ impl ConfigProblem {
         ConfigProblem {
             key: key.into(),
             problem: problem.into(),
+            origin: None,
         }
+    }
+
+    /// The same problem, said to come from `source`.
+    pub fn at(mut self, source: impl Into<String>) -> Self {
+        self.origin = Some(source.into());
+        self
     }
 }
 

@@ -69,26 +69,33 @@ impl Default for AdminConfig {
     }
 }
 
-/// What the admin server asks of the running pipeline. Implementations may
-/// block (they take the pipeline's locks); the server calls them off the
-/// async workers.
+/// What the admin server asks of the running pipeline.
 pub trait AdminSource: Send + Sync + 'static {
-    /// Ok when the instance should receive traffic (every assigned partition
-    /// restored, consumers polling); otherwise the reason, shown by `/readyz`.
-    fn readiness(&self) -> Result<(), String>;
+    /// Ok with the text of `/readyz`'s 200 when the instance should receive
+    /// traffic, otherwise the reason ([`crate::readiness::Readiness`]). Must
+    /// not block: the handler calls it on the async worker, so the probe
+    /// answers at once whatever the pipeline is doing.
+    fn readiness(&self) -> Result<String, String>;
+    /// May block (it takes the pipeline's locks); the server calls it off
+    /// the async workers, bounded in time and concurrency.
     /// The current view of a customer this instance owns; `None` when the
     /// customer is unknown or owned by another instance.
     fn customer(&self, id: &str) -> Option<CustomerView>;
 }
 
 /// A customer as `/customers/{id}` shows it: the current risk with its
-/// reasons, the profile facts behind them and the last outreach.
+/// reasons, the profile facts behind them and the last outreach. In JSON
+/// the names and enum spellings are proto3 JSON's, as in `OutreachRequested`
+/// (`scoredAt`, `RISK_LEVEL_HIGH`, `CHANNEL_EMAIL`, `WIN_BACK`,
+/// `OUTCOME_REPLIED`); absent values are `null`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CustomerView {
     pub customer_id: String,
     /// The time the risk below is computed at (RFC 3339).
     pub scored_at: String,
     pub risk: f64,
+    #[serde(serialize_with = "proto_json::level")]
     pub level: Level,
     /// Largest contribution first.
     pub reasons: Vec<Reason>,
@@ -98,6 +105,7 @@ pub struct CustomerView {
     /// Where the coefficients came from: `learned`, `prior` or `fixed`.
     pub coefficients: &'static str,
     /// Short channel name (`email`), if the customer has used any.
+    #[serde(serialize_with = "proto_json::channel")]
     pub preferred_channel: Option<&'static str>,
     pub profile: ProfileView,
     pub last_outreach: Option<OutreachView>,
@@ -105,17 +113,20 @@ pub struct CustomerView {
     pub next_check_at: Option<String>,
 }
 
-/// The profile summary, as every outreach carries it.
+/// The profile summary, as every outreach carries it (`CustomerProfile`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ProfileView {
     pub tenure_days: u32,
     /// Start of the day of the last activity (RFC 3339).
+    #[serde(rename = "lastActivityAt")]
     pub last_activity: Option<String>,
     pub open_tickets: u32,
     pub lifetime_value: f64,
     pub purchases: u32,
     pub last_nps: Option<i32>,
     pub last_csat: Option<i32>,
+    #[serde(rename = "subscriptionPlan")]
     pub plan: Option<String>,
     pub renews_at: Option<String>,
     /// Journey stage: new, active, at_risk, lapsed or won_back.
@@ -124,14 +135,53 @@ pub struct ProfileView {
 
 /// The last outreach sent to the customer.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct OutreachView {
+    #[serde(rename = "outreachId")]
     pub id: String,
     pub decided_at: String,
     /// Playbook as written in the configuration (`win_back`).
+    #[serde(serialize_with = "proto_json::playbook")]
     pub playbook: String,
+    #[serde(serialize_with = "proto_json::channel_name")]
     pub channel: &'static str,
     /// Last outcome reported (`replied`), `None` while none came back.
+    #[serde(serialize_with = "proto_json::outcome")]
     pub outcome: Option<&'static str>,
+}
+
+/// The proto3 JSON spellings of the view's enums (the Rust values keep the
+/// short names the demo and the metrics use).
+mod proto_json {
+    use serde::Serializer;
+
+    use crate::score::Level;
+
+    pub fn level<S: Serializer>(l: &Level, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("RISK_LEVEL_{}", l.as_str().to_ascii_uppercase()))
+    }
+
+    pub fn channel_name<S: Serializer>(c: &&'static str, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("CHANNEL_{}", c.to_ascii_uppercase()))
+    }
+
+    pub fn channel<S: Serializer>(c: &Option<&'static str>, s: S) -> Result<S::Ok, S::Error> {
+        match c {
+            Some(c) => channel_name(c, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn playbook<S: Serializer>(p: &str, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.to_ascii_uppercase())
+    }
+
+    pub fn outcome<S: Serializer>(o: &Option<&'static str>, s: S) -> Result<S::Ok, S::Error> {
+        match o {
+            Some(o) => s.serialize_str(&format!("OUTCOME_{}", o.to_ascii_uppercase())),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 /// The view of a customer from their state snapshot, scored at `now`.
@@ -577,10 +627,9 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(st): State<AdminState>) -> Response {
-    match st.call(|s| s.readiness()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
-        Ok(Err(reason)) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.text()).into_response(),
+    match st.source.readiness() {
+        Ok(text) => (StatusCode::OK, text).into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
     }
 }
 
@@ -628,15 +677,16 @@ mod tests {
     use super::*;
     use crate::{events, processor::Processor, time::SECS_PER_DAY};
 
+    const READY: &str = "ready: owns partitions [0]";
     const T0: Timestamp = 1_767_225_600; // 2026-01-01
 
     struct Fake {
-        ready: Mutex<Result<(), String>>,
+        ready: Mutex<Result<String, String>>,
         customers: HashMap<String, CustomerView>,
     }
 
     impl AdminSource for Fake {
-        fn readiness(&self) -> Result<(), String> {
+        fn readiness(&self) -> Result<String, String> {
             self.ready
                 .lock()
                 .map(|r| r.clone())
@@ -666,7 +716,7 @@ mod tests {
         customer_view("c-1", &snap, &core, &model, now).unwrap_or_else(|| panic!("view"))
     }
 
-    fn admin(cfg: AdminConfig, ready: Result<(), String>) -> (Router, Arc<Metrics>) {
+    fn admin(cfg: AdminConfig, ready: Result<String, String>) -> (Router, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
         let fake = Fake {
             ready: Mutex::new(ready),
@@ -731,6 +781,80 @@ mod tests {
         assert!(v.last_outreach.is_none());
     }
 
+    /// The JSON of `/customers/{id}` speaks proto3 JSON: camelCase names as
+    /// in `OutreachRequested`/`CustomerProfile`, enum value names.
+    #[test]
+    fn the_view_uses_proto3_json_names_and_enum_spellings() {
+        let mut v = silent_weekly_buyer();
+        v.last_outreach = Some(OutreachView {
+            id: "o-1".into(),
+            decided_at: "2026-05-01T00:00:00Z".into(),
+            playbook: "win_back".into(),
+            channel: "email",
+            outcome: Some("replied"),
+        });
+        v.preferred_channel = Some("app");
+        let j = serde_json::to_value(&v).unwrap_or_else(|e| panic!("{e}"));
+        let keys = |o: &serde_json::Value| -> Vec<String> {
+            let mut k: Vec<String> = o
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            k.sort();
+            k
+        };
+        assert_eq!(
+            keys(&j),
+            [
+                "customerId",
+                "lastOutreach",
+                "level",
+                "nextCheckAt",
+                "preferredChannel",
+                "profile",
+                "reasons",
+                "risk",
+                "scoredAt"
+            ]
+        );
+        assert_eq!(
+            keys(&j["profile"]),
+            [
+                "lastActivityAt",
+                "lastCsat",
+                "lastNps",
+                "lifetimeValue",
+                "openTickets",
+                "purchases",
+                "renewsAt",
+                "stage",
+                "subscriptionPlan",
+                "tenureDays"
+            ]
+        );
+        assert_eq!(
+            keys(&j["lastOutreach"]),
+            ["channel", "decidedAt", "outcome", "outreachId", "playbook"]
+        );
+        assert_eq!(keys(&j["reasons"][0]), ["code", "contribution", "evidence"]);
+        assert_eq!(
+            j["level"],
+            format!("RISK_LEVEL_{}", v.level.as_str().to_ascii_uppercase())
+        );
+        assert!(j["level"]
+            .as_str()
+            .is_some_and(|l| pb::RiskLevel::from_str_name(l).is_some()));
+        assert_eq!(j["preferredChannel"], "CHANNEL_APP");
+        assert_eq!(j["lastOutreach"]["playbook"], "WIN_BACK");
+        assert_eq!(j["lastOutreach"]["channel"], "CHANNEL_EMAIL");
+        assert_eq!(j["lastOutreach"]["outcome"], "OUTCOME_REPLIED");
+        assert!(j["lastOutreach"]["playbook"]
+            .as_str()
+            .is_some_and(|p| Playbook::from_str_name(p).is_some()));
+        assert!(pb::Outcome::from_str_name("OUTCOME_REPLIED").is_some());
+        assert!(Channel::from_str_name("CHANNEL_APP").is_some());
+    }
+
     #[tokio::test]
     async fn healthz_says_ok_even_when_not_ready() {
         let (app, _) = admin(
@@ -743,8 +867,9 @@ mod tests {
 
     #[tokio::test]
     async fn readyz_follows_the_pipeline_and_says_why_not() {
-        let (app, _) = admin(AdminConfig::default(), Ok(()));
-        assert_eq!(get(&app, "/readyz").await.0, StatusCode::OK);
+        let (app, _) = admin(AdminConfig::default(), Ok(READY.into()));
+        let (status, _, body) = get(&app, "/readyz").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, READY));
         let (app, _) = admin(
             AdminConfig::default(),
             Err("restoring partitions [3]".into()),
@@ -756,7 +881,7 @@ mod tests {
 
     #[tokio::test]
     async fn metrics_are_prometheus_text() {
-        let (app, metrics) = admin(AdminConfig::default(), Ok(()));
+        let (app, metrics) = admin(AdminConfig::default(), Ok(READY.into()));
         metrics
             .events_consumed
             .with_label_values(&["purchase", "0"])
@@ -780,7 +905,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_customer_is_shown_as_json() {
-        let (app, _) = admin(AdminConfig::default(), Ok(()));
+        let (app, _) = admin(AdminConfig::default(), Ok(READY.into()));
         let (status, headers, body) = get(&app, "/customers/c-1").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
@@ -791,7 +916,7 @@ mod tests {
         );
         let v: serde_json::Value =
             serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
-        assert_eq!(v["customer_id"], "c-1");
+        assert_eq!(v["customerId"], "c-1");
         assert_eq!(v["reasons"][0]["code"], "silence");
         assert_eq!(v["profile"]["purchases"], 12);
         assert!(v["level"].is_string() && v["risk"].is_f64(), "{body}");
@@ -799,7 +924,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_customer_is_a_404_that_says_why() {
-        let (app, _) = admin(AdminConfig::default(), Ok(()));
+        let (app, _) = admin(AdminConfig::default(), Ok(READY.into()));
         let (status, _, body) = get(&app, "/customers/c-404").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         let v: serde_json::Value =
@@ -816,14 +941,14 @@ mod tests {
             customers_endpoint: false,
             bearer_token: None,
         };
-        let (app, _) = admin(cfg, Ok(()));
+        let (app, _) = admin(cfg, Ok(READY.into()));
         assert_eq!(get(&app, "/customers/c-1").await.0, StatusCode::NOT_FOUND);
         assert_eq!(get(&app, "/metrics").await.0, StatusCode::OK);
     }
 
     #[tokio::test]
     async fn the_token_guards_customers_and_refusals_are_counted() {
-        let (app, metrics) = admin(token("s3cret"), Ok(()));
+        let (app, metrics) = admin(token("s3cret"), Ok(READY.into()));
         let (status, headers, _) = get(&app, "/customers/c-1").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(
@@ -862,7 +987,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_token_refuses_everyone() {
-        let (app, _) = admin(token(""), Ok(()));
+        let (app, _) = admin(token(""), Ok(READY.into()));
         assert_eq!(
             get_with(&app, "/customers/c-1", Some("Bearer ")).await.0,
             StatusCode::UNAUTHORIZED
@@ -875,7 +1000,7 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_can_be_changed() {
-        let (app, _) = admin(AdminConfig::default(), Ok(()));
+        let (app, _) = admin(AdminConfig::default(), Ok(READY.into()));
         for (method, path) in [
             ("POST", "/customers/c-1"),
             ("DELETE", "/customers/c-1"),
@@ -899,23 +1024,24 @@ mod tests {
         }
     }
 
-    /// A pipeline stuck behind its lock (as during a long restore) until released.
+    /// A pipeline stuck behind its lock (as during a long restore) until
+    /// released: look-ups wait, readiness is published and answers at once.
     struct Stuck(Mutex<std::sync::mpsc::Receiver<()>>);
 
     impl AdminSource for Stuck {
-        fn readiness(&self) -> Result<(), String> {
+        fn readiness(&self) -> Result<String, String> {
+            Err("restoring partitions [3]".into())
+        }
+        fn customer(&self, _: &str) -> Option<CustomerView> {
             if let Ok(rx) = self.0.lock() {
                 let _ = rx.recv_timeout(Duration::from_secs(30));
             }
-            Ok(())
-        }
-        fn customer(&self, _: &str) -> Option<CustomerView> {
             None
         }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_stuck_pipeline_means_not_ready_and_bounded_threads() {
+    async fn a_stuck_pipeline_still_answers_readyz_and_bounds_threads() {
         let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
         let (release, rx) = std::sync::mpsc::channel();
         let app = router(
@@ -926,14 +1052,19 @@ mod tests {
         let waiting: Vec<_> = (0..SOURCE_CALLS)
             .map(|_| {
                 let app = app.clone();
-                tokio::spawn(async move { get(&app, "/readyz").await })
+                tokio::spawn(async move { get(&app, "/customers/c-1").await })
             })
             .collect();
         // Give the first calls time to take every permit.
         tokio::time::sleep(Duration::from_millis(300)).await;
+        let (status, _, body) = get(&app, "/customers/c-2").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("busy"), "{body}");
+        // Every permit is held by a stuck look-up: the probe answers all the
+        // same, so it does not queue behind them.
         let (status, _, body) = get(&app, "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(body.starts_with("busy"), "{body}");
+        assert_eq!(body, "restoring partitions [3]");
         for w in waiting {
             let (status, _, body) = w.await.unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -949,7 +1080,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let (app, _) = admin(AdminConfig::default(), Ok(()));
+        let (app, _) = admin(AdminConfig::default(), Ok(READY.into()));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve(listener, app, ConnLimits::default(), async {
             let _ = rx.await;

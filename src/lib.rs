@@ -29,6 +29,7 @@ pub mod pb;
 pub mod pipeline;
 pub mod population;
 pub mod processor;
+pub mod readiness;
 pub mod replay;
 pub mod score;
 pub mod service;

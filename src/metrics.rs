@@ -39,6 +39,26 @@ pub struct Metrics {
     pub commits: IntCounterVec,
     pub timers_fired: IntCounter,
     pub customers_evicted: IntCounter,
+    pub build_info: IntGaugeVec,
+}
+
+/// The `outcome` label of an outreach outcome.
+pub fn outcome_label(o: crate::pb::Outcome) -> &'static str {
+    use crate::pb::Outcome;
+    match o {
+        Outcome::Unspecified => "unspecified",
+        Outcome::Delivered => "delivered",
+        Outcome::Opened => "opened",
+        Outcome::Replied => "replied",
+        Outcome::Converted => "converted",
+        Outcome::Ignored => "ignored",
+        Outcome::Bounced => "bounced",
+    }
+}
+
+/// Every value of a prost enum but the unspecified one (0).
+fn known<T: TryFrom<i32>>() -> Vec<T> {
+    (1..64).filter_map(|i| T::try_from(i).ok()).collect()
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -50,62 +70,62 @@ impl Metrics {
         let registry = Registry::new();
         let m = Metrics {
             events_consumed: IntCounterVec::new(
-                opts("churnwatch_events_consumed_total", "Input events decoded and folded, by kind and partition."),
+                opts("churnwatch_events_consumed_total", "Input events decoded, valid and folded into a customer's state, by event kind (purchase, session, ticket_opened, ticket_updated, contact, survey, complaint, subscription, consent, outreach_outcome, erasure) and input partition."),
                 &["kind", "partition"],
             )?,
             events_rejected: IntCounterVec::new(
-                opts("churnwatch_events_rejected_total", "Input messages sent to the dead-letter topic, by reason."),
+                opts("churnwatch_events_rejected_total", "Input messages sent to the dead-letter topic, by rejection reason (decoding and validation)."),
                 &["reason"],
             )?,
             events_dropped: IntCounterVec::new(
                 opts(
                     "churnwatch_events_dropped_total",
-                    "Valid events not folded: late (beyond lateness; also sent to the dead-letter topic with reason late), duplicate (redelivery), forgotten (erased customer).",
+                    "Valid events not folded: late (older than the partition's stream time, or activity more than 63 days before the customer's last active day; also sent to the dead-letter topic with reason late), duplicate (an event_id among the customer's 8 most recent: a redelivery), forgotten (for a customer erased after the event's time).",
                 ),
                 &["reason"],
             )?,
             processing_latency: Histogram::with_opts(
                 HistogramOpts::new(
                     "churnwatch_processing_latency_seconds",
-                    "From the input message's Kafka timestamp to the decision handed to the producer.",
+                    "For each outreach caused by an input message: from that message's Kafka timestamp (its producer's clock, or the broker's with LogAppendTime) to the outreach handed to the producer.",
                 )
                 .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             )?,
             event_time_lag: GaugeVec::new(
-                opts("churnwatch_event_time_lag_seconds", "Wall clock minus the event time of the last event, per partition."),
+                opts("churnwatch_event_time_lag_seconds", "Wall clock minus the event time of the last valid event read on the partition (duplicates and late events included)."),
                 &["partition"],
             )?,
             consumer_lag: IntGaugeVec::new(
-                opts("churnwatch_consumer_lag_messages", "High watermark minus consumer position, per input partition."),
+                opts("churnwatch_consumer_lag_messages", "Messages not yet committed on the input partition: its last stable offset minus the committed offset, from librdkafka's statistics every 5 s."),
                 &["partition"],
             )?,
-            customers_tracked: IntGauge::new("churnwatch_customers_tracked", "Customers held in memory by this instance.")?,
+            customers_tracked: IntGauge::new("churnwatch_customers_tracked", "Customers in memory: those of the partitions this process owns.")?,
             customers_by_level: IntGaugeVec::new(
-                opts("churnwatch_customers_by_risk_level", "Customers by their current risk level."),
+                opts("churnwatch_customers_by_risk_level", "The same customers by their current level: low, medium, high, critical (as of each customer's last score)."),
                 &["level"],
             )?,
             outreach_emitted: IntCounterVec::new(
-                opts("churnwatch_outreach_emitted_total", "Outreach decisions sent, by playbook, channel and level."),
+                opts("churnwatch_outreach_emitted_total", "Outreach sent, by playbook (enum name: WIN_BACK), channel (short name: email) and level at the decision (high, critical)."),
                 &["playbook", "channel", "level"],
             )?,
             outreach_suppressed: IntCounterVec::new(
-                opts("churnwatch_outreach_suppressed_total", "Outreach held back, by reason (once per episode and reason)."),
+                opts("churnwatch_outreach_suppressed_total", "Outreach held back, by suppression reason (cancelled, no_consent, ticket_in_progress, cooldown, frequency_cap, erased), once per episode and reason."),
                 &["reason"],
             )?,
             outreach_outcomes: IntCounterVec::new(
-                opts("churnwatch_outreach_outcomes_total", "Outreach outcomes reported back, by playbook and outcome."),
+                opts("churnwatch_outreach_outcomes_total", "OutreachOutcome events folded, by the playbook of the outreach they answer (unknown when the id is not the customer's last outreach) and outcome (delivered, opened, replied, converted, ignored, bounced)."),
                 &["playbook", "outcome"],
             )?,
             model_refits: IntCounterVec::new(
-                opts("churnwatch_model_refits_total", "Population model refits, by result (ok, skipped, error)."),
+                opts("churnwatch_model_refits_total", "Scheduled refits: ok (the fit replaced the model), skipped (too few customers with activity, model.min_customers, or too short a history, model.min_history), error (the fit failed; the model stays)."),
                 &["result"],
             )?,
             model_param: GaugeVec::new(
-                opts("churnwatch_model_parameter", "Population model parameters in use (r, alpha, a, b)."),
+                opts("churnwatch_model_parameter", "Parameters in use: r, alpha (in model.time_unit), a, b."),
                 &["param"],
             )?,
-            model_log_likelihood: Gauge::new("churnwatch_model_log_likelihood", "Log-likelihood of the last fit.")?,
-            model_customers: IntGauge::new("churnwatch_model_customers", "Customers the last fit used.")?,
+            model_log_likelihood: Gauge::new("churnwatch_model_log_likelihood", "Log-likelihood of the last successful fit; 0 before any.")?,
+            model_customers: IntGauge::new("churnwatch_model_customers", "Customers the last successful fit used; 0 before any.")?,
             risk_coefficient: GaugeVec::new(
                 opts("churnwatch_risk_coefficient", "Coefficients of the risk's log-odds in use (bias, base = the population model's log-odds, and one per signal); learned, or the prior until learned."),
                 &["term"],
@@ -114,12 +134,12 @@ impl Metrics {
             risk_training_auc: Gauge::new("churnwatch_risk_training_auc", "AUC of the risk on its training set at the last learning (NaN = not learned).")?,
             risk_training_brier: Gauge::new("churnwatch_risk_training_brier", "Brier score of the risk on its training set at the last learning (NaN = not learned).")?,
             restore_duration: HistogramVec::new(
-                HistogramOpts::new("churnwatch_changelog_restore_seconds", "Time until one partition was restored from the changelog (partitions assigned together restore together).")
+                HistogramOpts::new("churnwatch_changelog_restore_seconds", "Time until one partition's state was restored from the changelog, one observation per assignment of the partition; partitions assigned together are read together, each timed from the common start.")
                     .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
                 &["partition"],
             )?,
             restore_records: IntCounterVec::new(
-                opts("churnwatch_changelog_restore_records_total", "Changelog records read while restoring, per partition."),
+                opts("churnwatch_changelog_restore_records_total", "Changelog records read while restoring."),
                 &["partition"],
             )?,
             restore_skipped: IntCounterVec::new(
@@ -128,23 +148,27 @@ impl Metrics {
             )?,
             changelog_records: IntCounter::new(
                 "churnwatch_changelog_records_written_total",
-                "State snapshots and tombstones written to the changelog.",
+                "Snapshots and tombstones handed to the producer for the changelog (one per changed customer per batch).",
             )?,
             rebalances: IntCounterVec::new(
-                opts("churnwatch_rebalances_total", "Rebalance callbacks, by kind (assign, revoke)."),
+                opts("churnwatch_rebalances_total", "Rebalance callbacks: assign, revoke."),
                 &["kind"],
             )?,
-            assigned_partitions: IntGauge::new("churnwatch_assigned_partitions", "Input partitions this instance owns.")?,
-            producer_queue: IntGauge::new("churnwatch_producer_queue_messages", "Messages in the producer queue, not yet acknowledged.")?,
-            producer_errors: IntCounter::new("churnwatch_producer_send_errors_total", "Records the broker did not accept.")?,
+            assigned_partitions: IntGauge::new("churnwatch_assigned_partitions", "Input partitions this process owns.")?,
+            producer_queue: IntGauge::new("churnwatch_producer_queue_messages", "Messages in the producer queue not yet acknowledged (outreach, dead letters, changelog), sampled at each batch end.")?,
+            producer_errors: IntCounter::new("churnwatch_producer_send_errors_total", "Records the broker did not accept (after librdkafka's retries).")?,
             commits: IntCounterVec::new(
-                opts("churnwatch_commits_total", "Offset commits (or transactions), by result."),
+                opts("churnwatch_commits_total", "Batch ends that committed: ok (offsets committed, or the transaction committed), error (the offset commit failed; not fatal: the partition's next commit covers those offsets), refused (not committed because records were not delivered), aborted (the transaction was aborted)."),
                 &["result"],
             )?,
-            timers_fired: IntCounter::new("churnwatch_timers_fired_total", "Silence-timer re-scores.")?,
+            timers_fired: IntCounter::new("churnwatch_timers_fired_total", "Silence-timer re-scores (a customer looked at again without an event).")?,
             customers_evicted: IntCounter::new(
                 "churnwatch_customers_evicted_total",
-                "Customers forgotten after fold.retention of silence (each leaves a changelog tombstone).",
+                "Customers forgotten after fold.retention of silence; each leaves a changelog tombstone.",
+            )?,
+            build_info: IntGaugeVec::new(
+                opts("churnwatch_build_info", "Always 1; the labels say which build runs."),
+                &["version", "os", "arch"],
             )?,
             registry,
         };
@@ -179,6 +203,20 @@ impl Metrics {
         r.register(Box::new(m.commits.clone()))?;
         r.register(Box::new(m.timers_fired.clone()))?;
         r.register(Box::new(m.customers_evicted.clone()))?;
+        r.register(Box::new(m.build_info.clone()))?;
+        // process_cpu_seconds_total, process_resident_memory_bytes,
+        // process_open_fds, ... (Linux only, from /proc).
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        m.build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::env::consts::ARCH,
+            ])
+            .set(1);
         // Pre-create the bounded label sets so dashboards see zeros, not gaps.
         for reason in crate::validate::Rejection::REASONS
             .iter()
@@ -207,6 +245,28 @@ impl Metrics {
         for kind in ["assign", "revoke"] {
             m.rebalances.with_label_values(&[kind]);
         }
+        // Outreach by playbook: the dashboard and the outcome-rate rules
+        // divide by these, so they exist at 0 before the first outreach.
+        use crate::pb::{Channel, Outcome, Playbook};
+        let playbooks: Vec<Playbook> = known();
+        let outcomes: Vec<Outcome> = known();
+        let channels: Vec<Channel> = known();
+        for p in &playbooks {
+            for o in &outcomes {
+                m.outreach_outcomes
+                    .with_label_values(&[p.as_str_name(), outcome_label(*o)]);
+            }
+            for c in &channels {
+                // Outreach fires at `outreach.trigger_level` or above: never `low`.
+                for l in &crate::score::Level::ALL[1..] {
+                    m.outreach_emitted.with_label_values(&[
+                        p.as_str_name(),
+                        crate::channel::name(*c),
+                        l.as_str(),
+                    ]);
+                }
+            }
+        }
         Ok(m)
     }
 
@@ -233,6 +293,18 @@ impl Metrics {
         for (name, v) in crate::score::learn::NAMES.iter().zip(c) {
             self.risk_coefficient.with_label_values(&[name]).set(*v);
         }
+    }
+
+    /// The series of an input partition, at 0 from its assignment (their
+    /// label sets cannot be known before).
+    pub fn partition_assigned(&self, partition: i32) {
+        let p = partition.to_string();
+        for k in crate::kind::EventKind::ALL {
+            self.events_consumed.with_label_values(&[k.as_str(), &p]);
+        }
+        self.consumer_lag.with_label_values(&[&p]);
+        self.event_time_lag.with_label_values(&[&p]);
+        self.restore_records.with_label_values(&[&p]);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -269,6 +341,9 @@ mod tests {
         m.model_param.with_label_values(&["r"]).set(1.0);
         for f in m.registry.gather() {
             let name = f.name();
+            if name.starts_with("process_") {
+                continue;
+            }
             assert!(name.starts_with("churnwatch_"), "{name}");
             let counter = f.get_field_type() == prometheus::proto::MetricType::COUNTER;
             assert_eq!(counter, name.ends_with("_total"), "{name}");

@@ -12,6 +12,7 @@ use crate::{
     http::{self, AdminConfig, AdminSource, CustomerView},
     metrics::Metrics,
     pipeline::{Pipeline, PipelineError},
+    readiness::Readiness,
     settings::{resolve_secret, Settings},
 };
 
@@ -21,10 +22,15 @@ use crate::{
 struct Source(OnceLock<Arc<Pipeline>>);
 
 impl AdminSource for Source {
-    fn readiness(&self) -> Result<(), String> {
-        match self.0.get() {
+    fn readiness(&self) -> Result<String, String> {
+        let r = match self.0.get() {
             Some(p) => p.readiness(),
-            None => Err("starting: checking topics".into()),
+            None => Readiness::Starting,
+        };
+        if r.is_ready() {
+            Ok(r.to_string())
+        } else {
+            Err(r.to_string())
         }
     }
     fn customer(&self, id: &str) -> Option<CustomerView> {

@@ -4,12 +4,10 @@
 //! (figment). The core sections (`fold`, `model`, `score`, `outreach`) are
 //! the same as `replay` reads. Every problem is reported at once, with its key.
 
+mod check;
+
 use std::{collections::BTreeMap, path::Path};
 
-use figment::{
-    providers::{Env, Format as _, Serialized, Toml},
-    Figment,
-};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -73,6 +71,27 @@ impl AssignmentStrategy {
     }
 }
 
+/// How the producer picks the partition of a keyed record (outreach, dead
+/// letters; the changelog names its partition).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Partitioner {
+    /// murmur2 of the key, as the Java client (and Kafka Streams) do: a
+    /// record lands on the partition a Java producer would choose.
+    Murmur2Random,
+    /// CRC32 of the key, librdkafka's own default (churnwatch before 0.2).
+    ConsistentRandom,
+}
+
+impl Partitioner {
+    pub fn librdkafka_name(self) -> &'static str {
+        match self {
+            Partitioner::Murmur2Random => "murmur2_random",
+            Partitioner::ConsistentRandom => "consistent_random",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSettings {
@@ -89,6 +108,8 @@ pub struct KafkaSettings {
     /// timeout keeps its partitions (no rebalance on rolling restarts).
     pub group_instance_id: Option<String>,
     pub assignment_strategy: AssignmentStrategy,
+    /// Partitioner of keyed records; `consistent_random` keeps the old one.
+    pub partitioner: Partitioner,
     /// Input encoding when a message has no `content-type` header.
     pub input_format: Format,
     /// Encoding of outreach messages.
@@ -98,6 +119,9 @@ pub struct KafkaSettings {
     pub create_topics: bool,
     /// Replication factor for created topics.
     pub replication_factor: i32,
+    /// How long the start waits for the brokers to answer (retrying with
+    /// backoff) before it gives up with exit status 2.
+    pub connect_timeout: Span,
     /// Passed to librdkafka as is (security.protocol, sasl.*, ssl.*, ...).
     /// Values may be `env:VAR` or `file:PATH` to keep secrets out of the file.
     pub properties: BTreeMap<String, String>,
@@ -113,10 +137,12 @@ impl Default for KafkaSettings {
             group_id: None,
             group_instance_id: None,
             assignment_strategy: AssignmentStrategy::CooperativeSticky,
+            partitioner: Partitioner::Murmur2Random,
             input_format: Format::Protobuf,
             outreach_format: Format::Protobuf,
             create_topics: true,
             replication_factor: 1,
+            connect_timeout: Span::seconds(60),
             properties: BTreeMap::new(),
         }
     }
@@ -234,7 +260,7 @@ impl Default for HttpSettings {
     }
 }
 
-/// Loading failed: every problem, each with its key.
+/// Loading failed: every problem, each with its source and key.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
 pub struct SettingsError(pub Vec<ConfigProblem>);
@@ -270,39 +296,17 @@ impl Settings {
         format!("{}-changelog", self.application_id)
     }
 
-    /// Defaults, then the file (if any), then `CHURNWATCH_*` variables.
+    /// The service's settings: defaults, then the file (if any), then
+    /// `CHURNWATCH_*` variables; `kafka.bootstrap_servers` must be set by one
+    /// of them. Every problem at once, each with its source ([`check`]).
     pub fn load(file: Option<&Path>) -> Result<Settings, SettingsError> {
-        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
-        if let Some(f) = file {
-            if !f.exists() {
-                return Err(SettingsError(vec![ConfigProblem::new(
-                    "--config",
-                    format!("{} does not exist", f.display()),
-                )]));
-            }
-            fig = fig.merge(Toml::file(f));
-        }
-        fig = fig.merge(Env::prefixed("CHURNWATCH_").split("__").ignore(&["log"]));
-        let settings: Settings = fig.extract().map_err(|e| {
-            SettingsError(
-                e.into_iter()
-                    .map(|err| {
-                        let key = if err.path.is_empty() {
-                            "(file)".to_owned()
-                        } else {
-                            err.path.join(".")
-                        };
-                        ConfigProblem::new(key, err.kind.to_string())
-                    })
-                    .collect(),
-            )
-        })?;
-        let problems = settings.problems();
-        if problems.is_empty() {
-            Ok(settings)
-        } else {
-            Err(SettingsError(problems))
-        }
+        Settings::load_checked(file, true).map_err(SettingsError)
+    }
+
+    /// The same for `replay`, which reads only the core sections and needs
+    /// no broker.
+    pub fn load_core(file: Option<&Path>) -> Result<Settings, SettingsError> {
+        Settings::load_checked(file, false).map_err(SettingsError)
     }
 
     /// Every cross-field problem, core included.
@@ -336,6 +340,12 @@ impl Settings {
                 ));
             }
         }
+        if k.connect_timeout.as_secs() < 1 {
+            p.push(ConfigProblem::new(
+                "kafka.connect_timeout",
+                "must be at least 1s",
+            ));
+        }
         if k.replication_factor < 1 {
             p.push(ConfigProblem::new(
                 "kafka.replication_factor",
@@ -351,6 +361,7 @@ impl Settings {
                 "group.id",
                 "bootstrap.servers",
                 "transactional.id",
+                "partitioner",
             ]
             .contains(&key.as_str())
             {

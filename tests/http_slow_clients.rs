@@ -22,8 +22,8 @@ use tokio::{
 struct Ready;
 
 impl AdminSource for Ready {
-    fn readiness(&self) -> Result<(), String> {
-        Ok(())
+    fn readiness(&self) -> Result<String, String> {
+        Ok("ready: owns partitions [0]".to_owned())
     }
     fn customer(&self, _: &str) -> Option<CustomerView> {
         None

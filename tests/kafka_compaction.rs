@@ -161,7 +161,7 @@ async fn after_the_log_cleaner_compacts_the_changelog_a_fresh_instance_restores_
     // A fresh instance restores from the compacted changelog.
     let (b, mb) = start(&s).await;
     let ready = wait_for(Duration::from_secs(60), || {
-        (b.assigned() == vec![0] && b.readiness().is_ok()).then_some(())
+        (b.assigned() == vec![0] && b.readiness().is_ready()).then_some(())
     });
     assert!(ready.is_some(), "B restored: {:?}", b.readiness());
     let after = b.snapshots();

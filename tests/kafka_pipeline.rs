@@ -57,6 +57,42 @@ async fn the_month_over_kafka_gives_the_replay_outreach() {
         assert_eq!(r.header("outreach_id"), Some(o.outreach_id.as_str()));
         assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
     }
+    // docs/contract.md: an `event` decision points at this customer's own
+    // input record; a `timer` one points at none.
+    let input = broker.read_topic(
+        &s.kafka.input_topic,
+        evs.len(),
+        Duration::from_secs(30),
+        false,
+    );
+    for r in &got {
+        let o = decode_outreach(r);
+        match r.header("churnwatch.trigger") {
+            Some("event") => {
+                assert_eq!(
+                    r.header("churnwatch.trigger.topic"),
+                    Some(s.kafka.input_topic.as_str())
+                );
+                let at = |k| r.header(k).and_then(|v| v.parse::<i64>().ok());
+                let (p, off) = (
+                    at("churnwatch.trigger.partition"),
+                    at("churnwatch.trigger.offset"),
+                );
+                let cause = input
+                    .iter()
+                    .find(|i| Some(i64::from(i.partition)) == p && Some(i.offset) == off);
+                assert_eq!(
+                    cause.and_then(|c| c.key.as_deref()),
+                    Some(o.customer_id.as_str())
+                );
+            }
+            Some("timer") => {
+                assert_eq!(r.header("churnwatch.trigger.offset"), None);
+                assert_eq!(r.header("churnwatch.trigger.partition"), None);
+            }
+            other => panic!("churnwatch.trigger {other:?}"),
+        }
+    }
     let consumed = wait_for(Duration::from_secs(30), || {
         let n = metric(&metrics, "churnwatch_events_consumed_total");
         (n as usize == evs.len()).then_some(n)
@@ -100,6 +136,8 @@ async fn a_silent_customer_gets_outreach_while_nothing_arrives() {
     let o = decode_outreach(&got[0]);
     assert_eq!(o.customer_id, "quiet");
     assert_eq!(o.reasons[0].code, "silence");
+    assert_eq!(got[0].header("churnwatch.trigger"), Some("idle"));
+    assert_eq!(got[0].header("churnwatch.trigger.offset"), None);
     let decided = o.decided_at.map_or(0, |t| t.seconds);
     let last_purchase = now - 40 * 86_400;
     assert!(

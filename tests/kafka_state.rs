@@ -76,7 +76,7 @@ async fn a_new_instance_restores_the_state_from_the_changelog_without_reprocessi
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let ready = wait_for(Duration::from_secs(60), || {
-        (b.assigned() == vec![0, 1] && b.readiness().is_ok()).then_some(())
+        (b.assigned() == vec![0, 1] && b.readiness().is_ready()).then_some(())
     });
     assert!(
         ready.is_some(),
@@ -145,7 +145,7 @@ async fn two_instances_share_the_partitions_and_one_takes_over_when_the_other_st
     a.stop();
     a.join().unwrap_or_else(|e| panic!("{e}"));
     let took_over = wait_for(Duration::from_secs(60), || {
-        (b.assigned() == vec![0, 1, 2, 3] && b.readiness().is_ok()).then_some(())
+        (b.assigned() == vec![0, 1, 2, 3] && b.readiness().is_ready()).then_some(())
     });
     assert!(took_over.is_some(), "B took over: {:?}", b.assigned());
     assert!(
@@ -248,7 +248,7 @@ async fn a_restarted_instance_scores_with_the_model_the_stopped_one_had_fitted()
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     let restored = wait_for(Duration::from_secs(60), || {
-        (b.assigned() == vec![0, 1] && b.readiness().is_ok())
+        (b.assigned() == vec![0, 1] && b.readiness().is_ready())
             .then(|| b.model())
             .flatten()
     });

@@ -130,8 +130,8 @@ fn dashboard_exprs() -> Vec<String> {
 struct NoCustomers;
 
 impl AdminSource for NoCustomers {
-    fn readiness(&self) -> Result<(), String> {
-        Ok(())
+    fn readiness(&self) -> Result<String, String> {
+        Ok("ready: owns partitions [0]".into())
     }
     fn customer(&self, _: &str) -> Option<CustomerView> {
         None
@@ -174,6 +174,8 @@ fn every_metric_is_on_the_dashboard_and_every_name_used_exists() {
     let on_dashboard = names_in(&dashboard);
     let missing: Vec<&String> = families
         .iter()
+        // The process collector's standard families are not churnwatch's.
+        .filter(|f| !f.starts_with("process_"))
         .filter(|f| {
             !on_dashboard.iter().any(|n| {
                 n == *f
@@ -203,6 +205,172 @@ fn every_metric_is_on_the_dashboard_and_every_name_used_exists() {
                 "{file} uses `{name}`, which churnwatch does not export (nor a recording rule)"
             );
         }
+    }
+}
+
+/// Every name the dashboard and the rules use exists at the first scrape,
+/// before anything happened (zeros, not gaps). Series labelled by partition
+/// cannot exist before a partition is assigned: they exist from then on.
+#[test]
+fn every_name_the_deploy_files_use_exists_from_the_first_scrape() {
+    let (metrics, _router) = metrics_with_router();
+    let used: BTreeSet<String> = [
+        dashboard_exprs().join("\n"),
+        read("deploy/prometheus/recording.yml"),
+        read("deploy/prometheus/alerts.yml"),
+    ]
+    .iter()
+    .flat_map(|t| names_in(t))
+    .filter(|n| !n.contains(':'))
+    .collect();
+    let by_partition = [
+        "churnwatch_events_consumed_total",
+        "churnwatch_consumer_lag_messages",
+        "churnwatch_event_time_lag_seconds",
+        "churnwatch_changelog_restore_records_total",
+        // A histogram per partition, observed when the restore ends.
+        "churnwatch_changelog_restore_seconds_bucket",
+        "churnwatch_changelog_restore_seconds_count",
+        "churnwatch_changelog_restore_seconds_sum",
+    ];
+    // Set when the pipeline is created (the prior in use), before it owns
+    // any partition: not by `Metrics::new`, which knows no configuration.
+    let at_pipeline_start = ["churnwatch_model_parameter"];
+    let (_, at_start) = exported(&metrics);
+    let absent: Vec<&String> = used.iter().filter(|n| !at_start.contains(*n)).collect();
+    let unexplained: Vec<&&String> = absent
+        .iter()
+        .filter(|n| !by_partition.contains(&n.as_str()) && !at_pipeline_start.contains(&n.as_str()))
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "missing at the first scrape: {unexplained:?}"
+    );
+    metrics.model_param.with_label_values(&["r"]).set(0.243);
+    metrics.partition_assigned(0);
+    let (_, assigned) = exported(&metrics);
+    for n in &used {
+        if !n.starts_with("churnwatch_changelog_restore_seconds") {
+            assert!(
+                assigned.contains(n),
+                "{n} is missing once a partition is assigned"
+            );
+        }
+    }
+    let text = metrics.render();
+    assert!(
+        text.contains("churnwatch_outreach_outcomes_total{outcome=\"converted\",playbook=\"PLAYBOOK_WIN_BACK\"} 0")
+            || text.contains("churnwatch_outreach_outcomes_total{outcome=\"converted\",playbook=\"WIN_BACK\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "churnwatch_build_info{{arch=\"{}\",os=\"{}\",version=\"{}\"}} 1",
+            std::env::consts::ARCH,
+            std::env::consts::OS,
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    #[cfg(target_os = "linux")]
+    for p in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+    ] {
+        assert!(at_start.contains(p), "{p}");
+    }
+}
+
+/// Each metric's help text is the first sentence of its row in README's
+/// Metrics reference (markdown removed), and its type and labels agree.
+#[test]
+fn help_texts_and_the_readme_agree() {
+    let (metrics, _router) = metrics_with_router();
+    tick(&metrics, 0);
+    let readme = read("README.md");
+    let start = readme.find("## Metrics reference").unwrap_or(0);
+    let end = readme[start..]
+        .find("\n## Deploying")
+        .map_or(readme.len(), |e| start + e);
+    let mut rows = std::collections::BTreeMap::new();
+    for line in readme[start..end].lines() {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let Some(name) = cells
+            .first()
+            .and_then(|c| c.strip_prefix("| `"))
+            .and_then(|c| c.strip_suffix('`'))
+        else {
+            continue;
+        };
+        if cells.len() >= 4 {
+            rows.insert(
+                name.to_owned(),
+                (
+                    cells[1].to_owned(),
+                    cells[2].to_owned(),
+                    cells[3..].join(" | "),
+                ),
+            );
+        }
+    }
+    let plain = |t: &str| -> String {
+        let mut out = String::new();
+        let mut rest = t;
+        // [text](link) -> text
+        while let Some(open) = rest.find('[') {
+            let Some(close) = rest[open..].find("](").map(|c| open + c) else {
+                break;
+            };
+            let Some(end) = rest[close..].find(')').map(|e| close + e) else {
+                break;
+            };
+            out.push_str(&rest[..open]);
+            out.push_str(&rest[open + 1..close]);
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        out.replace('`', "")
+    };
+    for f in metrics.registry.gather() {
+        let name = f.name();
+        if name.starts_with("process_") {
+            continue;
+        }
+        let (kind, labels, meaning) = rows
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} has no row in README's Metrics reference"));
+        let meaning = plain(meaning.trim_end_matches(" |"));
+        let first = meaning
+            .match_indices(". ")
+            .find(|(i, _)| {
+                meaning[..*i]
+                    .ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == ')')
+            })
+            .map_or(meaning.trim_end().to_owned(), |(i, _)| {
+                format!("{}.", &meaning[..i])
+            });
+        assert_eq!(f.help(), first, "help of {name}");
+        let ty = match f.get_field_type() {
+            prometheus::proto::MetricType::COUNTER => "counter",
+            prometheus::proto::MetricType::GAUGE => "gauge",
+            prometheus::proto::MetricType::HISTOGRAM => "histogram",
+            _ => "other",
+        };
+        assert_eq!(kind, ty, "type of {name}");
+        let mut doc_labels: Vec<String> = plain(labels)
+            .split(", ")
+            .filter(|l| *l != "—")
+            .map(str::to_owned)
+            .collect();
+        doc_labels.sort();
+        let mut got: Vec<String> = f
+            .get_metric()
+            .first()
+            .map(|m| m.get_label().iter().map(|l| l.name().to_owned()).collect())
+            .unwrap_or_default();
+        got.sort();
+        assert_eq!(doc_labels, got, "labels of {name}");
     }
 }
 

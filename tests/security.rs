@@ -269,6 +269,8 @@ bearer_token = "literal-bearer-c3d9"
     .unwrap_or_else(|e| panic!("{e}"));
     let out = Command::new(env!("CARGO_BIN_EXE_churnwatch"))
         .arg("check-config")
+        // The service names its brokers (none is assumed).
+        .env("CHURNWATCH_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
         .arg(&config)
         .env("CW_TEST_KEY_PW", "pw-from-env-2a8b")
         .env_remove("RUST_LOG")
@@ -305,6 +307,8 @@ bearer_token = "literal-bearer-c3d9"
     // A token given only in the environment is masked too.
     let out = Command::new(env!("CARGO_BIN_EXE_churnwatch"))
         .arg("check-config")
+        // The service names its brokers (none is assumed).
+        .env("CHURNWATCH_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
         .arg(&config)
         .env("CW_TEST_KEY_PW", "pw-from-env-2a8b")
         .env("CHURNWATCH_HTTP__BEARER_TOKEN", "env-override-token-6f0d")
@@ -318,6 +322,8 @@ bearer_token = "literal-bearer-c3d9"
     // and the error says nothing secret.
     let out = Command::new(env!("CARGO_BIN_EXE_churnwatch"))
         .arg("check-config")
+        // The service names its brokers (none is assumed).
+        .env("CHURNWATCH_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
         .arg(&config)
         .env_remove("CW_TEST_KEY_PW")
         .output()
@@ -674,6 +680,8 @@ fn the_admin_http_binds_to_loopback_by_default() {
     std::fs::write(&config, "application_id = \"x\"\n").unwrap_or_else(|e| panic!("{e}"));
     let out = Command::new(env!("CARGO_BIN_EXE_churnwatch"))
         .arg("check-config")
+        // The service names its brokers (none is assumed).
+        .env("CHURNWATCH_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
         .arg(&config)
         .env_remove("CHURNWATCH_HTTP__LISTEN")
         .output()

@@ -30,7 +30,7 @@ use crate::{
     fold::Folded,
     kind::EventKind,
     metrics::Metrics,
-    pb::{Channel, Outcome, Playbook},
+    pb::{Channel, Playbook},
     population::{PopulationModel, RefitError},
     processor::{ChangelogRecord, Effect, Processed, Processor},
     score::{outcomes, Level},
@@ -160,7 +160,8 @@ pub struct Engine {
     /// The clock read once per message: (monotonic, unix seconds).
     clock: (Instant, Timestamp),
     pub fatal: Option<PipelineError>,
-    pub last_poll: Instant,
+    /// What `/readyz` reads (never under this engine's lock).
+    pub published: Arc<super::Published>,
 }
 
 fn now_unix() -> Timestamp {
@@ -207,7 +208,7 @@ impl Engine {
             outcomes: outcomes::Outcomes::default(),
             clock: (Instant::now(), now_unix()),
             fatal: None,
-            last_poll: Instant::now(),
+            published: Arc::new(super::Published::new()),
         })
     }
 
@@ -304,19 +305,25 @@ impl Engine {
                 }
             }
         }
+        // Decisions so far came from this customer's own record; the ones
+        // the advance of stream time makes are other customers' timers.
+        let own = self.effects.len();
         if let Some(st) = task.processor.stream_time() {
             task.processor.advance_to(st, &mut self.effects);
         }
-        self.emit(Some(Trigger {
+        let event = Trigger::Event {
             partition: p,
             offset: msg.offset(),
             timestamp_ms: msg.timestamp().to_millis(),
-        }))
+        };
+        self.emit(event, own, Trigger::Timer)
     }
 
-    /// Sends what processing decided.
-    fn emit(&mut self, trigger: Option<Trigger>) -> Result<(), PipelineError> {
-        for e in std::mem::take(&mut self.effects) {
+    /// Sends what processing decided: the first `first` effects were
+    /// caused by `trigger`, the rest by `then`.
+    fn emit(&mut self, trigger: Trigger, first: usize, then: Trigger) -> Result<(), PipelineError> {
+        for (i, e) in std::mem::take(&mut self.effects).into_iter().enumerate() {
+            let trigger = if i < first { trigger } else { then };
             match e {
                 Effect::Outreach(o) => {
                     self.sink.outreach(&o, trigger)?;
@@ -328,7 +335,11 @@ impl Engine {
                         .outreach_emitted
                         .with_label_values(&[playbook, ch, level])
                         .inc();
-                    if let Some(ms) = trigger.and_then(|t| t.timestamp_ms) {
+                    if let Trigger::Event {
+                        timestamp_ms: Some(ms),
+                        ..
+                    } = trigger
+                    {
                         self.metrics
                             .processing_latency
                             .observe(((now_millis() - ms).max(0) as f64) / 1000.0);
@@ -346,7 +357,7 @@ impl Engine {
                     } else {
                         playbook.as_str_name()
                     };
-                    let oc = outcome_name(outcome);
+                    let oc = crate::metrics::outcome_label(outcome);
                     self.metrics
                         .outreach_outcomes
                         .with_label_values(&[pb, oc])
@@ -379,7 +390,7 @@ impl Engine {
         if fired {
             self.begin()?;
         }
-        self.emit(None)
+        self.emit(Trigger::Idle, 0, Trigger::Idle)
     }
 
     /// Ends a batch. Exactly-once: the changelog, the offsets and the
@@ -880,6 +891,12 @@ impl Engine {
                 fresh.insert(p, Processor::new(self.core.clone(), self.model.clone()));
             }
         }
+        // Said before the restore, which may take minutes.
+        self.published.update(|s| {
+            s.joined = true;
+            s.assigned = self.assigned.clone();
+            s.restoring = fresh.keys().copied().collect();
+        });
         let restored =
             restore::restore(&self.restorer, &topic, &mut fresh, Duration::from_secs(600))?;
         for (p, r) in &restored {
@@ -919,7 +936,10 @@ impl Engine {
                 p,
                 PartitionTask {
                     processor,
-                    counters: PartitionCounters::new(&self.metrics, p),
+                    counters: {
+                        self.metrics.partition_assigned(p);
+                        PartitionCounters::new(&self.metrics, p)
+                    },
                     next_offset: None,
                     last_message: Instant::now(),
                     timers_seen: 0,
@@ -929,6 +949,7 @@ impl Engine {
                 },
             );
         }
+        self.published.update(|s| s.restoring.clear());
         self.update_gauges();
         // The restore's buffers (fetched records, decoded snapshots) are free.
         super::memory::release();
@@ -993,27 +1014,11 @@ impl Engine {
                 );
             }
         }
+        self.published.update(|s| {
+            s.assigned = self.assigned.clone();
+            s.restoring.retain(|p| !partitions.contains(p));
+        });
         self.update_gauges();
-    }
-
-    /// Ready: every assigned partition restored, and polling recently.
-    pub fn readiness(&self) -> Result<(), String> {
-        let missing: Vec<i32> = self
-            .assigned
-            .iter()
-            .filter(|p| !self.partitions.contains_key(p))
-            .copied()
-            .collect();
-        if !missing.is_empty() {
-            return Err(format!("restoring partitions {missing:?}"));
-        }
-        if self.last_poll.elapsed() > Duration::from_secs(30) {
-            return Err(format!(
-                "consumer has not polled for {} s",
-                self.last_poll.elapsed().as_secs()
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -1034,18 +1039,6 @@ fn set_model_metrics(m: &Metrics, core: &CoreConfig, model: &PopulationModel) {
     if let Some(f) = &model.fit {
         m.model_log_likelihood.set(f.log_likelihood);
         m.model_customers.set(f.customers as i64);
-    }
-}
-
-fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Unspecified => "unspecified",
-        Outcome::Delivered => "delivered",
-        Outcome::Opened => "opened",
-        Outcome::Replied => "replied",
-        Outcome::Converted => "converted",
-        Outcome::Ignored => "ignored",
-        Outcome::Bounced => "bounced",
     }
 }
 

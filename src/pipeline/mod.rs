@@ -10,15 +10,18 @@
 //! all of that in one Kafka transaction (exactly-once).
 
 mod client;
+#[cfg(test)]
+mod contract_tests;
 mod engine;
 mod memory;
 pub(crate) mod restore;
 mod sink;
 mod topics;
+mod trouble;
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, MutexGuard,
     },
     thread::JoinHandle,
@@ -33,11 +36,14 @@ use rdkafka::{
 
 pub use engine::Engine;
 pub use restore::Restored;
+/// The header names of the records churnwatch writes (docs/contract.md).
+pub use sink::header;
 pub use topics::CHANGELOG_CONFIG;
 
 use crate::{
     metrics::Metrics,
     pb,
+    readiness::{LoopStatus, Readiness},
     settings::{Guarantee, Settings},
 };
 
@@ -69,6 +75,8 @@ pub struct LoopContext {
 }
 
 impl ClientContext for LoopContext {
+    trouble::throttled_client_context!();
+
     fn stats(&self, stats: Statistics) {
         if let Some(t) = stats.topics.get(&self.input_topic) {
             for (p, ps) in &t.partitions {
@@ -127,10 +135,53 @@ impl ConsumerContext for LoopContext {
     }
 }
 
+/// One loop's status as `/readyz` reads it: a mutex of its own, held only
+/// to copy or change a few fields, and the time of the last poll in an
+/// atomic (written on every poll).
+pub struct Published {
+    status: Mutex<LoopStatus>,
+    /// Milliseconds from `base` to the last poll.
+    last_poll_ms: AtomicU64,
+    base: Instant,
+}
+
+impl Published {
+    fn new() -> Self {
+        Published {
+            status: Mutex::new(LoopStatus::default()),
+            last_poll_ms: AtomicU64::new(0),
+            base: Instant::now(),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut LoopStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn polled(&self, at: Instant) {
+        let ms = at.saturating_duration_since(self.base).as_millis() as u64;
+        self.last_poll_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The status and how long ago the loop last polled.
+    fn read(&self) -> (LoopStatus, Duration) {
+        let status = self
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let at = self.base + Duration::from_millis(self.last_poll_ms.load(Ordering::Relaxed));
+        (status, at.elapsed())
+    }
+}
+
 /// A running service: its loops and a way to stop them.
 pub struct Pipeline {
     stop: Arc<AtomicBool>,
     engines: Vec<Arc<Mutex<Engine>>>,
+    published: Vec<Arc<Published>>,
+    /// Partitions of the input topic, at start.
+    input_partitions: usize,
     threads: Mutex<Vec<JoinHandle<Result<(), PipelineError>>>>,
 }
 
@@ -141,9 +192,10 @@ impl Pipeline {
         metrics: Arc<Metrics>,
     ) -> Result<Pipeline, PipelineError> {
         let settings = Arc::new(settings);
-        topics::prepare(&settings).await?;
+        let input_partitions = topics::prepare(&settings).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut engines = Vec::new();
+        let mut published = Vec::new();
         let mut threads = Vec::new();
         for thread in 0..settings.processing.threads {
             let engine = Arc::new(Mutex::new(Engine::new(
@@ -155,10 +207,14 @@ impl Pipeline {
                 probe_transactions(&lock(&engine), &settings)?;
             }
             let consumer = consumer(&settings, engine.clone(), metrics.clone(), thread)?;
+            let status = lock(&engine).published.clone();
+            status.polled(Instant::now());
+            published.push(status.clone());
             let (e, s) = (engine.clone(), stop.clone());
+            let group = settings.group_id().to_owned();
             let handle = std::thread::Builder::new()
                 .name(format!("churnwatch-loop-{thread}"))
-                .spawn(move || run_loop(consumer, e, s))
+                .spawn(move || run_loop(consumer, e, s, status, group))
                 .map_err(|e| PipelineError::Kafka(format!("spawning a loop: {e}")))?;
             engines.push(engine);
             threads.push(handle);
@@ -166,12 +222,17 @@ impl Pipeline {
         Ok(Pipeline {
             stop,
             engines,
+            published,
+            input_partitions,
             threads: Mutex::new(threads),
         })
     }
 
     /// Asks every loop to finish its batch, commit and leave the group.
     pub fn stop(&self) {
+        for p in &self.published {
+            p.update(|s| s.draining = true);
+        }
         self.stop.store(true, Ordering::SeqCst);
     }
 
@@ -196,12 +257,11 @@ impl Pipeline {
         result
     }
 
-    /// Ok when every assigned partition is restored and the consumers poll.
-    pub fn readiness(&self) -> Result<(), String> {
-        for e in &self.engines {
-            lock(e).readiness()?;
-        }
-        Ok(())
+    /// What `/readyz` says ([`Readiness`]); reads only the published
+    /// status, so it answers at once whatever the loops are doing.
+    pub fn readiness(&self) -> Readiness {
+        let loops: Vec<(LoopStatus, Duration)> = self.published.iter().map(|p| p.read()).collect();
+        Readiness::of(&loops, self.input_partitions)
     }
 
     /// Partitions owned, over all loops.
@@ -347,11 +407,29 @@ const STEP_EVERY: Duration = Duration::from_micros(500);
 /// Customer slots a refit gathers per step (about 0.1 ms).
 const REFIT_GATHER_BUDGET: u32 = 2048;
 
+/// While a loop owns nothing, how often it asks the broker how many
+/// members the group has (the standby case of readiness).
+const GROUP_SIZE_EVERY: Duration = Duration::from_secs(5);
+
+/// The group's member count, if the broker answers quickly.
+fn group_members(consumer: &BaseConsumer<LoopContext>, group: &str) -> Option<usize> {
+    let list = consumer
+        .fetch_group_list(Some(group), Duration::from_millis(500))
+        .ok()?;
+    list.groups()
+        .iter()
+        .find(|g| g.name() == group)
+        .map(|g| g.members().len())
+}
+
 fn run_loop(
     consumer: BaseConsumer<LoopContext>,
     engine: Arc<Mutex<Engine>>,
     stop: Arc<AtomicBool>,
+    published: Arc<Published>,
+    group: String,
 ) -> Result<(), PipelineError> {
+    let mut group_asked: Option<Instant> = None;
     let interval = Duration::from_millis(lock(&engine).settings.processing.commit_interval_ms);
     let mut batch_started = Instant::now();
     // After a burst of 100k messages, once the input has caught up; at most
@@ -375,8 +453,8 @@ fn run_loop(
             let polled = consumer.poll(wait);
             // One clock read per message.
             let now = Instant::now();
+            published.polled(now);
             let mut e = lock(&engine);
-            e.last_poll = now;
             if let Some(err) = e.fatal.take() {
                 return Err(err);
             }
@@ -385,7 +463,7 @@ fn run_loop(
                     e.handle(&msg, now)?;
                     trimmer.handled();
                 }
-                Some(Err(err)) => tracing::warn!(error = %err, "consumer error"),
+                Some(Err(err)) => trouble::report(&format!("consumer: {err}")),
                 // Once the last batches are out too (their buffers freed).
                 None if work == engine::Work::Idle && trimmer.idle(now) => {
                     tracing::debug!("input caught up: freed memory returned");
@@ -401,7 +479,18 @@ fn run_loop(
                 }
                 next_step = now + STEP_EVERY;
             }
+            if e.assigned.is_empty()
+                && group_asked.is_none_or(|t| now.duration_since(t) >= GROUP_SIZE_EVERY)
+            {
+                // Outside the engine lock: it may wait for the broker.
+                drop(e);
+                let members = group_members(&consumer, &group);
+                published.update(|s| s.group_members = members);
+                group_asked = Some(now);
+                e = lock(&engine);
+            }
             if now.saturating_duration_since(batch_started) >= interval {
+                trouble::tick();
                 e.idle_advance()?;
                 e.sample_queue();
                 e.end_batch(&consumer)?;

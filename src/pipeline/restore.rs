@@ -52,9 +52,12 @@ fn erased_at(msg: &impl Message) -> Option<i64> {
 pub struct RestoreContext;
 
 impl ClientContext for RestoreContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        super::trouble::log(level, fac, message);
+    }
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
-            tracing::error!("librdkafka: {error}: {reason}");
+            super::trouble::error(&error, reason);
         }
     }
 }

@@ -80,7 +80,9 @@ pub struct DeliveryContext {
     undelivered: Mutex<Vec<(OwnedMessage, KafkaError)>>,
 }
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    super::trouble::throttled_client_context!();
+}
 
 impl ProducerContext for DeliveryContext {
     /// The epoch the record was sent in.
@@ -128,28 +130,28 @@ fn dead_letter_headers(
     }
     headers = headers
         .insert(Header {
-            key: "churnwatch.reason",
+            key: header::REASON,
             value: Some(reason.as_bytes()),
         })
         .insert(Header {
-            key: "churnwatch.error",
+            key: header::ERROR,
             value: Some(detail.as_bytes()),
         })
         .insert(Header {
-            key: "churnwatch.source.topic",
+            key: header::SOURCE_TOPIC,
             value: Some(msg.topic().as_bytes()),
         })
         .insert(Header {
-            key: "churnwatch.source.partition",
+            key: header::SOURCE_PARTITION,
             value: Some(p.as_bytes()),
         })
         .insert(Header {
-            key: "churnwatch.source.offset",
+            key: header::SOURCE_OFFSET,
             value: Some(o.as_bytes()),
         });
     if let Some(t) = truncated {
         headers = headers.insert(Header {
-            key: "churnwatch.truncated",
+            key: header::TRUNCATED,
             value: Some(t.as_bytes()),
         });
     }
@@ -196,6 +198,8 @@ pub fn permanent(e: &KafkaError) -> bool {
 pub struct Sink {
     pub producer: BaseProducer<DeliveryContext>,
     outreach_topic: String,
+    /// Named in the `churnwatch.trigger.topic` header.
+    input_topic: String,
     dead_letter_topic: String,
     changelog_topic: String,
     outreach_format: Format,
@@ -210,12 +214,72 @@ pub struct Sink {
 
 type Record<'a> = BaseRecord<'a, [u8], [u8], usize>;
 
-/// The input message an outreach decision was made while processing.
-#[derive(Clone, Copy, Debug)]
-pub struct Trigger {
-    pub partition: i32,
-    pub offset: i64,
-    pub timestamp_ms: Option<i64>,
+/// What caused an outreach decision (header `churnwatch.trigger`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Processing this customer's own input record (its coordinates; the
+    /// Kafka timestamp in ms when the record has one).
+    Event {
+        partition: i32,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+    },
+    /// The customer's silence timer, fired because stream time moved on
+    /// (an event of another customer of the partition carried it forward).
+    Timer,
+    /// The customer's silence timer, fired because an idle partition's
+    /// stream time followed the wall clock (`processing.idle_advance`).
+    Idle,
+}
+
+impl Trigger {
+    /// The value of the `churnwatch.trigger` header.
+    pub fn cause(self) -> &'static str {
+        match self {
+            Trigger::Event { .. } => "event",
+            Trigger::Timer => "timer",
+            Trigger::Idle => "idle",
+        }
+    }
+}
+
+/// Header names churnwatch writes (docs/contract.md explains each; a test
+/// checks that the document and this list agree).
+pub mod header {
+    pub const OUTREACH_ID: &str = "outreach_id";
+    pub const TRIGGER: &str = "churnwatch.trigger";
+    pub const TRIGGER_TOPIC: &str = "churnwatch.trigger.topic";
+    pub const TRIGGER_PARTITION: &str = "churnwatch.trigger.partition";
+    pub const TRIGGER_OFFSET: &str = "churnwatch.trigger.offset";
+    pub const TRIGGER_TIMESTAMP: &str = "churnwatch.trigger.timestamp";
+    pub const REASON: &str = "churnwatch.reason";
+    pub const ERROR: &str = "churnwatch.error";
+    pub const SOURCE_TOPIC: &str = "churnwatch.source.topic";
+    pub const SOURCE_PARTITION: &str = "churnwatch.source.partition";
+    pub const SOURCE_OFFSET: &str = "churnwatch.source.offset";
+    pub const TRUNCATED: &str = "churnwatch.truncated";
+    /// On a changelog tombstone of an erased customer.
+    pub const ERASED_AT: &str = super::super::restore::ERASED_AT_HEADER;
+
+    /// Headers of an outreach record.
+    pub const OUTREACH: &[&str] = &[
+        OUTREACH_ID,
+        super::CONTENT_TYPE,
+        TRIGGER,
+        TRIGGER_TOPIC,
+        TRIGGER_PARTITION,
+        TRIGGER_OFFSET,
+        TRIGGER_TIMESTAMP,
+    ];
+    /// Headers a dead letter adds after the input record's own.
+    pub const DEAD_LETTER: &[&str] = &[
+        REASON,
+        ERROR,
+        SOURCE_TOPIC,
+        SOURCE_PARTITION,
+        SOURCE_OFFSET,
+        TRUNCATED,
+    ];
 }
 
 pub const CONTENT_TYPE: &str = "content-type";
@@ -233,6 +297,7 @@ impl Sink {
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
+            .set("partitioner", settings.kafka.partitioner.librdkafka_name())
             .set(
                 "queue.buffering.max.messages",
                 settings.processing.max_in_flight.to_string(),
@@ -260,6 +325,7 @@ impl Sink {
         Ok(Sink {
             producer,
             outreach_topic: settings.kafka.outreach_topic.clone(),
+            input_topic: settings.kafka.input_topic.clone(),
             dead_letter_topic: settings.kafka.dead_letter_topic.clone(),
             changelog_topic: settings.changelog_topic(),
             outreach_format: settings.kafka.outreach_format,
@@ -350,54 +416,54 @@ impl Sink {
         }
     }
 
-    /// An outreach decision. `trigger` is the input message whose processing
-    /// made it (partition, offset, Kafka timestamp in ms), carried in headers
-    /// for lineage and for measuring event-to-decision latency downstream;
-    /// `None` when the wall clock moved an idle partition.
-    pub fn outreach(
-        &self,
-        o: &OutreachRequested,
-        trigger: Option<Trigger>,
-    ) -> Result<(), PipelineError> {
+    /// An outreach decision, with headers saying what caused it (see
+    /// [`Trigger`] and docs/contract.md): `churnwatch.trigger` always, the
+    /// input record's coordinates only when an event of this customer did.
+    pub fn outreach(&self, o: &OutreachRequested, trigger: Trigger) -> Result<(), PipelineError> {
         let (payload, ct) = match self.outreach_format {
             Format::Protobuf => (o.encode_to_vec(), PROTOBUF),
             Format::Json => (serde_json::to_vec(o).unwrap_or_default(), JSON),
         };
-        let headers = OwnedHeaders::new()
+        let mut headers = OwnedHeaders::new()
             .insert(Header {
-                key: "outreach_id",
+                key: header::OUTREACH_ID,
                 value: Some(o.outreach_id.as_bytes()),
             })
             .insert(Header {
                 key: CONTENT_TYPE,
                 value: Some(ct.as_bytes()),
+            })
+            .insert(Header {
+                key: header::TRIGGER,
+                value: Some(trigger.cause().as_bytes()),
             });
-        let headers = match trigger {
-            Some(t) => {
-                let (p, off, ts) = (
-                    t.partition.to_string(),
-                    t.offset.to_string(),
-                    t.timestamp_ms.map(|v| v.to_string()),
-                );
-                let mut h = headers
-                    .insert(Header {
-                        key: "churnwatch.trigger.partition",
-                        value: Some(p.as_bytes()),
-                    })
-                    .insert(Header {
-                        key: "churnwatch.trigger.offset",
-                        value: Some(off.as_bytes()),
-                    });
-                if let Some(ts) = &ts {
-                    h = h.insert(Header {
-                        key: "churnwatch.trigger.timestamp",
-                        value: Some(ts.as_bytes()),
-                    });
-                }
-                h
+        if let Trigger::Event {
+            partition,
+            offset,
+            timestamp_ms,
+        } = trigger
+        {
+            let (p, off) = (partition.to_string(), offset.to_string());
+            headers = headers
+                .insert(Header {
+                    key: header::TRIGGER_TOPIC,
+                    value: Some(self.input_topic.as_bytes()),
+                })
+                .insert(Header {
+                    key: header::TRIGGER_PARTITION,
+                    value: Some(p.as_bytes()),
+                })
+                .insert(Header {
+                    key: header::TRIGGER_OFFSET,
+                    value: Some(off.as_bytes()),
+                });
+            if let Some(ts) = timestamp_ms.map(|v| v.to_string()) {
+                headers = headers.insert(Header {
+                    key: header::TRIGGER_TIMESTAMP,
+                    value: Some(ts.as_bytes()),
+                });
             }
-            None => headers,
-        };
+        }
         self.send(
             self.record(&self.outreach_topic)
                 .key(o.customer_id.as_bytes())
@@ -489,7 +555,7 @@ impl Sink {
         };
         let at = at.to_string();
         let headers = OwnedHeaders::new().insert(Header {
-            key: super::restore::ERASED_AT_HEADER,
+            key: header::ERASED_AT,
             value: Some(at.as_str()),
         });
         let r = self

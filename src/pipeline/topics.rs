@@ -4,16 +4,25 @@
 //! from; the outreach and dead-letter topics are created when missing (if
 //! allowed).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
-    consumer::{BaseConsumer, Consumer},
+    consumer::{BaseConsumer, Consumer, ConsumerContext},
     types::RDKafkaErrorCode,
+    ClientContext,
 };
 
-use super::{client, PipelineError};
+use super::{client, trouble, PipelineError};
+
+/// The start's probe and admin clients, with librdkafka's errors throttled.
+pub struct ProbeContext;
+
+impl ClientContext for ProbeContext {
+    trouble::throttled_client_context!();
+}
+
+impl ConsumerContext for ProbeContext {}
 use crate::settings::Settings;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,8 +96,8 @@ pub fn changelog_deletes_state(topic: &str, config: &[(String, String)]) -> Opti
 /// librdkafka's mock cluster) is let through with a warning.
 async fn check_changelog(settings: &Settings, topic: &str) -> Result<(), PipelineError> {
     use rdkafka::admin::{ConfigResourceResult, ResourceSpecifier};
-    let admin: AdminClient<DefaultClientContext> = client::base(settings)?
-        .create()
+    let admin: AdminClient<ProbeContext> = client::base(settings)?
+        .create_with_context(ProbeContext)
         .map_err(|e| PipelineError::Kafka(format!("creating an admin client: {e}")))?;
     let got = admin
         .describe_configs(
@@ -118,16 +127,22 @@ async fn check_changelog(settings: &Settings, topic: &str) -> Result<(), Pipelin
 }
 
 /// Partition count of a topic, `None` if it does not exist.
-pub fn partition_count(
-    consumer: &BaseConsumer,
+pub fn partition_count<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     topic: &str,
 ) -> Result<Option<usize>, PipelineError> {
-    let md = consumer
-        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(|e| {
-            let why = reported(consumer);
-            PipelineError::Kafka(format!("metadata for `{topic}`: {e}{why}"))
-        })?;
+    partition_count_within(consumer, topic, METADATA_TIMEOUT)
+}
+
+fn partition_count_within<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<usize>, PipelineError> {
+    let md = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
+        let why = reported(consumer);
+        PipelineError::Kafka(format!("metadata for `{topic}`: {e}{why}"))
+    })?;
     let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
         return Ok(None);
     };
@@ -148,7 +163,7 @@ pub fn partition_count(
 /// certificate that does not verify): librdkafka queues its errors and logs
 /// until polled, so without this the process would exit saying only
 /// "broker transport failure". Polling also logs the details.
-fn reported(consumer: &BaseConsumer) -> String {
+fn reported<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> String {
     let mut seen: Vec<String> = Vec::new();
     for _ in 0..20 {
         match consumer.poll(Duration::from_millis(25)) {
@@ -164,14 +179,60 @@ fn reported(consumer: &BaseConsumer) -> String {
     }
 }
 
+/// The input topic's metadata, asked again with backoff (1 s, 2 s, ... 8 s
+/// between attempts) until `kafka.connect_timeout` has passed: one line
+/// says so at once, librdkafka's errors are summed up meanwhile
+/// ([`trouble`]), and the final error gives the attempts and the last error.
+async fn connect<C: ConsumerContext>(
+    probe: &BaseConsumer<C>,
+    settings: &Settings,
+) -> Result<Option<usize>, PipelineError> {
+    let k = &settings.kafka;
+    let budget = k.connect_timeout.as_std();
+    let deadline = Instant::now() + budget;
+    tracing::info!(
+        bootstrap = %k.bootstrap_servers,
+        connect_timeout_s = budget.as_secs(),
+        "connecting to the brokers at {} (kafka.connect_timeout {} s)",
+        k.bootstrap_servers,
+        budget.as_secs()
+    );
+    let mut attempts = 0u32;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        attempts += 1;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let err = match partition_count_within(probe, &k.input_topic, left.min(METADATA_TIMEOUT)) {
+            Ok(n) => return Ok(n),
+            Err(e) => e,
+        };
+        trouble::tick();
+        if Instant::now() + backoff >= deadline {
+            return Err(PipelineError::Kafka(format!(
+                "no broker at {} answered within kafka.connect_timeout ({} s): {attempts} attempts, the last: {err}",
+                k.bootstrap_servers,
+                budget.as_secs()
+            )));
+        }
+        tracing::warn!(
+            attempt = attempts,
+            retry_in_s = backoff.as_secs(),
+            "the brokers at {} did not answer: {err}; trying again",
+            k.bootstrap_servers
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(8));
+    }
+}
+
 /// Checks (and if allowed creates) the topics; returns the input partition count.
 pub async fn prepare(settings: &Settings) -> Result<usize, PipelineError> {
-    let probe: BaseConsumer = client::base(settings)?
+    let probe: BaseConsumer<ProbeContext> = client::base(settings)?
         .set("group.id", format!("{}-probe", settings.application_id))
-        .create()
+        .create_with_context(ProbeContext)
         .map_err(|e| PipelineError::Kafka(format!("creating a client: {e}")))?;
     let k = &settings.kafka;
-    let input = partition_count(&probe, &k.input_topic)?.ok_or_else(|| {
+    let input = connect(&probe, settings).await?.ok_or_else(|| {
         PipelineError::Topology(format!(
             "input topic `{}` does not exist at {}",
             k.input_topic, k.bootstrap_servers
@@ -205,8 +266,8 @@ pub async fn prepare(settings: &Settings) -> Result<usize, PipelineError> {
             "missing topics {names:?} and kafka.create_topics is false"
         )));
     }
-    let admin: AdminClient<DefaultClientContext> = client::base(settings)?
-        .create()
+    let admin: AdminClient<ProbeContext> = client::base(settings)?
+        .create_with_context(ProbeContext)
         .map_err(|e| PipelineError::Kafka(format!("creating an admin client: {e}")))?;
     let partitions = i32::try_from(input).unwrap_or(i32::MAX);
     let new: Vec<NewTopic<'_>> = missing

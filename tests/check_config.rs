@@ -1,0 +1,116 @@
+//! `churnwatch check-config` as an operator meets it: every problem of a
+//! file and the environment in one run, each naming where it comes from,
+//! exit status 2.
+
+use std::process::{Command, Output};
+
+fn check_config(file: &std::path::Path, env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_churnwatch"));
+    c.arg("check-config").arg(file);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CHURNWATCH_")) {
+        c.env_remove(k);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Ten different mistakes: four unknown keys (file and environment), three
+/// type errors (file and environment), three cross-field problems.
+const TEN_MISTAKES: &str = r#"aplication_id = "cw"
+
+[kafka]
+bootstrap_servers = "broker:9092"
+input_topics = "events"
+outreach_topic = "customer-interactions"
+replication_factor = "three"
+assignment_strategy = "sticky"
+
+[processing]
+threads = 0
+
+[outreach]
+cooldwn = "7d"
+"#;
+
+#[test]
+fn ten_mistakes_give_ten_lines_each_with_its_source() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("ten.toml");
+    std::fs::write(&file, TEN_MISTAKES).unwrap_or_else(|e| panic!("{e}"));
+    let out = check_config(
+        &file,
+        &[
+            ("CHURNWATCH_KAFKA__BOOTSTRAP_SERVER", "other:9092"),
+            ("CHURNWATCH_PROCESSING__MAX_IN_FLIGHT", "lots"),
+            ("CHURNWATCH_HTTP__LISTEN", "nowhere"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let f = file.display().to_string();
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(lines.len(), 10, "{err}");
+    for expected in [
+        format!("{f}:1: aplication_id: unknown key (did you mean `application_id`?)"),
+        format!("{f}:5: kafka.input_topics: unknown key (did you mean `kafka.input_topic`?)"),
+        format!("{f}:7: kafka.replication_factor: expected an integer, found string \"three\""),
+        format!("{f}:8: kafka.assignment_strategy: unknown value `sticky`; expected one of `cooperative_sticky`, `range`, `round_robin`"),
+        format!("{f}:11: processing.threads: must be between 1 and 64"),
+        format!("{f}:14: outreach.cooldwn: unknown key (did you mean `outreach.cooldown`?)"),
+        "CHURNWATCH_KAFKA__BOOTSTRAP_SERVER: kafka.bootstrap_server: unknown key (did you mean CHURNWATCH_KAFKA__BOOTSTRAP_SERVERS?)".to_owned(),
+        "CHURNWATCH_PROCESSING__MAX_IN_FLIGHT: processing.max_in_flight: expected a non-negative integer, found string \"lots\"".to_owned(),
+        "CHURNWATCH_HTTP__LISTEN: http.listen: must be an address like 127.0.0.1:9090".to_owned(),
+    ] {
+        assert!(lines.iter().any(|l| l.trim() == expected), "missing {expected:?} in\n{err}");
+    }
+    // The clash of two topic keys names one of the kafka lines.
+    assert!(
+        lines.iter().any(|l| l.trim().starts_with(&format!("{f}:"))
+            && l.ends_with(": kafka: topic `customer-interactions` is used for two purposes")),
+        "{err}"
+    );
+    assert!(!err.contains("``"), "doubled backticks: {err}");
+    assert!(
+        out.stdout.is_empty(),
+        "no configuration printed for an invalid one"
+    );
+}
+
+#[test]
+fn an_empty_file_names_no_broker_instead_of_assuming_one() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("empty.toml");
+    std::fs::write(&file, "").unwrap_or_else(|e| panic!("{e}"));
+    let out = check_config(&file, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("kafka.bootstrap_servers: not set"), "{err}");
+    assert!(!err.contains("127.0.0.1:9092"), "{err}");
+
+    let out = check_config(&file, &[("CHURNWATCH_KAFKA__BOOTSTRAP_SERVERS", "b1:9092")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("bootstrap_servers = \"b1:9092\""), "{text}");
+}
+
+#[test]
+fn a_syntax_error_names_its_line() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        "[kafka]\nbootstrap_servers = \"b:9092\"\ninput_topic = \n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = check_config(&file, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{}:3:", file.display())), "{err}");
+}
