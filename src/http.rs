@@ -806,6 +806,8 @@ mod tests {
         assert_eq!(
             keys(&j),
             [
+                "coefficients",
+                "contributions",
                 "customerId",
                 "lastOutreach",
                 "level",
@@ -837,6 +839,10 @@ mod tests {
             ["channel", "decidedAt", "outcome", "outreachId", "playbook"]
         );
         assert_eq!(keys(&j["reasons"][0]), ["code", "contribution", "evidence"]);
+        assert_eq!(
+            keys(&j["contributions"][0]),
+            ["coefficient", "logOdds", "name", "value"]
+        );
         assert_eq!(
             j["level"],
             format!("RISK_LEVEL_{}", v.level.as_str().to_ascii_uppercase())

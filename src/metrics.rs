@@ -143,7 +143,7 @@ impl Metrics {
                 &["partition"],
             )?,
             restore_skipped: IntCounterVec::new(
-                opts("churnwatch_changelog_restore_skipped_total", "Changelog records a restore read but did not install, by reason (key_not_utf8, reserved_key, unreadable_model, unreadable_snapshot); each is logged with its partition and offset."),
+                opts("churnwatch_changelog_restore_skipped_total", "Changelog records a restore read but did not install: key_not_utf8, reserved_key (a key starting with U+0000 that is not the model's), unreadable_model, unreadable_snapshot."),
                 &["reason"],
             )?,
             changelog_records: IntCounter::new(

@@ -235,7 +235,7 @@ fn every_name_the_deploy_files_use_exists_from_the_first_scrape() {
     ];
     // Set when the pipeline is created (the prior in use), before it owns
     // any partition: not by `Metrics::new`, which knows no configuration.
-    let at_pipeline_start = ["churnwatch_model_parameter"];
+    let at_pipeline_start = ["churnwatch_model_parameter", "churnwatch_risk_coefficient"];
     let (_, at_start) = exported(&metrics);
     let absent: Vec<&String> = used.iter().filter(|n| !at_start.contains(*n)).collect();
     let unexplained: Vec<&&String> = absent
@@ -246,7 +246,9 @@ fn every_name_the_deploy_files_use_exists_from_the_first_scrape() {
         unexplained.is_empty(),
         "missing at the first scrape: {unexplained:?}"
     );
+    // What the pipeline sets when it is created.
     metrics.model_param.with_label_values(&["r"]).set(0.243);
+    metrics.set_risk_coefficients(&[0.0; churnwatch::score::learn::K]);
     metrics.partition_assigned(0);
     let (_, assigned) = exported(&metrics);
     for n in &used {
@@ -422,6 +424,8 @@ fn tick(m: &Metrics, round: u64) {
     for (param, v) in [("r", 0.243), ("alpha", 30.9), ("a", 0.793), ("b", 2.426)] {
         m.model_param.with_label_values(&[param]).set(v);
     }
+    m.risk_coefficient.with_label_values(&["bias"]).set(-1.5);
+    m.risk_coefficient.with_label_values(&["base"]).set(1.0);
     m.model_log_likelihood.set(-9582.4);
     m.model_customers.set(950);
     for p in ["0", "1"] {

@@ -51,8 +51,10 @@ pub struct Reason {
     pub evidence: String,
 }
 
-/// One term of the risk's log-odds: coefficient x value.
+/// One term of the risk's log-odds: coefficient x value. Serialised with
+/// proto3 JSON's camelCase names, as `/customers/{id}` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Contribution {
     /// `bias`, `base` (the model's log-odds) or a signal's name.
     pub name: &'static str,
