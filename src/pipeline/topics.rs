@@ -179,6 +179,12 @@ fn reported<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> String {
     }
 }
 
+/// Whether a failed metadata call failed because the brokers refused this
+/// client (SASL authentication, TLS verification), as librdkafka reports it.
+fn refused(error: &str) -> bool {
+    error.contains("Local: Authentication failure") || error.contains("Local: SSL error")
+}
+
 /// The input topic's metadata, asked again with backoff (1 s, 2 s, ... 8 s
 /// between attempts) until `kafka.connect_timeout` has passed: one line
 /// says so at once, librdkafka's errors are summed up meanwhile
@@ -207,6 +213,15 @@ async fn connect<C: ConsumerContext>(
             Err(e) => e,
         };
         trouble::tick();
+        let text = err.to_string();
+        if refused(&text) {
+            // Waiting does not mend wrong credentials or an untrusted
+            // certificate: say so at once rather than after the deadline.
+            return Err(PipelineError::Kafka(format!(
+                "the brokers at {} refused this client (not retried; check the security settings in kafka.properties): {text}",
+                k.bootstrap_servers
+            )));
+        }
         if Instant::now() + backoff >= deadline {
             return Err(PipelineError::Kafka(format!(
                 "no broker at {} answered within kafka.connect_timeout ({} s): {attempts} attempts, the last: {err}",
@@ -325,6 +340,15 @@ pub async fn prepare(settings: &Settings) -> Result<usize, PipelineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_told_from_brokers_that_are_not_there_yet() {
+        assert!(refused("Meta data fetch error: BrokerTransportFailure (Local: Broker transport failure) (the client reported: Message consumption error: Authentication (Local: Authentication failure); Message consumption error: AllBrokersDown (Local: All broker connections are down))"));
+        assert!(refused(
+            "(the client reported: Message consumption error: SSL (Local: SSL error))"
+        ));
+        assert!(!refused("Meta data fetch error: BrokerTransportFailure (Local: Broker transport failure) (the client reported: Message consumption error: AllBrokersDown (Local: All broker connections are down))"));
+    }
 
     fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
