@@ -26,8 +26,9 @@ pub struct Metrics {
     pub model_customers: IntGauge,
     pub risk_coefficient: GaugeVec,
     pub risk_training_customers: IntGauge,
-    pub risk_training_auc: Gauge,
-    pub risk_training_brier: Gauge,
+    /// No labels: a series only once learned (never NaN).
+    pub risk_training_auc: GaugeVec,
+    pub risk_training_brier: GaugeVec,
     pub restore_duration: HistogramVec,
     pub restore_records: IntCounterVec,
     pub restore_skipped: IntCounterVec,
@@ -59,6 +60,18 @@ pub fn outcome_label(o: crate::pb::Outcome) -> &'static str {
 /// Every value of a prost enum but the unspecified one (0).
 fn known<T: TryFrom<i32>>() -> Vec<T> {
     (1..64).filter_map(|i| T::try_from(i).ok()).collect()
+}
+
+/// A label-less gauge that is a series only while it has a finite value:
+/// "not known" is an absent series, never NaN (which PromQL would carry into
+/// every rate and alert built on it).
+fn set_or_absent(g: &GaugeVec, v: Option<f64>) {
+    match v.filter(|v| v.is_finite()) {
+        Some(v) => g.with_label_values(&[] as &[&str]).set(v),
+        None => {
+            let _ = g.remove_label_values(&[] as &[&str]);
+        }
+    }
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -131,8 +144,8 @@ impl Metrics {
                 &["term"],
             )?,
             risk_training_customers: IntGauge::new("churnwatch_risk_training_customers", "Labelled customers the risk's coefficients were last learned from (0 = prior or fixed).")?,
-            risk_training_auc: Gauge::new("churnwatch_risk_training_auc", "AUC of the risk on its training set at the last learning (NaN = not learned).")?,
-            risk_training_brier: Gauge::new("churnwatch_risk_training_brier", "Brier score of the risk on its training set at the last learning (NaN = not learned).")?,
+            risk_training_auc: GaugeVec::new(opts("churnwatch_risk_training_auc", "AUC of the risk on its training set at the last learning (absent = not learned)."), &[])?,
+            risk_training_brier: GaugeVec::new(opts("churnwatch_risk_training_brier", "Brier score of the risk on its training set at the last learning (absent = not learned)."), &[])?,
             restore_duration: HistogramVec::new(
                 HistogramOpts::new("churnwatch_changelog_restore_seconds", "Time until one partition's state was restored from the changelog, one observation per assignment of the partition; partitions assigned together are read together, each timed from the common start.")
                     .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
@@ -278,13 +291,13 @@ impl Metrics {
                 let c = crate::score::learn::to_vector(r.bias, &r.weights);
                 self.set_risk_coefficients(&c);
                 self.risk_training_customers.set(r.labelled as i64);
-                self.risk_training_auc.set(r.auc);
-                self.risk_training_brier.set(r.brier);
+                set_or_absent(&self.risk_training_auc, Some(r.auc));
+                set_or_absent(&self.risk_training_brier, Some(r.brier));
             }
             None => {
                 self.risk_training_customers.set(0);
-                self.risk_training_auc.set(f64::NAN);
-                self.risk_training_brier.set(f64::NAN);
+                set_or_absent(&self.risk_training_auc, None);
+                set_or_absent(&self.risk_training_brier, None);
             }
         }
     }
@@ -356,5 +369,45 @@ mod tests {
         assert!(m
             .render()
             .contains("churnwatch_events_rejected_total{reason=\"nps_out_of_range\"} 0"));
+    }
+
+    #[test]
+    fn risk_quality_is_absent_until_learned_never_nan() {
+        let m = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+        let series = |m: &Metrics| {
+            m.render()
+                .lines()
+                .filter(|l| l.starts_with("churnwatch_risk_training_"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        m.set_risk(None);
+        assert_eq!(series(&m), vec!["churnwatch_risk_training_customers 0"]);
+        let mut r = crate::score::learn::LearnedRisk {
+            bias: -1.0,
+            weights: crate::score::learn::from_vector(&[0.0; crate::score::learn::K]).1,
+            labelled: 800,
+            churned: 200,
+            auc: 0.75,
+            brier: 0.125,
+            iterations: 6,
+            fitted_at: 0,
+        };
+        m.set_risk(Some(&r));
+        assert_eq!(
+            series(&m),
+            vec![
+                "churnwatch_risk_training_auc 0.75",
+                "churnwatch_risk_training_brier 0.125",
+                "churnwatch_risk_training_customers 800",
+            ]
+        );
+        // A degenerate training set (one class) has no AUC: absent, not NaN.
+        r.auc = f64::NAN;
+        m.set_risk(Some(&r));
+        assert!(!m.render().contains("NaN"), "{}", m.render());
+        assert!(series(&m).iter().all(|l| !l.contains("_auc")));
+        m.set_risk(None);
+        assert_eq!(series(&m), vec!["churnwatch_risk_training_customers 0"]);
     }
 }

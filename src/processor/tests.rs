@@ -764,3 +764,151 @@ fn live_stream_time_cannot_be_dragged_ahead_of_the_wall_clock() {
     assert_eq!(r.ok(), Some(Processed::Folded(Folded::Applied)));
     assert!(p.stream_time().is_some_and(|st| st <= wall + 3600));
 }
+
+/// Every suppression reason, counted when it happens: a customer's stream
+/// that ends in each reason, through the fold and the timers as the pipeline
+/// runs them; `Effect::Suppressed` is what the metric and replay count.
+/// The match is exhaustive, so a new reason needs a scenario here.
+#[test]
+fn every_suppression_reason_is_counted_once_when_it_happens() {
+    use crate::{config::OutreachConfig, pb::TicketStatus, time::Span};
+
+    fn with_outreach(f: impl FnOnce(&mut OutreachConfig)) -> Processor {
+        let mut cfg = CoreConfig::default();
+        f(&mut cfg.outreach);
+        let model = Arc::new(PopulationModel::prior(&cfg.model));
+        Processor::new(Arc::new(cfg), model)
+    }
+    /// Weekly buyer, silent from day 63; back for four weeks from `back`.
+    fn lapse_and_return(id: &str, back: i32) -> Vec<InteractionEvent> {
+        let mut evs = weekly_buyer(id, 10);
+        evs.extend(
+            (0..4).map(|w| events::purchase(&format!("{id}-b{w}"), id, at(back + 7 * w), 40.0)),
+        );
+        evs
+    }
+    /// The events, in time order with the timers between them, then stream
+    /// time day by day up to `until`.
+    fn run(p: &mut Processor, mut evs: Vec<InteractionEvent>, until: i32) -> Vec<Effect> {
+        evs.sort_by_key(|e| e.occurred_at.as_ref().map_or(0, |t| t.seconds));
+        let mut out = Vec::new();
+        let mut day = 0;
+        for e in &evs {
+            let t = e.occurred_at.as_ref().map_or(0, |t| t.seconds);
+            while at(day + 1) <= t {
+                day += 1;
+                p.advance_to(at(day), &mut out);
+            }
+            let _ = p.process(e, None, &mut out);
+        }
+        while day < until {
+            day += 1;
+            p.advance_to(at(day), &mut out);
+        }
+        out
+    }
+    let sent_at = |out: &[Effect]| -> Vec<i64> {
+        outreach(out)
+            .iter()
+            .map(|o| o.decided_at.as_ref().map_or(0, |t| t.seconds))
+            .collect()
+    };
+
+    for reason in Suppression::ALL {
+        let (out, sent) = match reason {
+            Suppression::NoConsent => {
+                let mut p = processor();
+                let mut evs = weekly_buyer("c", 10);
+                evs.push(events::consent(
+                    "nc",
+                    "c",
+                    at(64),
+                    false,
+                    Channel::Unspecified,
+                ));
+                let out = run(&mut p, evs, 200);
+                (out, 0)
+            }
+            Suppression::Cancelled => {
+                let mut p = processor();
+                let mut evs = weekly_buyer("c", 10);
+                evs.push(events::subscription("s", "c", at(64), "pro", at(90), true));
+                let out = run(&mut p, evs, 200);
+                (out, 0)
+            }
+            Suppression::TicketInProgress => {
+                let mut p = processor();
+                let mut evs = weekly_buyer("c", 10);
+                evs.push(events::ticket_opened(
+                    "t",
+                    "c",
+                    at(64),
+                    Channel::Phone,
+                    "T1",
+                ));
+                evs.push(events::ticket_updated(
+                    "r",
+                    "c",
+                    at(64) + 3600,
+                    "T1",
+                    TicketStatus::FirstResponse,
+                    Some(3600),
+                ));
+                let out = run(&mut p, evs, 200);
+                (out, 0)
+            }
+            Suppression::Cooldown => {
+                // Sent when the first lapse reaches high; back and silent
+                // again within the (long) cooldown.
+                let make = || with_outreach(|o| o.cooldown = Span::days(365));
+                let first = run(&mut make(), weekly_buyer("c", 10), 200);
+                let back = sent_at(&first)
+                    .first()
+                    .map_or(200, |t| ((t - at(0)) / D) as i32 + 1);
+                let out = run(&mut make(), lapse_and_return("c", back), back + 200);
+                (out, 1)
+            }
+            Suppression::FrequencyCap => {
+                let make = || {
+                    with_outreach(|o| {
+                        o.cooldown = Span::days(1);
+                        o.cap = 1;
+                        o.cap_window = Span::days(365);
+                    })
+                };
+                let first = run(&mut make(), weekly_buyer("c", 10), 200);
+                let back = sent_at(&first)
+                    .first()
+                    .map_or(200, |t| ((t - at(0)) / D) as i32 + 1);
+                let out = run(&mut make(), lapse_and_return("c", back), back + 200);
+                (out, 1)
+            }
+            Suppression::Erased => {
+                let mut p = processor();
+                let mut evs = weekly_buyer("c", 10);
+                evs.push(events::consent(
+                    "nc",
+                    "c",
+                    at(64),
+                    false,
+                    Channel::Unspecified,
+                ));
+                evs.push(events::erasure("x", "c", at(150)));
+                let out = run(&mut p, evs, 200);
+                (out, 0)
+            }
+        };
+        let counted = out
+            .iter()
+            .filter(|e| matches!(e, Effect::Suppressed { reason: r, .. } if *r == reason))
+            .count();
+        assert_eq!(counted, 1, "{}: {out:?}", reason.code());
+        assert_eq!(
+            outreach(&out).len(),
+            sent,
+            "{}: outreach sent {:?}",
+            reason.code(),
+            sent_at(&out)
+        );
+    }
+}
