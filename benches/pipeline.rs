@@ -180,12 +180,30 @@ fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-/// The broker: tansu on a free loopback port (its pid known, so its CPU is
-/// reported per phase), or the Kafka of `KAFKA_BOOTSTRAP`.
+/// The broker: Apache Kafka of the harness's own (`scripts/kafka.sh run
+/// DIR`, one KRaft node on a free loopback port; the script execs `java`, so
+/// the child's pid is the broker's and its CPU is reported per phase), or
+/// the Kafka of `KAFKA_BOOTSTRAP`.
 struct BrokerProc {
     bootstrap: String,
     child: Option<Child>,
     _dir: Option<tempfile::TempDir>,
+}
+
+/// The Apache Kafka version scripts/kafka.sh runs: `KAFKA_VERSION`, else
+/// the one pinned in the script.
+fn kafka_version() -> String {
+    if let Ok(v) = std::env::var("KAFKA_VERSION") {
+        return v;
+    }
+    let script = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh"))
+        .unwrap_or_default();
+    script
+        .lines()
+        .find_map(|l| l.strip_prefix("KAFKA_VERSION=\"${KAFKA_VERSION:-"))
+        .and_then(|r| r.split('}').next())
+        .unwrap_or("(version unknown)")
+        .to_owned()
 }
 
 impl BrokerProc {
@@ -197,59 +215,97 @@ impl BrokerProc {
                 _dir: None,
             });
         }
-        let bin = std::env::var("TANSU_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                    .join(".cache/churnwatch/tools/bin/tansu")
-            });
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let port = common::free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.path().join("tansu.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(&bin)
-            .current_dir(dir.path())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .env("RUST_LOG", "warn")
+        let dir = tempfile::Builder::new()
+            .prefix("churnwatch-perf-kafka-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+        let log = std::fs::File::create(dir.path().join("run.log")).map_err(|e| e.to_string())?;
+        let t0 = Instant::now();
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script)
+            .arg("run")
+            .arg(dir.path())
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
+            .stderr(Stdio::from(log));
+        // The broker dies with the harness, even a killed one.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
             .spawn()
-            .map_err(|e| {
-                format!(
-                    "starting {}: {e}; run scripts/install-tansu.sh",
-                    bin.display()
-                )
-            })?;
+            .map_err(|e| format!("starting {}: {e}", script.display()))?;
+        let logs = |dir: &Path| {
+            ["run.log", "node1/log/stdout.log", "node1/log/server.log"]
+                .iter()
+                .map(|f| format!("== {f}\n{}", log_tail(&dir.join(f))))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let deadline = t0 + Duration::from_secs(120);
+        let bootstrap = loop {
+            if let Ok(b) = std::fs::read_to_string(dir.path().join("bootstrap")) {
+                if !b.trim().is_empty() {
+                    break b.trim().to_owned();
+                }
+            }
+            if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!(
+                    "Apache Kafka (scripts/kafka.sh run) did not start:\n{}",
+                    logs(dir.path())
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         let b = BrokerProc {
-            bootstrap: format!("127.0.0.1:{port}"),
+            bootstrap,
             child: Some(child),
             _dir: Some(dir),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let c: Result<BaseConsumer, _> = ClientConfig::new()
                 .set("bootstrap.servers", &b.bootstrap)
+                .set("log_level", "0")
                 .create();
             if let Ok(c) = c {
-                if c.fetch_metadata(None, Duration::from_secs(2)).is_ok() {
+                if c.fetch_metadata(None, Duration::from_secs(2))
+                    .is_ok_and(|md| !md.brokers().is_empty())
+                {
+                    progress(format!(
+                        "broker: Apache Kafka at {} ready in {:.1} s",
+                        b.bootstrap,
+                        t0.elapsed().as_secs_f64()
+                    ));
                     return Ok(b);
                 }
             }
             if Instant::now() > deadline {
-                return Err(format!("tansu at {} did not come up", b.bootstrap));
+                let dir = b
+                    ._dir
+                    .as_ref()
+                    .map(|d| d.path().to_owned())
+                    .unwrap_or_default();
+                return Err(format!(
+                    "Apache Kafka at {} did not answer in 120 s:\n{}",
+                    b.bootstrap,
+                    logs(&dir)
+                ));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
-    fn is_tansu(&self) -> bool {
+    /// True when the harness runs the broker itself.
+    fn is_own(&self) -> bool {
         self.child.is_some()
     }
 
@@ -341,14 +397,12 @@ impl Churnwatch {
         }
         let toml = format!(
             "application_id = {app:?}\n\n[kafka]\nbootstrap_servers = {bs:?}\ninput_topic = {input:?}\n\
-             outreach_topic = \"{app}-outreach\"\ndead_letter_topic = \"{app}-dlq\"\n{strategy}\n\
+             outreach_topic = \"{app}-outreach\"\ndead_letter_topic = \"{app}-dlq\"\n\n\
              [kafka.properties]\n{props}\n[processing]\nguarantee = \"at_least_once\"\n\
              idle_advance = \"0s\"\n\n[http]\nlisten = {http:?}\n\n[log]\nlevel = \"info\"\n",
             app = o.app,
             bs = b.bootstrap,
             input = o.input,
-            // tansu 0.6 does not complete cooperative rebalances (tests/common/mod.rs).
-            strategy = if b.is_tansu() { "assignment_strategy = \"range\"\n" } else { "" },
         );
         let cfg = dir.join(format!("{tag}.toml"));
         std::fs::write(&cfg, toml).map_err(|e| e.to_string())?;
@@ -607,8 +661,8 @@ mod child {
             .create()
             .unwrap_or_else(|e| panic!("{e}"));
         // To the end of each partition as the fetches see it (partition EOF),
-        // not to the watermarks: tansu 0.6 (memory) reports high watermarks
-        // short of the end of the log.
+        // not to the watermarks (a broker whose watermarks fall short of its
+        // log, as tansu 0.6's did, is still read to the end).
         let parts = watermarks(&c, topic).len();
         let mut tpl = TopicPartitionList::new();
         for p in 0..parts as i32 {
@@ -792,10 +846,13 @@ fn run() -> Res<()> {
     let mut rep = Report::default();
     rep.setup.push(format!(
         "broker: {} at {}; {} partitions; logs and configs in {} (kept on failure)",
-        if b.is_tansu() {
-            "tansu 0.6 (memory://), this machine"
+        if b.is_own() {
+            format!(
+                "Apache Kafka {} (scripts/kafka.sh, one KRaft node, this machine)",
+                kafka_version()
+            )
         } else {
-            "KAFKA_BOOTSTRAP"
+            "KAFKA_BOOTSTRAP".to_owned()
         },
         b.bootstrap,
         k.partitions,
@@ -830,9 +887,9 @@ fn run() -> Res<()> {
     if !gen.status.success() {
         return Err(format!("generate failed: {}: {said}", gen.status));
     }
-    // generate's own count, every message acknowledged (acks=all): tansu 0.6
-    // (memory) reports high watermarks short of the end of the log, so the
-    // watermarks cannot count the topic.
+    // generate's own count, every message acknowledged (acks=all), checked
+    // against the watermarks (tansu 0.6, the former broker, reported high
+    // watermarks short of the end of its log).
     let n: u64 = said
         .split_whitespace()
         .skip_while(|w| *w != "wrote")
@@ -1641,7 +1698,7 @@ fn render(k: &Knobs, rep: &Report, b: &BrokerProc) -> String {
     }
     if let Some((rss, hwm)) = b.mem() {
         line(format!(
-            "- broker (tansu) at the end: {} resident, {} peak",
+            "- broker (Apache Kafka, the JVM) at the end: {} resident, {} peak",
             mb(rss),
             mb(hwm)
         ));

@@ -8,9 +8,10 @@
 #   PEER=0 bash scripts/perf.sh                                     # without the peer
 #
 # Creates the peer's Python venv (pinned in benches/peer/requirements.txt)
-# under the churnwatch cache when missing, starts an Apache Kafka node
-# (scripts/kafka.sh, stopped at the end, logs kept in a temp dir) unless
-# KAFKA_BOOTSTRAP names a broker, then runs `cargo bench --bench pipeline`. The table is printed and written to
+# under the churnwatch cache when missing, resolves Apache Kafka's classpath
+# once (scripts/kafka.sh install), then runs `cargo bench --bench pipeline`,
+# which starts its own Apache Kafka node (one KRaft node on loopback, its
+# CPU and memory in the table) unless KAFKA_BOOTSTRAP names a broker. The table is printed and written to
 # $PERF_TABLE (default $CARGO_TARGET_DIR/perf-table.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,12 +24,9 @@ export PARTITIONS="${PARTITIONS:-8}"
 export LATENCY_SECS="${LATENCY_SECS:-60}"
 export PERF_TABLE="${PERF_TABLE:-$CARGO_TARGET_DIR/perf-table.md}"
 
-if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
-  KAFKA_DIR="$(mktemp -d -t churnwatch-perf-kafka-XXXXXX)"
-  trap 'bash scripts/kafka.sh stop "$KAFKA_DIR"; echo "perf: broker logs in $KAFKA_DIR" >&2' EXIT
-  KAFKA_BOOTSTRAP="$(bash scripts/kafka.sh start "$KAFKA_DIR")"
-  export KAFKA_BOOTSTRAP
-fi
+# The broker: the harness starts its own Apache Kafka (`scripts/kafka.sh run`,
+# so its CPU is reported per phase) unless KAFKA_BOOTSTRAP names one.
+bash scripts/kafka.sh install >/dev/null
 
 if [ "${PEER:-1}" != "0" ]; then
   VENV="$CACHE/peer-venv"

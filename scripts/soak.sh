@@ -7,15 +7,15 @@
 #   DURATION=5m RATE=1000 bash scripts/soak.sh # a shorter look
 #
 # It starts a broker on loopback (BROKER=mock: `churnwatch mock-broker`,
-# librdkafka's mock cluster in its own process, the default; BROKER=tansu:
-# tansu in a temporary directory), or uses the Kafka named by
+# librdkafka's mock cluster in its own process, the default; BROKER=kafka:
+# Apache Kafka, one KRaft node, via scripts/kafka.sh), or uses the Kafka named by
 # KAFKA_BOOTSTRAP; `churnwatch generate` produces a seeded
 # population of CUSTOMERS customers at RATE events/s for DURATION, and
 # `churnwatch run` consumes it. Every SAMPLE seconds one CSV row:
 #
 #   elapsed_s, rss_kb (VmRSS of churnwatch), customers (churnwatch_customers_tracked),
 #   lag (sum of churnwatch_consumer_lag_messages), consumed, dropped, rejected
-#   (sums of the events counters), broker_rss_kb (tansu's VmRSS, 0 on a real Kafka)
+#   (sums of the events counters), broker_rss_kb (the broker's VmRSS when this script runs it, else 0)
 #
 # The population is fixed. Before the timed run, HISTORY events per customer
 # (default 200) are sent at HISTORY_RATE and processed: a fresh customer's
@@ -42,17 +42,15 @@
 # default /tmp/churnwatch-soak-<time>), CW_BIN (not CHURNWATCH_*: that prefix
 # is the configuration's; default: the release
 # build, copied so rebuilds during the run do not matter), BROKER (mock or
-# tansu), TANSU_BIN, TANSU_STORAGE (memory or sqlite; default memory: tansu
-# 0.6's sqlite engine stalls within a minute at 2,000 events/s plus the
-# changelog, and its memory engine slows down after about 20 minutes, its
-# fetches timing out), KAFKA_BOOTSTRAP,
+# kafka; tansu 0.6, once an option, stalled within a minute on sqlite and
+# slowed down after 20 minutes in memory), KAFKA_BOOTSTRAP,
 # MAX_GROWTH_PCT (10), MAX_SLOPE_MB_H (10), MAX_LAG.
 #
 # The mock cluster keeps only the last 5 MB of each partition (about three
 # minutes of input at 2,000 events/s over 4 partitions), so its memory stays
 # bounded; the changelog is cut the same way, which a soak does not read.
 #
-# The broker shares the machine: on tansu, CPU taken by other work shows up
+# The broker shares the machine: CPU taken by other work shows up
 # as lag bursts, and catching up after one grows librdkafka's fetch buffers
 # (RSS steps up and stays). Run it on a quiet machine, or against a real
 # Kafka elsewhere, for figures that judge churnwatch alone.
@@ -84,8 +82,6 @@ MAX_LAG=${MAX_LAG:-$((RATE * 10))}
 OUT=${OUT:-/tmp/churnwatch-soak-$(date -u +%Y%m%dT%H%M%SZ)}
 target=${CARGO_TARGET_DIR:-$HOME/.cache/churnwatch/target}
 CW_BIN=${CW_BIN:-$target/release/churnwatch}
-TANSU_BIN=${TANSU_BIN:-$HOME/.cache/churnwatch/tools/bin/tansu}
-TANSU_STORAGE=${TANSU_STORAGE:-memory}
 BROKER=${BROKER:-mock}
 
 mkdir -p "$OUT"
@@ -151,28 +147,22 @@ elif [[ $BROKER == mock ]]; then
     [[ -n $bootstrap ]] || { echo "mock-broker did not start (see $OUT/broker.log)" >&2; exit 2; }
     strategy=range
     echo "broker: librdkafka mock cluster (churnwatch mock-broker) at $bootstrap"
-elif [[ $BROKER == tansu ]]; then
-    port=$(free_port)
-    bootstrap=127.0.0.1:$port
-    case $TANSU_STORAGE in
-        memory) engine=memory://tansu/ ;;
-        sqlite) engine=sqlite://tansu.db ;;
-        *) echo "TANSU_STORAGE must be sqlite or memory" >&2; exit 2 ;;
-    esac
-    (cd "$work" && exec "$TANSU_BIN" broker --listener-url "tcp://$bootstrap" \
-        --advertised-listener-url "tcp://$bootstrap" --storage-engine "$engine" \
-        --silent >"$OUT/tansu.log" 2>&1) &
+elif [[ $BROKER == kafka ]]; then
+    # Apache Kafka, one KRaft node (scripts/kafka.sh run execs java, so the
+    # pid is the broker's and its memory is sampled).
+    bash "$here/scripts/kafka.sh" run "$work/kafka" 2>"$OUT/broker.log" &
     broker_pid=$!
     pids+=("$broker_pid")
-    # tansu 0.6 does not complete cooperative rebalances (see tests/common).
-    strategy=range
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    for _ in $(seq 1 600); do
+        [[ -s $work/kafka/bootstrap ]] && grep -q "Kafka Server started" "$work/kafka/node1/log/server.log" 2>/dev/null && break
+        kill -0 "$broker_pid" 2>/dev/null || { echo "Apache Kafka did not start (see $OUT/broker.log)" >&2; exit 2; }
         sleep 0.2
     done
-    echo "broker: tansu $("$TANSU_BIN" --version | awk '{print $2}') at $bootstrap ($TANSU_STORAGE storage)"
+    bootstrap=$(cat "$work/kafka/bootstrap")
+    strategy=cooperative_sticky
+    echo "broker: Apache Kafka (scripts/kafka.sh run) at $bootstrap"
 else
-    echo "BROKER must be mock or tansu" >&2
+    echo "BROKER must be mock or kafka" >&2
     exit 2
 fi
 

@@ -240,10 +240,6 @@ pub struct DemoArgs {
     /// How often the live view is printed, e.g. 3s.
     #[arg(long, default_value = "3s")]
     pub refresh: Span,
-    /// Use a tansu broker (from PATH or ~/.cache/churnwatch/tools/bin)
-    /// instead of the in-process mock cluster.
-    #[arg(long)]
-    pub tansu: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -389,7 +385,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 http: a.http,
                 duration: a.duration,
                 refresh: a.refresh,
-                tansu: a.tansu,
             })?;
             Ok(ExitCode::SUCCESS)
         }

@@ -1,6 +1,6 @@
 //! `churnwatch demo`: the whole service on one machine with nothing
-//! installed. An in-process Kafka (librdkafka's mock cluster, or a `tansu`
-//! broker with `--tansu`), a seeded synthetic population produced into the
+//! installed. An in-process Kafka (librdkafka's mock cluster), a seeded
+//! synthetic population produced into the
 //! input topic, the full pipeline with its admin HTTP ([`service::run`]), and
 //! a live view on stdout: counts from the metrics registry and the latest
 //! outreach, read back from the outreach topic by a consumer of its own.
@@ -13,22 +13,15 @@ mod view;
 
 use std::{
     io::Write as _,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{bail, Context as _};
-use rdkafka::{
-    consumer::{BaseConsumer, Consumer},
-    mocking::MockCluster,
-    producer::DefaultProducerContext,
-    ClientConfig,
-};
+use rdkafka::{mocking::MockCluster, producer::DefaultProducerContext, ClientConfig};
 
 pub use load::{ensure_topic, produce, Target, TopicSpec};
 use view::{spawn_reader, InputProgress, Recent, View};
@@ -39,7 +32,7 @@ use crate::{
     metrics::Metrics,
     pipeline::PipelineError,
     service,
-    settings::{AssignmentStrategy, Settings},
+    settings::Settings,
     time::{day_of, start_of_day, Span},
 };
 
@@ -61,9 +54,6 @@ pub struct DemoOptions {
     pub duration: Option<Span>,
     /// How often the live view is printed.
     pub refresh: Span,
-    /// Run a tansu broker (from PATH or ~/.cache/churnwatch/tools/bin)
-    /// instead of the in-process mock cluster.
-    pub tansu: bool,
 }
 
 /// Runs the demo until Ctrl-C, SIGTERM or `--duration`.
@@ -79,7 +69,7 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let broker = Broker::start(opts.tansu)?;
+    let broker = Broker::start()?;
     let bootstrap = broker.bootstrap();
     let settings = settings(&bootstrap, &opts);
     let problems = settings.problems();
@@ -94,8 +84,10 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
         (k.dead_letter_topic.clone(), false),
         (settings.changelog_topic(), true),
     ];
-    for (name, compact) in &topics {
-        broker.create_topic(&rt, name, opts.partitions, *compact)?;
+    // The mock cluster has no cleanup policies: the changelog's `true`
+    // (compacted) is what a real broker would be given.
+    for (name, _compact) in &topics {
+        broker.create_topic(name, opts.partitions)?;
     }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
@@ -223,148 +215,35 @@ fn settings(bootstrap: &str, opts: &DemoOptions) -> Settings {
     // The demo creates its topics itself (the mock cluster has no admin API),
     // so the start-up check only reads metadata.
     s.kafka.create_topics = false;
-    if opts.tansu {
-        // tansu 0.6 does not complete cooperative rebalances (README).
-        s.kafka.assignment_strategy = AssignmentStrategy::Range;
-    }
     s.processing.idle_advance = None;
     s.http.listen = opts.http.clone();
     s
 }
 
-/// The demo's broker, stopped when dropped.
-enum Broker {
-    Mock(MockCluster<'static, DefaultProducerContext>),
-    Tansu { child: Child, bootstrap: String },
-}
+/// The demo's broker: librdkafka's mock cluster in this process (nothing to
+/// install), stopped when dropped. For Apache Kafka, run the service itself
+/// against it (README, "Try it against a broker").
+struct Broker(MockCluster<'static, DefaultProducerContext>);
 
 impl Broker {
-    fn start(tansu: bool) -> anyhow::Result<Broker> {
-        if !tansu {
-            let mock = MockCluster::new(1).context("starting the in-process Kafka mock cluster")?;
-            return Ok(Broker::Mock(mock));
-        }
-        let bin = tansu_bin().context(
-            "--tansu: no `tansu` on PATH or at ~/.cache/churnwatch/tools/bin/tansu \
-             (install it with `bash scripts/install-tansu.sh`, or leave out --tansu)",
-        )?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .context("finding a free port for tansu")?;
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut b = Broker::Tansu {
-            child,
-            bootstrap: format!("127.0.0.1:{port}"),
-        };
-        b.wait_ready()?;
-        Ok(b)
+    fn start() -> anyhow::Result<Broker> {
+        let mock = MockCluster::new(1).context("starting the in-process Kafka mock cluster")?;
+        Ok(Broker(mock))
     }
 
     fn bootstrap(&self) -> String {
-        match self {
-            Broker::Mock(m) => m.bootstrap_servers(),
-            Broker::Tansu { bootstrap, .. } => bootstrap.clone(),
-        }
+        self.0.bootstrap_servers()
     }
 
     fn describe(&self) -> &'static str {
-        match self {
-            Broker::Mock(_) => "librdkafka mock cluster, in this process",
-            Broker::Tansu { .. } => "tansu, in memory",
-        }
+        "librdkafka mock cluster, in this process"
     }
 
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let Broker::Tansu { child, bootstrap } = self else {
-            return Ok(());
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                bail!("tansu exited at start ({status})");
-            }
-            // A TCP connect first: librdkafka logs every refused connection.
-            if std::net::TcpStream::connect(bootstrap.as_str()).is_ok() {
-                let probe: Result<BaseConsumer, _> = ClientConfig::new()
-                    .set("bootstrap.servers", bootstrap.as_str())
-                    .set("group.id", "churnwatch-demo-probe")
-                    .create();
-                if let Ok(c) = probe {
-                    if c.fetch_metadata(None, Duration::from_secs(2)).is_ok() {
-                        return Ok(());
-                    }
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("tansu at {bootstrap} did not answer within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    fn create_topic(&self, name: &str, partitions: i32) -> anyhow::Result<()> {
+        self.0
+            .create_topic(name, partitions, 1)
+            .with_context(|| format!("creating topic `{name}` on the mock cluster"))
     }
-
-    fn create_topic(
-        &self,
-        rt: &tokio::runtime::Runtime,
-        name: &str,
-        partitions: i32,
-        compact: bool,
-    ) -> anyhow::Result<()> {
-        match self {
-            Broker::Mock(m) => m
-                .create_topic(name, partitions, 1)
-                .with_context(|| format!("creating topic `{name}` on the mock cluster")),
-            Broker::Tansu { bootstrap, .. } => {
-                let spec = TopicSpec {
-                    name,
-                    partitions,
-                    replication: 1,
-                    compact,
-                    retention_ms: -1,
-                };
-                let mut cfg = ClientConfig::new();
-                cfg.set("bootstrap.servers", bootstrap.as_str());
-                rt.block_on(ensure_topic(&cfg, &spec)).map(|_| ())
-            }
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Broker::Tansu { child, .. } = self {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn tansu_bin() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("tansu"))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| {
-        let home = std::env::var_os("HOME")?;
-        let p = PathBuf::from(home).join(".cache/churnwatch/tools/bin/tansu");
-        p.is_file().then_some(p)
-    })
 }
 
 fn spawn_producer(

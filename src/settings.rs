@@ -71,6 +71,48 @@ impl AssignmentStrategy {
     }
 }
 
+/// The consumer group protocol: who assigns the partitions, and who owns
+/// the session and heartbeat timing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupProtocol {
+    /// The original protocol: a member (the group leader) assigns with
+    /// `kafka.assignment_strategy`; the client sets `session.timeout.ms`
+    /// and `heartbeat.interval.ms`. Any Kafka broker.
+    Classic,
+    /// KIP-848 (`group.protocol=consumer`): the broker assigns, always
+    /// incrementally and sticky, and owns the session timeout and heartbeat
+    /// interval (`group.consumer.*` broker settings). Kafka 4.0 or later.
+    Consumer,
+}
+
+impl GroupProtocol {
+    pub fn librdkafka_name(self) -> &'static str {
+        match self {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer",
+        }
+    }
+}
+
+/// librdkafka consumer properties it refuses with `group.protocol=consumer`
+/// (librdkafka 2.12 CONFIGURATION.md), and what replaces each.
+const CLASSIC_ONLY_PROPERTIES: &[(&str, &str)] = &[
+    (
+        "session.timeout.ms",
+        "the broker owns it (`group.consumer.session.timeout.ms`, or a group's `consumer.session.timeout.ms`)",
+    ),
+    (
+        "heartbeat.interval.ms",
+        "the broker owns it (`group.consumer.heartbeat.interval.ms`, or a group's `consumer.heartbeat.interval.ms`)",
+    ),
+    (
+        "partition.assignment.strategy",
+        "the broker assigns; choose its assignor with \"group.remote.assignor\" (`uniform` or `range`)",
+    ),
+    ("group.protocol.type", "the consumer protocol has no protocol type"),
+];
+
 /// How the producer picks the partition of a keyed record (outreach, dead
 /// letters; the changelog names its partition).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +149,9 @@ pub struct KafkaSettings {
     /// Static membership (`group.instance.id`): a restart within the session
     /// timeout keeps its partitions (no rebalance on rolling restarts).
     pub group_instance_id: Option<String>,
+    /// `classic` (default) or `consumer` (KIP-848, assignment by the broker).
+    pub group_protocol: GroupProtocol,
+    /// Classic protocol only: how the group leader assigns partitions.
     pub assignment_strategy: AssignmentStrategy,
     /// Partitioner of keyed records; `consistent_random` keeps the old one.
     pub partitioner: Partitioner,
@@ -136,6 +181,7 @@ impl Default for KafkaSettings {
             dead_letter_topic: "churnwatch-dead-letter".into(),
             group_id: None,
             group_instance_id: None,
+            group_protocol: GroupProtocol::Classic,
             assignment_strategy: AssignmentStrategy::CooperativeSticky,
             partitioner: Partitioner::Murmur2Random,
             input_format: Format::Protobuf,
@@ -362,6 +408,8 @@ impl Settings {
                 "bootstrap.servers",
                 "transactional.id",
                 "partitioner",
+                "group.protocol",
+                "group.instance.id",
             ]
             .contains(&key.as_str())
             {
@@ -371,6 +419,7 @@ impl Settings {
                 ));
             }
         }
+        p.extend(self.group_protocol_problems());
         let pr = &self.processing;
         if pr.commit_interval_ms == 0 {
             p.push(ConfigProblem::new(
@@ -423,6 +472,47 @@ impl Settings {
         }
         if self.shutdown.timeout.as_secs() <= 0 {
             p.push(ConfigProblem::new("shutdown.timeout", "must be positive"));
+        }
+        p
+    }
+
+    /// Settings that do not fit `kafka.group_protocol`.
+    fn group_protocol_problems(&self) -> Vec<ConfigProblem> {
+        let k = &self.kafka;
+        let mut p = Vec::new();
+        match k.group_protocol {
+            GroupProtocol::Consumer => {
+                // cooperative_sticky (the default) is what the consumer
+                // protocol does anyway; an eager strategy cannot be had.
+                if k.assignment_strategy != AssignmentStrategy::CooperativeSticky {
+                    p.push(ConfigProblem::new(
+                        "kafka.assignment_strategy",
+                        format!(
+                            "`{}` is a classic-protocol strategy; with kafka.group_protocol = \"consumer\" the broker assigns (incrementally, sticky): \
+                             remove the setting, or choose the broker's assignor with [kafka.properties] \"group.remote.assignor\"",
+                            k.assignment_strategy.librdkafka_name()
+                        ),
+                    ));
+                }
+                for (key, instead) in CLASSIC_ONLY_PROPERTIES {
+                    if k.properties.contains_key(*key) {
+                        p.push(ConfigProblem::new(
+                            format!("kafka.properties.\"{key}\""),
+                            format!(
+                                "is not supported with kafka.group_protocol = \"consumer\" (librdkafka refuses it): {instead}"
+                            ),
+                        ));
+                    }
+                }
+            }
+            GroupProtocol::Classic => {
+                if k.properties.contains_key("group.remote.assignor") {
+                    p.push(ConfigProblem::new(
+                        "kafka.properties.\"group.remote.assignor\"",
+                        "applies only with kafka.group_protocol = \"consumer\" (the classic protocol uses kafka.assignment_strategy)",
+                    ));
+                }
+            }
         }
         p
     }

@@ -114,3 +114,88 @@ fn a_syntax_error_names_its_line() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains(&format!("{}:3:", file.display())), "{err}");
 }
+
+/// The consumer group protocol (KIP-848) takes assignment and session timing
+/// away from the client: what librdkafka would refuse at start is named by
+/// `check-config` first, with the line it comes from; the same file under
+/// the classic protocol is valid.
+#[test]
+fn the_consumer_group_protocol_refuses_classic_only_settings_by_line() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let text = |protocol: &str| {
+        format!(
+            r#"[kafka]
+bootstrap_servers = "broker:9092"
+group_protocol = "{protocol}"
+assignment_strategy = "range"
+
+[kafka.properties]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+"partition.assignment.strategy" = "roundrobin"
+"#
+        )
+    };
+    let file = dir.path().join("consumer.toml");
+    std::fs::write(&file, text("consumer")).unwrap_or_else(|e| panic!("{e}"));
+    let out = check_config(&file, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let f = file.display().to_string();
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    for (line, key, says) in [
+        (
+            4,
+            "kafka.assignment_strategy",
+            "`range` is a classic-protocol strategy",
+        ),
+        (
+            6,
+            "kafka.properties.\"session.timeout.ms\"",
+            "group.consumer.session.timeout.ms",
+        ),
+        (
+            6,
+            "kafka.properties.\"heartbeat.interval.ms\"",
+            "group.consumer.heartbeat.interval.ms",
+        ),
+        (
+            6,
+            "kafka.properties.\"partition.assignment.strategy\"",
+            "group.remote.assignor",
+        ),
+    ] {
+        let head = format!("{f}:{line}: {key}: ");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.trim().starts_with(&head) && l.contains(says)),
+            "missing {head}...{says} in\n{err}"
+        );
+    }
+
+    // Under the classic protocol the same settings are the client's own.
+    let file = dir.path().join("classic.toml");
+    std::fs::write(&file, text("classic")).unwrap_or_else(|e| panic!("{e}"));
+    let out = check_config(&file, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And the consumer protocol without them is valid, from the environment too.
+    let file = dir.path().join("plain.toml");
+    std::fs::write(&file, "[kafka]\nbootstrap_servers = \"broker:9092\"\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = check_config(&file, &[("CHURNWATCH_KAFKA__GROUP_PROTOCOL", "consumer")]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shown.contains("group_protocol = \"consumer\""), "{shown}");
+}

@@ -27,7 +27,7 @@ use churnwatch::{
     codec::Format,
     generate::{GenConfig, Generator},
     pb::InteractionEvent,
-    settings::Settings,
+    settings::{GroupProtocol, Settings},
     time::Span,
 };
 use common::{final_states, outreach_ids, settings_for_topic, unique, Broker, Service};
@@ -493,91 +493,430 @@ fn the_service_rides_out_broker_restarts_and_loses_nothing() {
     );
 }
 
+/// The classic protocol's storm: cooperative-sticky, the client's session
+/// timeout (6 s) and heartbeat (500 ms).
 #[test]
 fn a_rebalance_storm_ends_in_the_clean_state_with_the_clean_outreach() {
-    let started = Instant::now();
     let broker = Broker::start();
+    rebalance_storm(
+        &broker,
+        GroupProtocol::Classic,
+        "client: session.timeout.ms 6000, heartbeat.interval.ms 500",
+    );
+}
+
+/// The same storm under the consumer group protocol (KIP-848): the broker
+/// assigns, and owns session timeout and heartbeat, so this test runs a
+/// broker of its own with them at the classic storm's values (6 s, 500 ms;
+/// Kafka's defaults are 45 s and 5 s, and its minimums the same).
+#[test]
+fn a_rebalance_storm_under_the_consumer_group_protocol_ends_in_the_clean_state() {
+    let own = Broker::own_with(CONSUMER_GROUP_TIMING, "");
+    let (broker, timing) = match &own {
+        Some(b) => (Broker::external(&b.bootstrap), "broker: group.consumer.session.timeout.ms 6000, group.consumer.heartbeat.interval.ms 500"),
+        None => (Broker::start(), "the external broker's own group.consumer.* settings"),
+    };
+    rebalance_storm(&broker, GroupProtocol::Consumer, timing);
+}
+
+/// Broker settings for consumer-protocol groups with the classic storm's
+/// timing (the minimums lowered so that the values are accepted).
+const CONSUMER_GROUP_TIMING: &str = "group.consumer.min.session.timeout.ms=6000
+group.consumer.session.timeout.ms=6000
+group.consumer.min.heartbeat.interval.ms=500
+group.consumer.heartbeat.interval.ms=500";
+
+/// What the sampler saw of one instance at one moment.
+#[derive(Clone, Debug)]
+struct Sample {
+    at: Instant,
+    handled: u64,
+    /// `churnwatch_events_consumed_total` by input partition.
+    by_partition: BTreeMap<i32, u64>,
+    ready: bool,
+    owns: BTreeSet<i32>,
+}
+
+/// One instance's life as the sampler saw it.
+#[derive(Debug)]
+struct Life {
+    name: String,
+    spawned: Instant,
+    samples: Vec<Sample>,
+}
+
+fn sample(port: u16) -> Option<Sample> {
+    let at = Instant::now();
+    let (code, text) = common::http_get(port, "/metrics", None)?;
+    if code != 200 {
+        return None;
+    }
+    let handled = (common::scraped(&text, "churnwatch_events_consumed_total")
+        + common::scraped(&text, "churnwatch_events_dropped_total")
+        + common::scraped(&text, "churnwatch_events_rejected_total")) as u64;
+    let mut by_partition = BTreeMap::new();
+    for l in text
+        .lines()
+        .filter(|l| l.starts_with("churnwatch_events_consumed_total{"))
+    {
+        let p = l
+            .split("partition=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .and_then(|p| p.parse::<i32>().ok());
+        let v = l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+        if let (Some(p), Some(v)) = (p, v) {
+            *by_partition.entry(p).or_insert(0) += v as u64;
+        }
+    }
+    let (code, body) = common::http_get(port, "/readyz", None)?;
+    // "ready: owns partitions [0, 3]"
+    let owns = body
+        .split('[')
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .map(|list| {
+            list.split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(Sample {
+        at,
+        handled,
+        by_partition,
+        ready: code == 200,
+        owns,
+    })
+}
+
+/// A membership change of the storm.
+#[derive(Debug)]
+struct Change {
+    at: Instant,
+    kind: &'static str,
+    who: String,
+}
+
+/// The longest stretch within `[from, to]` in which `life` handled nothing.
+fn longest_gap(life: &Life, from: Instant, to: Instant) -> Option<Duration> {
+    let inside: Vec<&Sample> = life
+        .samples
+        .iter()
+        .filter(|s| s.at >= from && s.at <= to)
+        .collect();
+    // The instance must be seen over the whole window.
+    let (first, last) = (inside.first()?, inside.last()?);
+    if first.at > from + Duration::from_millis(300) || last.at + Duration::from_millis(300) < to {
+        return None;
+    }
+    let mut gap = Duration::ZERO;
+    let mut since = from;
+    let mut prev = first.handled;
+    for s in &inside[1..] {
+        if s.handled > prev {
+            gap = gap.max(s.at.duration_since(since));
+            since = s.at;
+            prev = s.handled;
+        }
+    }
+    Some(gap.max(to.duration_since(since)))
+}
+
+/// Seconds, for the report.
+fn secs(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64())
+}
+
+fn spread(v: &[Duration]) -> String {
+    if v.is_empty() {
+        return "none measured".to_owned();
+    }
+    let mut v = v.to_vec();
+    v.sort();
+    format!(
+        "median {} s, max {} s (n={})",
+        secs(v[v.len() / 2]),
+        secs(v[v.len() - 1]),
+        v.len()
+    )
+}
+
+/// Instances join and leave (SIGTERM; once, SIGKILL) on a seeded schedule
+/// while the input streams in at a steady pace; a sampler reads every
+/// instance's `/metrics` and `/readyz` every 50 ms, from which the test
+/// reports, for `protocol`: start to first handled event and to `/readyz`
+/// 200, and the pause the others see (the longest stretch in which a
+/// member that was running throughout handled nothing, after a join or a
+/// leave, and how long the partitions of a leaver wait for a new owner).
+/// The outcome must equal a clean run's.
+fn rebalance_storm(broker: &Broker, protocol: GroupProtocol, timing: &str) {
+    use std::sync::{Arc, Mutex};
+    let started = Instant::now();
     let input = unique("cw-storm-in");
     broker.create_topic(&input, PARTITIONS, false);
     let evs = population(400, 60, 13);
     let total = evs.len() as u64;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let s = service_settings(&broker, &unique("cw-storm"), &input);
+    let mut s = service_settings(broker, &unique("cw-storm"), &input);
+    s.kafka.group_protocol = protocol;
+    if protocol == GroupProtocol::Consumer {
+        // The broker owns them (librdkafka refuses them).
+        s.kafka.properties.remove("session.timeout.ms");
+        s.kafka.properties.remove("heartbeat.interval.ms");
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(7_041);
 
-    // The input streams in over 12 chunks; before each, one membership
-    // change: an instance joins (at most 3 at once), or one leaves (SIGTERM;
-    // once, SIGKILL: its partitions wait out its session timeout).
-    let chunks: Vec<&[InteractionEvent]> = evs.chunks(evs.len().div_ceil(12)).collect();
-    let mut running: Vec<(String, Service)> = Vec::new();
+    // The input streams in evenly over about 30 s (100 ms steps), while 12
+    // membership changes come 1.5 to 3 s apart: an instance joins (at most
+    // 3 at once), or one leaves (SIGTERM; once, SIGKILL: its partitions
+    // wait out its session timeout).
+    let steps = 300;
+    let per_step = evs.len().div_ceil(steps);
+    let bootstrap = broker.bootstrap.clone();
+    let (stream, topic) = (evs.clone(), input.clone());
+    let produced = Arc::new(Mutex::new(None::<Instant>));
+    let producer = {
+        let produced = produced.clone();
+        std::thread::spawn(move || {
+            stream_to(
+                &bootstrap,
+                &topic,
+                &stream,
+                per_step,
+                Duration::from_millis(100),
+            );
+            *produced.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        })
+    };
+
+    // The sampler: every running instance, every 50 ms.
+    let watched: Arc<Mutex<Vec<(usize, u16)>>> = Arc::new(Mutex::new(Vec::new()));
+    let lives: Arc<Mutex<Vec<Life>>> = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (watched, lives, stop) = (watched.clone(), lives.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let now: Vec<(usize, u16)> =
+                    watched.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                for (i, port) in now {
+                    if let Some(smp) = sample(port) {
+                        lives.lock().unwrap_or_else(|e| e.into_inner())[i]
+                            .samples
+                            .push(smp);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+
+    let mut running: Vec<(String, usize, Service)> = Vec::new();
     let mut names = 0;
-    let mut spawn = |running: &mut Vec<(String, Service)>| {
+    let mut spawn = |running: &mut Vec<(String, usize, Service)>| {
         names += 1;
         let name = format!("i{names}");
-        running.push((name.clone(), Service::spawn(&s, dir.path(), &name)));
+        let spawned = Instant::now();
+        let svc = Service::spawn(&s, dir.path(), &name);
+        let mut l = lives.lock().unwrap_or_else(|e| e.into_inner());
+        l.push(Life {
+            name: name.clone(),
+            spawned,
+            samples: Vec::new(),
+        });
+        let idx = l.len() - 1;
+        watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((idx, svc.port));
+        running.push((name.clone(), idx, svc));
         name
     };
+    let unwatch = |idx: usize| {
+        watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(i, _)| *i != idx)
+    };
     let mut log = Vec::new();
+    let mut changes: Vec<Change> = Vec::new();
     let (mut joins, mut leaves, mut kills, mut assigns) = (0, 0, 0, 0.0);
     let first = spawn(&mut running);
+    changes.push(Change {
+        at: Instant::now(),
+        kind: "join",
+        who: first.clone(),
+    });
     log.push(format!("+{first}"));
     joins += 1;
-    for (i, chunk) in chunks.iter().enumerate() {
-        if i > 0 {
-            let join = running.len() == 1 || (running.len() < 3 && rng.gen_bool(0.5));
-            if join {
-                log.push(format!("+{}", spawn(&mut running)));
-                joins += 1;
-            } else {
-                let (name, svc) = running.remove(rng.gen_range(0..running.len()));
-                assigns += svc.metrics_text().map_or(0.0, |t| {
-                    common::scraped(&t, "churnwatch_rebalances_total{kind=\"assign\"}")
-                });
-                if kills == 0 && i >= 4 {
-                    svc.kill();
-                    kills += 1;
-                    log.push(format!("-{name} (SIGKILL)"));
-                } else {
-                    let status = svc.terminate(Duration::from_secs(40));
-                    assert_eq!(
-                        status.and_then(|s| s.code()),
-                        Some(0),
-                        "{name} stops cleanly on SIGTERM during the storm"
-                    );
-                    leaves += 1;
-                    log.push(format!("-{name}"));
-                }
-            }
-        }
-        produce_to(&broker.bootstrap, &input, chunk);
-        std::thread::sleep(Duration::from_millis(rng.gen_range(500..2500)));
-        for (name, svc) in running.iter_mut() {
+    for i in 1..12 {
+        std::thread::sleep(Duration::from_millis(rng.gen_range(1500..3000)));
+        for (name, _, svc) in running.iter_mut() {
             assert!(svc.exited().is_none(), "{name} exited during the storm");
         }
+        let join = running.len() == 1 || (running.len() < 3 && rng.gen_bool(0.5));
+        if join {
+            let at = Instant::now();
+            let name = spawn(&mut running);
+            changes.push(Change {
+                at,
+                kind: "join",
+                who: name.clone(),
+            });
+            log.push(format!("+{name}"));
+            joins += 1;
+        } else {
+            let (name, idx, svc) = running.remove(rng.gen_range(0..running.len()));
+            assigns += svc.metrics_text().map_or(0.0, |t| {
+                common::scraped(&t, "churnwatch_rebalances_total{kind=\"assign\"}")
+            });
+            let at = Instant::now();
+            if kills == 0 && i >= 4 {
+                svc.kill();
+                kills += 1;
+                changes.push(Change {
+                    at,
+                    kind: "SIGKILL",
+                    who: name.clone(),
+                });
+                log.push(format!("-{name} (SIGKILL)"));
+            } else {
+                changes.push(Change {
+                    at,
+                    kind: "SIGTERM",
+                    who: name.clone(),
+                });
+                let status = svc.terminate(Duration::from_secs(40));
+                assert_eq!(
+                    status.and_then(|s| s.code()),
+                    Some(0),
+                    "{name} stops cleanly on SIGTERM during the storm"
+                );
+                leaves += 1;
+                log.push(format!("-{name}"));
+            }
+            unwatch(idx);
+        }
     }
+    producer
+        .join()
+        .unwrap_or_else(|_| panic!("the producer thread panicked"));
+    let input_end = produced
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(Instant::now);
     // The survivors run to the end.
-    let (_, mut last) = running.pop().unwrap_or_else(|| panic!("an instance runs"));
-    wait_to_end(&broker, &s, &mut last, "rebalance storm");
-    for (name, svc) in running.into_iter().chain([("last".to_owned(), last)]) {
+    let (_, _, mut last) = running.pop().unwrap_or_else(|| panic!("an instance runs"));
+    wait_to_end(broker, &s, &mut last, "rebalance storm");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    sampler
+        .join()
+        .unwrap_or_else(|_| panic!("the sampler thread panicked"));
+    for (name, _, svc) in running.into_iter().chain([("last".to_owned(), 0, last)]) {
         assigns += svc.metrics_text().map_or(0.0, |t| {
             common::scraped(&t, "churnwatch_rebalances_total{kind=\"assign\"}")
         });
         let status = svc.terminate(Duration::from_secs(40));
         assert_eq!(status.and_then(|s| s.code()), Some(0), "{name} exits 0");
     }
-    let got = Outcome::read(&broker, &s);
-    let clean = clean_run(&broker, &input, dir.path());
+    let got = Outcome::read(broker, &s);
+    let clean = clean_run(broker, &input, dir.path());
     got.assert_matches(&clean, "rebalance storm");
+
+    // The figures, from the samples.
+    let lives = lives.lock().unwrap_or_else(|e| e.into_inner());
+    let life = |who: &str| lives.iter().find(|l| l.name == who);
+    let (mut to_event, mut to_ready) = (Vec::new(), Vec::new());
+    let mut gaps: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+    let mut takeover: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+    for (k, c) in changes.iter().enumerate() {
+        // The window: until the next change or the end of the input.
+        let to = changes
+            .get(k + 1)
+            .map_or(input_end, |n| n.at)
+            .min(input_end);
+        if to <= c.at {
+            continue;
+        }
+        if c.kind == "join" {
+            if let Some(l) = life(&c.who) {
+                if let Some(s) = l.samples.iter().find(|s| s.handled > 0) {
+                    to_event.push(s.at.duration_since(l.spawned));
+                }
+                if let Some(s) = l.samples.iter().find(|s| s.ready) {
+                    to_ready.push(s.at.duration_since(l.spawned));
+                }
+            }
+        } else if let Some(l) = life(&c.who) {
+            // The leaver's partitions: when another instance handles one again.
+            let owned = l
+                .samples
+                .iter()
+                .rev()
+                .find(|s| s.at <= c.at)
+                .map(|s| s.owns.clone())
+                .unwrap_or_default();
+            for p in owned {
+                let resumed = lives
+                    .iter()
+                    .filter(|o| o.name != c.who)
+                    .filter_map(|o| {
+                        let before = o
+                            .samples
+                            .iter()
+                            .rev()
+                            .find(|s| s.at <= c.at)
+                            .and_then(|s| s.by_partition.get(&p).copied())
+                            .unwrap_or(0);
+                        o.samples
+                            .iter()
+                            .find(|s| {
+                                s.at > c.at && s.by_partition.get(&p).copied().unwrap_or(0) > before
+                            })
+                            .map(|s| s.at)
+                    })
+                    .min();
+                // Until the end of the input, not the next change: a
+                // killed member's partitions wait out its session timeout.
+                if let Some(t) = resumed.filter(|t| *t <= input_end) {
+                    takeover
+                        .entry(c.kind)
+                        .or_default()
+                        .push(t.duration_since(c.at));
+                }
+            }
+        }
+        // The others, running throughout the window.
+        for o in lives.iter().filter(|o| o.name != c.who && o.spawned < c.at) {
+            if let Some(g) = longest_gap(o, c.at, to) {
+                gaps.entry(c.kind).or_default().push(g);
+            }
+        }
+    }
+    let empty = Vec::new();
     eprintln!(
-        "rebalance storm: {total} events in {} chunks; membership changes {} ({joins} joins, {leaves} SIGTERM leaves, {kills} SIGKILL): {}; \
-         assignments seen by the instances {assigns}; {} outreach records, {} distinct (= clean), {} repeats; {} customer states = clean; {:.1} s",
-        chunks.len(),
+        "rebalance storm, group_protocol = {:?} ({timing}): {total} events streamed over {:.1} s; membership changes {} ({joins} joins, {leaves} SIGTERM leaves, {kills} SIGKILL): {}; \
+         assignments seen by the instances {assigns}; {} outreach records, {} distinct (= clean), {} repeats; {} customer states = clean; {:.1} s\n\
+         \x20 start to first handled event: {}\n\
+         \x20 start to /readyz 200: {}\n\
+         \x20 longest stretch with nothing handled on the other members, after a join: {}; after a SIGTERM leave: {}; after the SIGKILL: {}\n\
+         \x20 a leaver's partitions handled again by another member after: SIGTERM {}; SIGKILL {}",
+        protocol,
+        input_end.duration_since(started).as_secs_f64(),
         joins + leaves + kills,
         log.join(" "),
         got.ids.len(),
         got.distinct().len(),
         got.repeats(),
         got.states.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        spread(&to_event),
+        spread(&to_ready),
+        spread(gaps.get("join").unwrap_or(&empty)),
+        spread(gaps.get("SIGTERM").unwrap_or(&empty)),
+        spread(gaps.get("SIGKILL").unwrap_or(&empty)),
+        spread(takeover.get("SIGTERM").unwrap_or(&empty)),
+        spread(takeover.get("SIGKILL").unwrap_or(&empty)),
     );
 }

@@ -1,5 +1,5 @@
 //! What `/metrics` shows after a run over known input, metric by metric,
-//! against a real broker (tansu on loopback, or `KAFKA_BOOTSTRAP`).
+//! against a real broker (Apache Kafka on loopback, or `KAFKA_BOOTSTRAP`).
 //!
 //! The input is the March scenario (4 outreach, 1 held back for lack of
 //! consent) over two partitions, plus an outcome answering one outreach, a

@@ -1,4 +1,4 @@
-//! The service against a real broker (tansu on loopback, or `KAFKA_BOOTSTRAP`):
+//! The service against a real broker (Apache Kafka on loopback, or `KAFKA_BOOTSTRAP`):
 //! events in, outreach out, idle advance, dead letters, restore, sharing.
 
 mod common;

@@ -138,3 +138,98 @@ fn a_second_signal_exits_at_once() {
     let code = status.and_then(|s| s.code());
     assert!(code == Some(130) || code == Some(0), "{code:?}");
 }
+
+/// `churnwatch run` on `s` with stderr captured in a file next to its config.
+fn spawn_logged(s: &churnwatch::settings::Settings, name: &str) -> (Running, std::path::PathBuf) {
+    let dir = std::env::temp_dir();
+    let config = dir.join(format!("{name}.toml"));
+    let log = dir.join(format!("{name}.log"));
+    std::fs::write(&config, toml::to_string(s).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let child = Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "error,rdkafka::client=off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")),
+        ))
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    (Running(child), log)
+}
+
+/// Under the consumer group protocol (KIP-848) a member given no partition
+/// is never called back; it must still say "standby" (200) when the group
+/// has more members than the input has partitions, as under classic.
+#[test]
+fn a_standby_is_ready_under_the_consumer_group_protocol() {
+    use churnwatch::settings::GroupProtocol;
+    let broker = Broker::start();
+    let app = unique("cw-standby");
+    let mut s = settings(&broker, &app, 1);
+    s.kafka.group_protocol = GroupProtocol::Consumer;
+    let ports = [free_port(), free_port()];
+    let mut running = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let mut si = s.clone();
+        si.http.listen = format!("127.0.0.1:{port}");
+        running.push(spawn_logged(&si, &format!("{app}-{i}")));
+        // The first owns the partition before the second joins.
+        if i == 0 {
+            let owner = wait_for(Duration::from_secs(60), || {
+                common::http_get(*port, "/readyz", None).filter(|r| r.0 == 200)
+            });
+            assert!(owner.is_some(), "the first instance owns the partition");
+        }
+    }
+    let standby = wait_for(Duration::from_secs(30), || {
+        common::http_get(ports[1], "/readyz", None).filter(|r| r.0 == 200)
+    });
+    let said = common::http_get(ports[1], "/readyz", None).unwrap_or_default();
+    assert!(
+        standby.is_some(),
+        "the second member stays unready: {said:?}; its log: {}",
+        std::fs::read_to_string(&running[1].1).unwrap_or_default()
+    );
+    assert!(
+        said.1
+            .contains("the group has 2 members for 1 input partitions (standby)"),
+        "{said:?}"
+    );
+    let first = common::http_get(ports[0], "/readyz", None).unwrap_or_default();
+    assert!(first.1.contains("owns partitions [0]"), "{first:?}");
+}
+
+/// Under the consumer protocol a static member killed and restarted before
+/// its session expired is refused by the broker (UNRELEASED_INSTANCE_ID, a
+/// fatal error): the service must exit 2 saying so, not sit unready.
+#[test]
+fn a_static_member_restarted_too_soon_under_the_consumer_protocol_exits_2_saying_why() {
+    use churnwatch::settings::GroupProtocol;
+    let broker = Broker::start();
+    let app = unique("cw-static");
+    let mut s = settings(&broker, &app, 2);
+    s.kafka.group_protocol = GroupProtocol::Consumer;
+    s.kafka.group_instance_id = Some("pod-a".into());
+    let port = free_port();
+    s.http.listen = format!("127.0.0.1:{port}");
+    let (mut first, _) = spawn_logged(&s, &format!("{app}-first"));
+    let ready = wait_for(Duration::from_secs(60), || {
+        common::http_get(port, "/readyz", None).filter(|r| r.0 == 200)
+    });
+    assert!(ready.is_some(), "the first instance gets ready");
+    let _ = first.0.kill();
+    let _ = first.0.wait();
+    // Well within the broker's default session timeout (45 s).
+    let (mut second, log) = spawn_logged(&s, &format!("{app}-second"));
+    let status = wait_exit(&mut second.0, Duration::from_secs(30));
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{said}");
+    for words in [
+        "still holds kafka.group_instance_id `pod-a`",
+        "group.consumer.session.timeout.ms",
+    ] {
+        assert!(said.contains(words), "{words:?} not in: {said}");
+    }
+}

@@ -13,6 +13,7 @@ mod client;
 #[cfg(test)]
 mod contract_tests;
 mod engine;
+mod group;
 mod memory;
 pub(crate) mod restore;
 mod sink;
@@ -44,7 +45,7 @@ use crate::{
     metrics::Metrics,
     pb,
     readiness::{LoopStatus, Readiness},
-    settings::{Guarantee, Settings},
+    settings::{GroupProtocol, Guarantee, Settings},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -334,11 +335,16 @@ fn consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
-        .set(
+        .set("group.protocol", k.group_protocol.librdkafka_name())
+        .set("statistics.interval.ms", "5000");
+    if k.group_protocol == GroupProtocol::Classic {
+        // With the consumer protocol the broker assigns, and librdkafka
+        // refuses the setting (the settings check says so first).
+        cfg.set(
             "partition.assignment.strategy",
             k.assignment_strategy.librdkafka_name(),
-        )
-        .set("statistics.interval.ms", "5000");
+        );
+    }
     if !k.properties.contains_key("queued.max.messages.kbytes") {
         // librdkafka prefetches up to 64 MB by default; 16 MB (about 100k
         // events) keeps the loop fed and resident memory for customer state.
@@ -411,15 +417,30 @@ const REFIT_GATHER_BUDGET: u32 = 2048;
 /// members the group has (the standby case of readiness).
 const GROUP_SIZE_EVERY: Duration = Duration::from_secs(5);
 
-/// The group's member count, if the broker answers quickly.
-fn group_members(consumer: &BaseConsumer<LoopContext>, group: &str) -> Option<usize> {
-    let list = consumer
-        .fetch_group_list(Some(group), Duration::from_millis(500))
-        .ok()?;
-    list.groups()
-        .iter()
-        .find(|g| g.name() == group)
-        .map(|g| g.members().len())
+/// While a consumer-protocol loop is not yet known to be a member (no
+/// callback comes for an empty first assignment), it asks this often.
+const JOIN_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// A fatal consumer error (the consumer can do nothing more): the loop
+/// stops and the service exits with status 2, so that its supervisor
+/// restarts it. The one that a restart meets is said in full.
+fn fatal(
+    code: rdkafka::types::RDKafkaErrorCode,
+    reason: &str,
+    settings: &Settings,
+) -> PipelineError {
+    let k = &settings.kafka;
+    if code == rdkafka::types::RDKafkaErrorCode::UnreleasedInstanceId {
+        return PipelineError::Kafka(format!(
+            "the consumer group `{}` still holds kafka.group_instance_id `{}` for a member that did not leave \
+             (killed, or another instance with the same id is running). Under kafka.group_protocol = \"consumer\" the broker \
+             refuses the new member until the old one's session expires (broker setting group.consumer.session.timeout.ms, \
+             45 s by default); a restart after that takes its partitions over ({reason})",
+            settings.group_id(),
+            k.group_instance_id.as_deref().unwrap_or_default(),
+        ));
+    }
+    PipelineError::Kafka(format!("fatal consumer error: {reason}"))
 }
 
 fn run_loop(
@@ -430,7 +451,14 @@ fn run_loop(
     group: String,
 ) -> Result<(), PipelineError> {
     let mut group_asked: Option<Instant> = None;
-    let interval = Duration::from_millis(lock(&engine).settings.processing.commit_interval_ms);
+    let (interval, protocol) = {
+        let e = lock(&engine);
+        (
+            Duration::from_millis(e.settings.processing.commit_interval_ms),
+            e.settings.kafka.group_protocol,
+        )
+    };
+    let mut member = false;
     let mut batch_started = Instant::now();
     // After a burst of 100k messages, once the input has caught up; at most
     // every 5 s (a trim mid-burst must not push the one after it far out:
@@ -463,7 +491,12 @@ fn run_loop(
                     e.handle(&msg, now)?;
                     trimmer.handled();
                 }
-                Some(Err(err)) => trouble::report(&format!("consumer: {err}")),
+                Some(Err(err)) => {
+                    if let Some((code, reason)) = consumer.client().fatal_error() {
+                        return Err(fatal(code, &reason, &e.settings));
+                    }
+                    trouble::report(&format!("consumer: {err}"));
+                }
                 // Once the last batches are out too (their buffers freed).
                 None if work == engine::Work::Idle && trimmer.idle(now) => {
                     tracing::debug!("input caught up: freed memory returned");
@@ -479,13 +512,28 @@ fn run_loop(
                 }
                 next_step = now + STEP_EVERY;
             }
-            if e.assigned.is_empty()
-                && group_asked.is_none_or(|t| now.duration_since(t) >= GROUP_SIZE_EVERY)
-            {
+            let every = if protocol == GroupProtocol::Consumer && !member {
+                JOIN_CHECK_EVERY
+            } else {
+                GROUP_SIZE_EVERY
+            };
+            if e.assigned.is_empty() && group_asked.is_none_or(|t| now.duration_since(t) >= every) {
                 // Outside the engine lock: it may wait for the broker.
                 drop(e);
-                let members = group_members(&consumer, &group);
-                published.update(|s| s.group_members = members);
+                let view = match protocol {
+                    GroupProtocol::Classic => group::classic(&consumer, &group),
+                    GroupProtocol::Consumer => {
+                        group::describe(&consumer, &group, Duration::from_millis(500))
+                    }
+                };
+                // The consumer protocol calls back only when the assignment
+                // changes: a member given nothing learns it joined from the
+                // broker's description (see group.rs).
+                member |= view.is_some_and(|v| v.member);
+                published.update(|s| {
+                    s.group_members = view.map(|v| v.members);
+                    s.joined |= member;
+                });
                 group_asked = Some(now);
                 e = lock(&engine);
             }
