@@ -43,6 +43,15 @@ final class ChurnProcessor implements Processor<String, InteractionEvent, String
     private ProcessorContext<String, byte[]> ctx;
     private KeyValueStore<String, Facts> facts;
     private KeyValueStore<Bytes, byte[]> timers;
+    /**
+     * Stream time (s) up to which the punctuator has fired every timer; -1
+     * after a start (the first scan begins at the first key). Timers are only
+     * ever stored due after the current stream time, so later scans start
+     * here: a scan from the first key would walk over every deleted timer
+     * RocksDB has not compacted away yet, at each punctuation (measured: 60%
+     * of the CPU with hourly punctuation over 180 days of events).
+     */
+    private long scannedTo = -1;
 
     ChurnProcessor(Rules rules, Duration punctuateEvery) {
         this.rules = rules;
@@ -92,10 +101,14 @@ final class ChurnProcessor implements Processor<String, InteractionEvent, String
             if (had != 0) {
                 timers.delete(timerKey(had, id));
             }
-            if (want != 0) {
+            b.setDueAt(want);
+            if (want != 0 && want <= now) {
+                // Already due (a late event moved the rhythm): fired now, as
+                // the next punctuation would, and never stored behind it.
+                fireSilence(id, b, want);
+            } else if (want != 0) {
                 timers.put(timerKey(want, id), EMPTY);
             }
-            b.setDueAt(want);
         }
         if (change == FactsFold.Change.SURVEY && Rules.satisfactionDropped(b)) {
             decide(b, at, rules.satisfactionDrop(id, b, at));
@@ -107,12 +120,15 @@ final class ChurnProcessor implements Processor<String, InteractionEvent, String
     private void fireDue(long streamTimeMs) {
         long now = streamTimeMs / 1000;
         List<Bytes> due = new ArrayList<>();
-        // range() is inclusive: every key under (now + 1) is due at or before now.
-        try (KeyValueIterator<Bytes, byte[]> it = timers.range(null, Bytes.wrap(ByteBuffer.allocate(8).putLong(now + 1).array()))) {
+        // range() is inclusive at both ends: the keys from (scannedTo + 1) to
+        // just under (now + 1) are the timers due in (scannedTo, now].
+        Bytes from = scannedTo < 0 ? null : Bytes.wrap(ByteBuffer.allocate(8).putLong(scannedTo + 1).array());
+        try (KeyValueIterator<Bytes, byte[]> it = timers.range(from, Bytes.wrap(ByteBuffer.allocate(8).putLong(now + 1).array()))) {
             while (it.hasNext()) {
                 due.add(it.next().key);
             }
         }
+        scannedTo = now;
         for (Bytes k : due) {
             timers.delete(k);
             ByteBuffer buf = ByteBuffer.wrap(k.get());
