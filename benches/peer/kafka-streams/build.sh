@@ -3,6 +3,8 @@
 # Central): $KSTREAMS_PEER_HOME (default ~/.cache/churnwatch/kstreams-peer)
 # gets kstreams-peer.jar and lib/ (every runtime jar). Prints the directory.
 # Rebuilds only when a source (pom, Java, proto, this script) is newer than the jar.
+# The unit tests (TopologyTestDriver, about 20 s) run as part of the build;
+# KSTREAMS_SKIP_TESTS=1 leaves them out.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 OUT="${KSTREAMS_PEER_HOME:-$HOME/.cache/churnwatch/kstreams-peer}"
@@ -15,6 +17,8 @@ fi
 mkdir -p "$OUT"
 rm -rf "$OUT/lib"
 # -q: only errors; run from $OUT so nothing (not even a build log) lands in the clone.
-(cd "$OUT" && mvn -q -B -f "$HERE/pom.xml" -Dpeer.out="$OUT" package) >&2
+skip=()
+[ "${KSTREAMS_SKIP_TESTS:-0}" = 1 ] && skip=(-DskipTests)
+(cd "$OUT" && mvn -q -B -f "$HERE/pom.xml" -Dpeer.out="$OUT" "${skip[@]}" package) >&2
 [ -f "$JAR" ] || { echo "build.sh: $JAR missing after mvn package" >&2; exit 1; }
 echo "$OUT"
