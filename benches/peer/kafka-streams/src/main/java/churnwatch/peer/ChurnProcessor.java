@@ -72,6 +72,7 @@ final class ChurnProcessor implements Processor<String, InteractionEvent, String
     @Override
     public void process(Record<String, InteractionEvent> r) {
         Stats.processed();
+        ctx.recordMetadata().ifPresent(m -> Stats.offset(m.partition(), m.offset()));
         InteractionEvent ev = r.value();
         String reason = invalid(r.key(), ev);
         if (reason != null) {

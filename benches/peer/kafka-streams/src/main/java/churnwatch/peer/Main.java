@@ -12,13 +12,16 @@ import java.util.concurrent.ExecutionException;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.TopicExistsException;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
+import org.apache.kafka.streams.CloseOptions;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.Topology;
@@ -56,7 +59,8 @@ public final class Main {
             int maxPollRecords,
             Duration punctuate,
             double silenceDays,
-            double silenceFactor) {
+            double silenceFactor,
+            Map<String, String> properties) {
 
         static Args parse(String[] a) {
             Map<String, String> m = new HashMap<>();
@@ -72,9 +76,13 @@ public final class Main {
             m.put("--silence-days", "14");
             m.put("--silence-factor", "3");
             boolean restore = false;
+            Map<String, String> props = new HashMap<>();
             for (int i = 0; i < a.length; i++) {
                 if (a[i].equals("--restore")) {
                     restore = true;
+                } else if (a[i].equals("--property") && i + 1 < a.length && a[i + 1].contains("=")) {
+                    String kv = a[++i];
+                    props.put(kv.substring(0, kv.indexOf('=')), kv.substring(kv.indexOf('=') + 1));
                 } else if (a[i].startsWith("--") && i + 1 < a.length) {
                     m.put(a[i], a[++i]);
                 } else {
@@ -108,7 +116,8 @@ public final class Main {
                     Integer.parseInt(m.get("--max-poll-records")),
                     Duration.ofSeconds(Long.parseLong(m.get("--punctuate-s"))),
                     Double.parseDouble(m.get("--silence-days")),
-                    Double.parseDouble(m.get("--silence-factor")));
+                    Double.parseDouble(m.get("--silence-factor")),
+                    props);
         }
 
         String deadLetter() {
@@ -145,6 +154,8 @@ public final class Main {
         p.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 5);
         p.put(StreamsConfig.producerPrefix(ProducerConfig.COMPRESSION_TYPE_CONFIG), "lz4");
         p.put(StreamsConfig.producerPrefix(ProducerConfig.BATCH_SIZE_CONFIG), 256 * 1024);
+        // --property KEY=VALUE (repeatable): any Streams, consumer. or producer. setting, last.
+        p.putAll(a.properties());
         return p;
     }
 
@@ -174,7 +185,7 @@ public final class Main {
      * missing (brokers here do not auto-create). Records carry event times, so
      * no time-based retention (-1) that would delete them as old at once.
      */
-    static void createTopics(Args a) throws InterruptedException, ExecutionException {
+    static Map<Integer, Long> createTopics(Args a) throws InterruptedException, ExecutionException {
         Properties p = new Properties();
         p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, a.bootstrap());
         try (Admin admin = Admin.create(p)) {
@@ -198,6 +209,14 @@ public final class Main {
                     }
                 }
             }
+            // Where each input partition starts, to count the records covered.
+            Map<TopicPartition, OffsetSpec> specs = new HashMap<>();
+            for (int i = 0; i < partitions; i++) {
+                specs.put(new TopicPartition(a.topic(), i), OffsetSpec.earliest());
+            }
+            Map<Integer, Long> earliest = new HashMap<>();
+            admin.listOffsets(specs).all().get().forEach((tp, info) -> earliest.put(tp.partition(), info.offset()));
+            return earliest;
         }
     }
 
@@ -216,7 +235,7 @@ public final class Main {
             return;
         }
         double started = System.currentTimeMillis() / 1000.0;
-        createTopics(a);
+        Map<Integer, Long> earliest = createTopics(a);
         RestoreTracker restore = new RestoreTracker();
         KafkaStreams streams = new KafkaStreams(topology(a), config(a));
         streams.setGlobalStateRestoreListener(restore);
@@ -248,23 +267,28 @@ public final class Main {
                 System.out.println("restored " + restored);
                 System.out.flush();
             }
-            if (Stats.PROCESSED.sum() >= a.expected() && (!a.restore() || restored != null)) {
+            if (Stats.covered(earliest) >= a.expected() && (!a.restore() || restored != null)) {
                 break;
             }
             Thread.sleep(20);
         }
         // close() commits every task (and, with exactly_once_v2, its open
         // transaction), flushes the producer and the stores, and leaves the group.
-        boolean clean = streams.close(Duration.ofSeconds(120));
+        // LEAVE_GROUP: Streams' classic consumer otherwise stays in the group until
+        // its session times out (45 s), and a restore instance started right
+        // after would wait for that before it is assigned anything.
+        boolean clean = streams.close(CloseOptions.groupMembershipOperation(CloseOptions.GroupMembershipOperation.LEAVE_GROUP)
+                .withTimeout(Duration.ofSeconds(120)));
         double stopped = System.currentTimeMillis() / 1000.0;
         StringBuilder sup = new StringBuilder("{");
         Stats.suppressedCounts().forEach((k, v) -> sup.append(sup.length() > 1 ? "," : "").append('"').append(k).append("\":").append(v));
         sup.append('}');
         System.out.println(String.format(
                 Locale.ROOT,
-                "done {\"processed\":%d,\"outreach\":%d,\"suppressed\":%s,\"rejected\":%d,\"first\":%s,\"started\":%.3f,\"stopped\":%.3f,"
+                "done {\"processed\":%d,\"covered\":%d,\"outreach\":%d,\"suppressed\":%s,\"rejected\":%d,\"first\":%s,\"started\":%.3f,\"stopped\":%.3f,"
                         + "\"cpu_s\":%.3f,\"guarantee\":\"%s\",\"threads\":%d,\"closed_cleanly\":%b,\"restore\":%s}",
                 Stats.PROCESSED.sum(),
+                Stats.covered(earliest),
                 Stats.OUTREACH.sum(),
                 sup,
                 Stats.REJECTED.sum(),

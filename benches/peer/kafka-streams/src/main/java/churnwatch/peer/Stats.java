@@ -14,6 +14,8 @@ final class Stats {
     static final LongAdder REJECTED = new LongAdder();
     static final Map<String, LongAdder> SUPPRESSED = new ConcurrentHashMap<>();
     static final AtomicLong FIRST_MS = new AtomicLong();
+    /** Highest input offset processed, per input partition. */
+    static final Map<Integer, Long> HIGHEST = new ConcurrentHashMap<>();
     private static final AtomicBoolean FIRST = new AtomicBoolean();
 
     private Stats() {}
@@ -27,6 +29,24 @@ final class Stats {
             System.out.printf("first %.3f%n", now / 1000.0);
             System.out.flush();
         }
+    }
+
+    static void offset(int partition, long offset) {
+        HIGHEST.merge(partition, offset, Math::max);
+    }
+
+    /**
+     * Distinct input records covered: per partition, the highest offset
+     * processed + 1 minus where the partition started. Unlike PROCESSED it does
+     * not count records processed twice (after a task migrated or a producer
+     * was fenced, the records since the last commit are processed again).
+     */
+    static long covered(Map<Integer, Long> earliest) {
+        long n = 0;
+        for (var e : HIGHEST.entrySet()) {
+            n += e.getValue() + 1 - earliest.getOrDefault(e.getKey(), 0L);
+        }
+        return n;
     }
 
     static void suppressed(String reason) {
