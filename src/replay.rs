@@ -24,6 +24,7 @@ use crate::{
     score::{self, learn::LearnedRisk, outcomes::Outcomes},
     signals::Context,
     time::{day_of, rfc3339, Span, Timestamp},
+    uplift::{ArmCounts, Measured},
 };
 
 /// Invalid records printed one by one before only counting.
@@ -78,6 +79,10 @@ pub struct ReplaySummary {
     pub customers: u64,
     pub outreach: u64,
     pub suppressed_by_reason: BTreeMap<&'static str, u64>,
+    /// Decisions held out (`outreach.holdout`), included in `outreach`.
+    pub held_out: u64,
+    /// Uplift measurements closed, by playbook (enum name).
+    pub uplift: BTreeMap<&'static str, UpliftCounts>,
     pub refits: u64,
     /// Refits that learned the risk's coefficients.
     pub learned: u64,
@@ -86,6 +91,23 @@ pub struct ReplaySummary {
     pub as_of: Option<String>,
     pub model: Option<FitRecord>,
     pub model_error: Option<String>,
+}
+
+/// The two arms' counts of one playbook's closed uplift measurements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UpliftCounts {
+    pub contacted: ArmCounts,
+    pub held_out: ArmCounts,
+}
+
+impl UpliftCounts {
+    pub fn add(&mut self, m: &Measured) {
+        if m.held_out {
+            self.held_out.add(m.retained);
+        } else {
+            self.contacted.add(m.retained);
+        }
+    }
 }
 
 /// Applies the command line's overrides to the configuration and checks it.
@@ -388,7 +410,15 @@ fn collect(
 ) {
     for e in effects.drain(..) {
         match e {
-            Effect::Outreach(o) => outreach.push(*o),
+            Effect::Outreach(o) => {
+                summary.held_out += u64::from(o.held_out);
+                outreach.push(*o)
+            }
+            Effect::Measured(m) => summary
+                .uplift
+                .entry(m.playbook.as_str_name())
+                .or_default()
+                .add(&m),
             Effect::Suppressed { reason, .. } => {
                 *summary
                     .suppressed_by_reason
