@@ -463,9 +463,6 @@ pub struct HoldoutConfig {
     /// Key of the assignment hash. Changing it draws a new, independent
     /// control group; keep it fixed for as long as an experiment runs.
     pub key: String,
-    /// Holdout data needed before a playbook's measured uplift is used for
-    /// targeting: at least this many measured decisions in each arm.
-    pub min_per_arm: u64,
 }
 
 impl Default for HoldoutConfig {
@@ -479,9 +476,6 @@ impl Default for HoldoutConfig {
             feedback_follow_up: None,
             renewal_save: None,
             key: "churnwatch-holdout".to_owned(),
-            // 400 per arm: the 95% interval of a churn-rate difference near
-            // 30% is then about +/- 6 points wide, narrow enough to rank by.
-            min_per_arm: 400,
         }
     }
 }
@@ -795,12 +789,6 @@ impl CoreConfig {
             p.push(ConfigProblem::new(
                 "outreach.holdout.key",
                 "must not be empty",
-            ));
-        }
-        if o.holdout.min_per_arm == 0 {
-            p.push(ConfigProblem::new(
-                "outreach.holdout.min_per_arm",
-                "must be at least 1",
             ));
         }
         p

@@ -287,21 +287,35 @@ impl Feed {
                         }
                     }
                 }
-                if let Some(st) = self.proc.stream_time() {
-                    self.proc.advance_to(st, &mut self.effects);
-                    if self.next_refit.is_none_or(|t| st >= t) {
-                        if self.next_refit.is_some() {
-                            refit(&mut self.proc, &mut self.outcomes, st, &mut self.summary);
-                        }
-                        self.next_refit =
-                            Some((st.div_euclid(self.refit_every) + 1) * self.refit_every);
-                    }
-                }
-                collect(&mut self.effects, &mut self.outreach, &mut self.summary);
+                self.after_record();
             }
         }
         bar.finish_and_clear();
         Ok(())
+    }
+
+    /// What follows every record: timers fired up to stream time, the
+    /// scheduled refit, the effects collected.
+    fn after_record(&mut self) {
+        if let Some(st) = self.proc.stream_time() {
+            self.proc.advance_to(st, &mut self.effects);
+            if self.next_refit.is_none_or(|t| st >= t) {
+                if self.next_refit.is_some() {
+                    refit(&mut self.proc, &mut self.outcomes, st, &mut self.summary);
+                }
+                self.next_refit = Some((st.div_euclid(self.refit_every) + 1) * self.refit_every);
+            }
+        }
+        collect(&mut self.effects, &mut self.outreach, &mut self.summary);
+    }
+
+    /// Folds one event as [`Feed::pass`] folds each record (the generator's
+    /// closed loop feeds its own events this way, so a replay of its output
+    /// makes the same decisions).
+    pub fn fold_one(&mut self, ev: &InteractionEvent) {
+        self.summary.records += 1;
+        let _ = self.proc.process(ev, None, &mut self.effects);
+        self.after_record();
     }
 
     /// Fires the silence timers due at `t` and collects what they decide.
