@@ -176,7 +176,12 @@ pub struct GenerateArgs {
     /// `check_in=0.2,win_back=0,service_recovery=-0.1` (unnamed: 0).
     /// The generator runs churnwatch's core with `--config` (its holdout
     /// included) on the events it makes; backtest with the same file.
-    #[arg(long, value_name = "EFFECTS", requires = "config")]
+    #[arg(
+        long,
+        value_name = "EFFECTS",
+        requires = "config",
+        conflicts_with = "bootstrap"
+    )]
     pub treatment: Option<String>,
     /// The core configuration the treatment model runs (with
     /// `fold.lateness = "0s"`, as the backtest of the output must use).
