@@ -375,6 +375,56 @@ for group in api("/api/v1/rules")["data"]["groups"]:
             rows.append((f"rule {rule.get('name')} in Prometheus", one_line(rule["query"]), "-", "ERROR",
                          f"{rule.get('health')}: {rule.get('lastError')}"))
 
+# The uplift interval of the recording rules, recomputed here from the two
+# stored counts per arm (Wilson per arm, Newcombe's square-and-add), must
+# agree: the PromQL is the interval README and the backtest state.
+AT = f"{time.time() - 1.5:.3f}"  # one past rule evaluation for all of them
+
+
+def series(expr):
+    r = api("/api/v1/query", query=expr, time=AT)
+    if r.get("status") != "success":
+        return {}
+    return {tuple(sorted((k, v) for k, v in s["metric"].items() if k != "__name__")): float(s["value"][1])
+            for s in r["data"]["result"]}
+
+
+def wilson(k, n, z=1.959963984540054):
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z / d * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    return c - h, c + h
+
+
+decided = series("churnwatch:uplift_decided:increase30d")
+churned = series("churnwatch:uplift_churned:increase30d")
+lows = series("churnwatch:uplift_difference_low:ratio30d")
+highs = series("churnwatch:uplift_difference_high:ratio30d")
+for key, low in sorted(lows.items()):
+    if low != low:  # NaN: an arm is empty
+        continue
+    labels = dict(key)
+    arm = lambda a: tuple(sorted({**labels, "arm": a}.items()))
+    n1, k1 = decided.get(arm("held_out")), churned.get(arm("held_out"))
+    n2, k2 = decided.get(arm("contacted")), churned.get(arm("contacted"))
+    if None in (n1, k1, n2, k2) or key not in highs:
+        failed += 1
+        rows.append((f"uplift {labels.get('playbook')}", "counts missing", "-", "ERROR", str(labels)))
+        continue
+    p1, p2 = k1 / n1, k2 / n2
+    (l1, u1), (l2, u2) = wilson(k1, n1), wilson(k2, n2)
+    want_low = p1 - p2 - ((p1 - l1) ** 2 + (u2 - p2) ** 2) ** 0.5
+    want_high = p1 - p2 + ((u1 - p1) ** 2 + (p2 - l2) ** 2) ** 0.5
+    ok = abs(want_low - low) < 1e-9 and abs(want_high - highs[key]) < 1e-9
+    status = "ok" if ok else "WRONG"
+    failed += 0 if ok else 1
+    rows.append((f"uplift {labels.get('playbook')}", f"[{low:.4f}, {highs[key]:.4f}] vs Newcombe [{want_low:.4f}, {want_high:.4f}]", "1", status, ""))
+    if ok:
+        print(f"uplift interval of {labels.get('playbook')} matches Newcombe: "
+              f"difference {p1 - p2:.4f}, 95% CI [{low:.4f}, {highs[key]:.4f}] "
+              f"(held out {k1:.1f}/{n1:.1f} churned, contacted {k2:.1f}/{n2:.1f})")
+
 width = max(len(r[0]) for r in rows)
 print(f"{'source':<{width}}  {'series':>6}  {'status':<6}  expression")
 for source, expr, n, status, err in rows:

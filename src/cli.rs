@@ -170,6 +170,23 @@ pub struct GenerateArgs {
     /// JSON object per line, for `backtest --truth`.
     #[arg(long, value_name = "FILE", conflicts_with = "bootstrap")]
     pub truth_out: Option<PathBuf>,
+    /// Experience model: the population reacts to churnwatch's own outreach
+    /// (README, "Holdouts and uplift"): the effect of each playbook's contact
+    /// on the chance of leaving within the horizon, in [-1, 1], e.g.
+    /// `check_in=0.2,win_back=0,service_recovery=-0.1` (unnamed: 0).
+    /// The generator runs churnwatch's core with `--config` (its holdout
+    /// included) on the events it makes; backtest with the same file.
+    #[arg(
+        long,
+        value_name = "EFFECTS",
+        requires = "config",
+        conflicts_with = "bootstrap"
+    )]
+    pub treatment: Option<String>,
+    /// The core configuration the treatment model runs (with
+    /// `fold.lateness = "0s"`, as the backtest of the output must use).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Leave out the first N events: a run with `--max-events M --skip N`
     /// continues one with `--max-events N` (same seed and settings).
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -426,6 +443,25 @@ fn generate_to_file(a: GenerateArgs) -> anyhow::Result<()> {
         silent_share: a.silent_share,
         max_events: a.max_events,
         model: a.model.into(),
+        treatment: match &a.treatment {
+            Some(text) => {
+                anyhow::ensure!(
+                    matches!(a.model, GenModelArg::Experience),
+                    "--treatment needs --model experience"
+                );
+                let core = load_core_config(a.config.as_ref())?;
+                anyhow::ensure!(
+                    core.fold.lateness.as_secs() == 0,
+                    "--treatment: the configuration's fold.lateness must be \"0s\" (decisions are reacted to when they are made)"
+                );
+                Some(crate::generate::Treatment {
+                    core,
+                    effects: crate::generate::Treatment::parse_effects(text)
+                        .map_err(|e| anyhow::anyhow!("--treatment: {e}"))?,
+                })
+            }
+            None => None,
+        },
         ..GenConfig::default()
     };
     let sink: Box<dyn Write> = if a.out.as_os_str() == "-" {

@@ -434,6 +434,87 @@ pub struct OutreachConfig {
     /// Lifetime value from which a customer counts as high value.
     pub high_value: f64,
     pub playbooks: PlaybookMap,
+    /// The randomised control group (README "Holdouts and uplift").
+    pub holdout: HoldoutConfig,
+}
+
+/// `[outreach.holdout]`: the share of decisions, per playbook, that are held
+/// out (emitted with `held_out = true` and not sent) so that the uplift of
+/// contacting can be measured against them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HoldoutConfig {
+    /// Share for every playbook not named below. 0 (the default) disables
+    /// the holdout: nothing changes from the policy without one.
+    pub default: f64,
+    /// Per-playbook shares (keys as the playbooks are named in config).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_in: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub win_back: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_recovery: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalate_to_agent: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feedback_follow_up: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renewal_save: Option<f64>,
+    /// Key of the assignment hash. Changing it draws a new, independent
+    /// control group; keep it fixed for as long as an experiment runs.
+    pub key: String,
+}
+
+impl Default for HoldoutConfig {
+    fn default() -> Self {
+        HoldoutConfig {
+            default: 0.0,
+            check_in: None,
+            win_back: None,
+            service_recovery: None,
+            escalate_to_agent: None,
+            feedback_follow_up: None,
+            renewal_save: None,
+            key: "churnwatch-holdout".to_owned(),
+        }
+    }
+}
+
+impl HoldoutConfig {
+    /// The share held out for `playbook`.
+    pub fn share(&self, playbook: Playbook) -> f64 {
+        let own = match playbook {
+            Playbook::CheckIn => self.check_in,
+            Playbook::WinBack => self.win_back,
+            Playbook::ServiceRecovery => self.service_recovery,
+            Playbook::EscalateToAgent => self.escalate_to_agent,
+            Playbook::FeedbackFollowUp => self.feedback_follow_up,
+            Playbook::RenewalSave => self.renewal_save,
+            Playbook::Unspecified => None,
+        };
+        own.unwrap_or(self.default)
+    }
+
+    /// Every (config key, share) pair that is set.
+    fn entries(&self) -> Vec<(&'static str, f64)> {
+        [
+            ("default", Some(self.default)),
+            ("check_in", self.check_in),
+            ("win_back", self.win_back),
+            ("service_recovery", self.service_recovery),
+            ("escalate_to_agent", self.escalate_to_agent),
+            ("feedback_follow_up", self.feedback_follow_up),
+            ("renewal_save", self.renewal_save),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+
+    /// Whether any playbook has a holdout.
+    pub fn enabled(&self) -> bool {
+        self.entries().iter().any(|(_, v)| *v > 0.0)
+    }
 }
 
 impl Default for OutreachConfig {
@@ -456,6 +537,7 @@ impl Default for OutreachConfig {
             fallback_channel: Channel::Email,
             high_value: 500.0,
             playbooks: PlaybookMap::default(),
+            holdout: HoldoutConfig::default(),
         }
     }
 }
@@ -693,6 +775,22 @@ impl CoreConfig {
                 "must be positive",
             ));
         }
+        for (k, v) in o.holdout.entries() {
+            // Below 1: a playbook held out entirely measures nothing (no
+            // contacted arm) and silently stops all its outreach.
+            if !(0.0..1.0).contains(&v) {
+                p.push(ConfigProblem::new(
+                    format!("outreach.holdout.{k}"),
+                    "must be a share in [0, 1)",
+                ));
+            }
+        }
+        if o.holdout.key.is_empty() {
+            p.push(ConfigProblem::new(
+                "outreach.holdout.key",
+                "must not be empty",
+            ));
+        }
         p
     }
 }
@@ -758,6 +856,46 @@ mod tests {
         ] {
             assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
         }
+    }
+
+    #[test]
+    fn holdout_shares_per_playbook_and_their_checks() {
+        let text = r#"
+            [outreach.holdout]
+            default = 0.1
+            win_back = 0.25
+            renewal_save = 0
+        "#;
+        let c: CoreConfig = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.problems(), vec![]);
+        let h = &c.outreach.holdout;
+        assert!(h.enabled());
+        assert_eq!(h.share(Playbook::WinBack), 0.25);
+        assert_eq!(h.share(Playbook::RenewalSave), 0.0);
+        assert_eq!(h.share(Playbook::CheckIn), 0.1);
+        assert!(!CoreConfig::default().outreach.holdout.enabled());
+        let bad = r#"
+            [outreach.holdout]
+            default = -0.1
+            check_in = 1.0
+            key = ""
+        "#;
+        let c: CoreConfig = toml::from_str(bad).unwrap_or_else(|e| panic!("{e}"));
+        let keys: Vec<String> = c.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "outreach.holdout.default",
+                "outreach.holdout.check_in",
+                "outreach.holdout.key"
+            ]
+        );
+        assert!(toml::from_str::<CoreConfig>(
+            "[outreach.holdout]
+winback = 0.1
+"
+        )
+        .is_err());
     }
 
     #[test]

@@ -12,7 +12,12 @@
 //! and records why each customer left ([`Generator::truth`]). README,
 //! "`churnwatch generate`", documents the experience model's parameters.
 
-use std::{cmp::Reverse, collections::BinaryHeap};
+mod treatment;
+
+use std::{
+    cmp::Reverse,
+    collections::{BTreeMap, BinaryHeap},
+};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,8 +26,11 @@ use rand_distr::{Distribution, Exp};
 use crate::{
     channel, events,
     pb::{Channel, InteractionEvent, TicketStatus},
+    replay::UpliftCounts,
     time::{Span, Timestamp, SECS_PER_DAY},
 };
+use treatment::Closed;
+pub use treatment::{Stratum, Treatment};
 
 #[derive(Clone, Debug)]
 pub struct GenConfig {
@@ -45,6 +53,9 @@ pub struct GenConfig {
     pub model: GenModel,
     /// Experience model: what bad experiences do to the chance of leaving.
     pub experience: ExperienceParams,
+    /// Experience model: the population reacts to churnwatch's outreach
+    /// ([`Treatment`]); `None` = outreach changes nothing.
+    pub treatment: Option<Treatment>,
 }
 
 /// How customers come to leave.
@@ -134,12 +145,15 @@ impl Default for GenConfig {
             max_events: 0,
             model: GenModel::Classic,
             experience: ExperienceParams::default(),
+            treatment: None,
         }
     }
 }
 
 /// Renewal entries in the heap carry this bit on the customer index.
 const RENEWAL: u32 = 1 << 31;
+/// A comeback purchase (the treatment model) carries this one.
+const COMEBACK: u32 = 1 << 30;
 
 /// Activity rhythms: (share, mean days between active days).
 const SEGMENTS: [(f64, f64); 3] = [(0.3, 1.5), (0.5, 7.0), (0.2, 30.0)];
@@ -162,6 +176,9 @@ struct Customer {
     left_at: Timestamp,
     cause: &'static str,
     plan: &'static str,
+    /// The treatment model brought them back after their events stopped:
+    /// the comeback purchase restarts them.
+    revive: bool,
 }
 
 /// The population's events, in time order.
@@ -175,6 +192,7 @@ pub struct Generator {
     preamble: Vec<InteractionEvent>,
     emitted: u64,
     end: Timestamp,
+    closed: Option<Box<Closed>>,
 }
 
 impl Generator {
@@ -259,10 +277,22 @@ impl Generator {
                 left_at: silent_from,
                 cause: if silent { "no_warning" } else { "none" },
                 plan,
+                revive: false,
             });
             heap.push(Reverse((first, i as u32)));
         }
         preamble.reverse();
+        let closed = cfg
+            .treatment
+            .as_ref()
+            .filter(|_| cfg.model == GenModel::Experience)
+            .map(|t| {
+                let mut c = Closed::new(t, cfg.seed);
+                for (i, x) in customers.iter().enumerate() {
+                    c.know(&x.id, i as u32);
+                }
+                Box::new(c)
+            });
         Generator {
             cfg,
             rng,
@@ -271,17 +301,32 @@ impl Generator {
             preamble,
             emitted: 0,
             end,
+            closed,
         }
     }
 
     fn next_event(&mut self) -> Option<InteractionEvent> {
         loop {
+            // The treatment model: decisions due by this time are made, and
+            // reacted to, before anything happens at it.
+            // Not past the end: nothing is made there, so no decision
+            // there could be measured (as in a replay of the output).
+            let top = self.heap.peek().map(|Reverse((at, _))| *at);
+            if let (Some(c), Some(at)) = (self.closed.as_mut(), top.filter(|t| *t < self.end)) {
+                c.feed.advance_to(at);
+                for entry in c.react(&mut self.customers, at) {
+                    self.heap.push(Reverse(entry));
+                }
+            }
             let Reverse((at, i)) = self.heap.pop()?;
             if at >= self.end {
                 continue;
             }
             if i & RENEWAL != 0 {
                 return Some(self.renewal(at, i & !RENEWAL));
+            }
+            if i & COMEBACK != 0 {
+                return Some(self.comeback(at, i & !COMEBACK));
             }
             let experience = self.cfg.model == GenModel::Experience;
             let gone = &self.customers[i as usize];
@@ -452,6 +497,31 @@ impl Generator {
         events::subscription(&eid, &c.id, at, c.plan, next, false)
     }
 
+    /// The treatment model's comeback: a purchase, and the customer's own
+    /// course again if it had stopped.
+    fn comeback(&mut self, at: Timestamp, i: u32) -> InteractionEvent {
+        let seq = self.emitted;
+        let amount = (self.rng.gen_range(5.0..200.0f64) * 100.0).round() / 100.0;
+        let c = &mut self.customers[i as usize];
+        let mut e = events::purchase(&format!("{}-{seq}", c.id), &c.id, at, amount);
+        e.channel = c.preferred as i32;
+        if std::mem::take(&mut c.revive) {
+            self.schedule(at, i);
+        }
+        e
+    }
+
+    /// The uplift the generator's own churnwatch measured, by playbook
+    /// (treatment model only).
+    pub fn measured(&self) -> Option<&BTreeMap<&'static str, UpliftCounts>> {
+        self.closed.as_ref().map(|c| c.measured())
+    }
+
+    /// Trials by (playbook, true response stratum) (treatment model only).
+    pub fn strata(&self) -> Option<&BTreeMap<(&'static str, &'static str), u64>> {
+        self.closed.as_ref().map(|c| &c.strata)
+    }
+
     /// Ground truth so far: who left (within the span), when and why.
     pub fn truth(&self) -> Vec<TruthRecord> {
         self.customers
@@ -522,6 +592,13 @@ impl Iterator for Generator {
             Some(e) => Some(e),
             None => self.next_event(),
         };
+        if let (Some(c), Some(e)) = (self.closed.as_mut(), ev.as_ref()) {
+            c.feed.fold_one(e);
+            let now = e.occurred_at.map_or(0, |t| t.seconds);
+            for entry in c.react(&mut self.customers, now) {
+                self.heap.push(Reverse(entry));
+            }
+        }
         if ev.is_some() {
             self.emitted += 1;
         }

@@ -39,4 +39,5 @@ pub mod state;
 pub mod store;
 pub mod time;
 pub mod timers;
+pub mod uplift;
 pub mod validate;

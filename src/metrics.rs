@@ -20,6 +20,9 @@ pub struct Metrics {
     pub outreach_emitted: IntCounterVec,
     pub outreach_suppressed: IntCounterVec,
     pub outreach_outcomes: IntCounterVec,
+    pub outreach_held_out: IntCounterVec,
+    pub uplift_decided: IntCounterVec,
+    pub uplift_retained: IntCounterVec,
     pub model_refits: IntCounterVec,
     pub model_param: GaugeVec,
     pub model_log_likelihood: Gauge,
@@ -55,6 +58,14 @@ pub fn outcome_label(o: crate::pb::Outcome) -> &'static str {
         Outcome::Ignored => "ignored",
         Outcome::Bounced => "bounced",
     }
+}
+
+/// The `arm` label of the uplift counts.
+pub const ARMS: [&str; 2] = ["contacted", "held_out"];
+
+/// The `arm` label of a measured decision.
+pub fn arm_label(held_out: bool) -> &'static str {
+    ARMS[usize::from(held_out)]
 }
 
 /// Every value of a prost enum but the unspecified one (0).
@@ -129,6 +140,18 @@ impl Metrics {
                 opts("churnwatch_outreach_outcomes_total", "OutreachOutcome events folded, by the playbook of the outreach they answer (unknown when the id is not the customer's last outreach) and outcome (delivered, opened, replied, converted, ignored, bounced)."),
                 &["playbook", "outcome"],
             )?,
+            outreach_held_out: IntCounterVec::new(
+                opts("churnwatch_outreach_held_out_total", "Decisions held out (the control group of outreach.holdout: emitted with heldOut, not to be sent), by playbook."),
+                &["playbook"],
+            )?,
+            uplift_decided: IntCounterVec::new(
+                opts("churnwatch_uplift_decided_total", "Decisions whose uplift measurement closed (score.horizon after the decision, in stream time), by playbook and arm (contacted, held_out)."),
+                &["playbook", "arm"],
+            )?,
+            uplift_retained: IntCounterVec::new(
+                opts("churnwatch_uplift_retained_total", "Of those, the customers active within score.horizon after the decision, by playbook and arm (contacted, held_out)."),
+                &["playbook", "arm"],
+            )?,
             model_refits: IntCounterVec::new(
                 opts("churnwatch_model_refits_total", "Scheduled refits: ok (the fit replaced the model), skipped (too few customers with activity, model.min_customers, or too short a history, model.min_history), error (the fit failed; the model stays)."),
                 &["result"],
@@ -197,6 +220,9 @@ impl Metrics {
         r.register(Box::new(m.outreach_emitted.clone()))?;
         r.register(Box::new(m.outreach_suppressed.clone()))?;
         r.register(Box::new(m.outreach_outcomes.clone()))?;
+        r.register(Box::new(m.outreach_held_out.clone()))?;
+        r.register(Box::new(m.uplift_decided.clone()))?;
+        r.register(Box::new(m.uplift_retained.clone()))?;
         r.register(Box::new(m.model_refits.clone()))?;
         r.register(Box::new(m.model_param.clone()))?;
         r.register(Box::new(m.model_log_likelihood.clone()))?;
@@ -265,6 +291,11 @@ impl Metrics {
         let outcomes: Vec<Outcome> = known();
         let channels: Vec<Channel> = known();
         for p in &playbooks {
+            m.outreach_held_out.with_label_values(&[p.as_str_name()]);
+            for arm in ARMS {
+                m.uplift_decided.with_label_values(&[p.as_str_name(), arm]);
+                m.uplift_retained.with_label_values(&[p.as_str_name(), arm]);
+            }
             for o in &outcomes {
                 m.outreach_outcomes
                     .with_label_values(&[p.as_str_name(), outcome_label(*o)]);

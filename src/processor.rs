@@ -19,6 +19,7 @@ use smol_str::SmolStr;
 use crate::{
     config::{CoreConfig, FoldConfig},
     fold::Folded,
+    kind::EventKind,
     outreach::{self, Decision, Suppression},
     pb::{interaction_event::Kind, InteractionEvent, Outcome, OutreachRequested, Playbook},
     population::{PopulationModel, RefitError},
@@ -28,6 +29,7 @@ use crate::{
     store::CustomerStore,
     time::Timestamp,
     timers::TimerQueue,
+    uplift::{trial, Measured},
     validate::{validate, Rejection},
 };
 pub use sealed::ChangelogRecord;
@@ -45,6 +47,8 @@ pub enum Effect {
         playbook: Playbook,
         outcome: Outcome,
     },
+    /// A decision's uplift trial closed: its horizon passed (stream time).
+    Measured(Measured),
 }
 
 /// What became of one event.
@@ -216,6 +220,15 @@ impl Processor {
             return Ok(Processed::Late);
         };
         let folded = entry.state.apply(&valid, &self.cfg.fold);
+        if matches!(folded, Folded::Applied | Folded::Outcome { .. })
+            && self
+                .cfg
+                .fold
+                .activity_kinds
+                .contains(EventKind::of(valid.kind))
+        {
+            trial::observe_activity(&mut entry.state, at, self.cfg.score.horizon.as_secs());
+        }
         match folded {
             Folded::Duplicate | Folded::Late => {
                 if fresh {
@@ -377,6 +390,10 @@ impl Processor {
         };
         let state = &mut entry.state;
         let before = state.score.level;
+        let trial_horizon = cfg.score.horizon.as_secs();
+        if let Some(m) = trial::close_due(state, now, trial_horizon) {
+            out.push(Effect::Measured(m));
+        }
         let risk = score::risk(state, now, &ctx);
         let level = Level::of(risk, &cfg.score.thresholds);
         if level >= cfg.outreach.trigger_level || state.outreach.is_some() {
@@ -396,7 +413,8 @@ impl Processor {
         let evict = Self::evict_at(&cfg.fold, state)
             .filter(|t| *t <= horizon)
             .map(|t| t.max(now + 1));
-        let next = [change, wake, evict]
+        let trial_end = trial::due(state, trial_horizon).filter(|t| *t <= horizon);
+        let next = [change, wake, evict, trial_end]
             .into_iter()
             .flatten()
             .min()

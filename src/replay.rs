@@ -24,6 +24,7 @@ use crate::{
     score::{self, learn::LearnedRisk, outcomes::Outcomes},
     signals::Context,
     time::{day_of, rfc3339, Span, Timestamp},
+    uplift::{ArmCounts, Measured},
 };
 
 /// Invalid records printed one by one before only counting.
@@ -78,6 +79,10 @@ pub struct ReplaySummary {
     pub customers: u64,
     pub outreach: u64,
     pub suppressed_by_reason: BTreeMap<&'static str, u64>,
+    /// Decisions held out (`outreach.holdout`), included in `outreach`.
+    pub held_out: u64,
+    /// Uplift measurements closed, by playbook (enum name).
+    pub uplift: BTreeMap<&'static str, UpliftCounts>,
     pub refits: u64,
     /// Refits that learned the risk's coefficients.
     pub learned: u64,
@@ -86,6 +91,23 @@ pub struct ReplaySummary {
     pub as_of: Option<String>,
     pub model: Option<FitRecord>,
     pub model_error: Option<String>,
+}
+
+/// The two arms' counts of one playbook's closed uplift measurements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UpliftCounts {
+    pub contacted: ArmCounts,
+    pub held_out: ArmCounts,
+}
+
+impl UpliftCounts {
+    pub fn add(&mut self, m: &Measured) {
+        if m.held_out {
+            self.held_out.add(m.retained);
+        } else {
+            self.contacted.add(m.retained);
+        }
+    }
 }
 
 /// Applies the command line's overrides to the configuration and checks it.
@@ -265,21 +287,35 @@ impl Feed {
                         }
                     }
                 }
-                if let Some(st) = self.proc.stream_time() {
-                    self.proc.advance_to(st, &mut self.effects);
-                    if self.next_refit.is_none_or(|t| st >= t) {
-                        if self.next_refit.is_some() {
-                            refit(&mut self.proc, &mut self.outcomes, st, &mut self.summary);
-                        }
-                        self.next_refit =
-                            Some((st.div_euclid(self.refit_every) + 1) * self.refit_every);
-                    }
-                }
-                collect(&mut self.effects, &mut self.outreach, &mut self.summary);
+                self.after_record();
             }
         }
         bar.finish_and_clear();
         Ok(())
+    }
+
+    /// What follows every record: timers fired up to stream time, the
+    /// scheduled refit, the effects collected.
+    fn after_record(&mut self) {
+        if let Some(st) = self.proc.stream_time() {
+            self.proc.advance_to(st, &mut self.effects);
+            if self.next_refit.is_none_or(|t| st >= t) {
+                if self.next_refit.is_some() {
+                    refit(&mut self.proc, &mut self.outcomes, st, &mut self.summary);
+                }
+                self.next_refit = Some((st.div_euclid(self.refit_every) + 1) * self.refit_every);
+            }
+        }
+        collect(&mut self.effects, &mut self.outreach, &mut self.summary);
+    }
+
+    /// Folds one event as [`Feed::pass`] folds each record (the generator's
+    /// closed loop feeds its own events this way, so a replay of its output
+    /// makes the same decisions).
+    pub fn fold_one(&mut self, ev: &InteractionEvent) {
+        self.summary.records += 1;
+        let _ = self.proc.process(ev, None, &mut self.effects);
+        self.after_record();
     }
 
     /// Fires the silence timers due at `t` and collects what they decide.
@@ -388,7 +424,15 @@ fn collect(
 ) {
     for e in effects.drain(..) {
         match e {
-            Effect::Outreach(o) => outreach.push(*o),
+            Effect::Outreach(o) => {
+                summary.held_out += u64::from(o.held_out);
+                outreach.push(*o)
+            }
+            Effect::Measured(m) => summary
+                .uplift
+                .entry(m.playbook.as_str_name())
+                .or_default()
+                .add(&m),
             Effect::Suppressed { reason, .. } => {
                 *summary
                     .suppressed_by_reason

@@ -199,3 +199,32 @@ assignment_strategy = "range"
     );
     assert!(shown.contains("group_protocol = \"consumer\""), "{shown}");
 }
+
+#[test]
+fn holdout_shares_are_checked_per_playbook_key() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("h.toml");
+    let text = "[kafka]\nbootstrap_servers = \"b:9092\"\n\n[outreach.holdout]\ndefault = 0.1\nwin_back = 1.5\nwinback = 0.2\n";
+    std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+    let out = check_config(&file, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let f = file.display().to_string();
+    for expected in [
+        format!("{f}:7: outreach.holdout.winback: unknown key (did you mean `outreach.holdout.win_back`?)"),
+        format!("{f}:6: outreach.holdout.win_back: must be a share in [0, 1)"),
+    ] {
+        assert!(err.lines().any(|l| l.trim() == expected), "missing {expected:?} in\n{err}");
+    }
+    let good = "[kafka]\nbootstrap_servers = \"b:9092\"\n\n[outreach.holdout]\ndefault = 0.1\nwin_back = 0.3\n";
+    std::fs::write(&file, good).unwrap_or_else(|e| panic!("{e}"));
+    let out = check_config(&file, &[]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shown.contains("win_back = 0.3"), "{shown}");
+}

@@ -168,7 +168,7 @@ fn core_model(msgs: &[&Msg]) -> Core {
                         .entry(format!("reason={}", reason.code()))
                         .or_insert(0) += 1
                 }
-                Effect::Outcome { .. } => {}
+                Effect::Outcome { .. } | Effect::Measured(_) => {}
             }
         }
     }

@@ -418,6 +418,26 @@ fn tick(m: &Metrics, round: u64) {
     m.outreach_suppressed
         .with_label_values(&[Suppression::Cooldown.code()])
         .inc();
+    // Uplift: WIN_BACK keeps customers (20% churn contacted, 60% held
+    // out: significant), CHECK_IN does not measurably (30% vs 33%).
+    for (pb, arm, decided, retained) in [
+        (Playbook::WinBack, "contacted", 50, 40),
+        (Playbook::WinBack, "held_out", 10, 4),
+        (Playbook::CheckIn, "contacted", 30, 21),
+        (Playbook::CheckIn, "held_out", 6, 4),
+    ] {
+        m.uplift_decided
+            .with_label_values(&[pb.as_str_name(), arm])
+            .inc_by(decided);
+        m.uplift_retained
+            .with_label_values(&[pb.as_str_name(), arm])
+            .inc_by(retained);
+        if arm == "held_out" {
+            m.outreach_held_out
+                .with_label_values(&[pb.as_str_name()])
+                .inc();
+        }
+    }
     for result in ["ok", "skipped", "error"] {
         m.model_refits.with_label_values(&[result]).inc();
     }
@@ -526,4 +546,12 @@ async fn dashboards_and_alerts_hold_against_a_live_scrape() {
         "scripts/check-observability.sh failed:\n{text}"
     );
     assert!(text.contains("0 failed"), "{text}");
+    // The uplift interval computed in PromQL is Newcombe's, for the
+    // significant playbook and the other alike.
+    for pb in ["WIN_BACK", "CHECK_IN"] {
+        assert!(
+            text.contains(&format!("uplift interval of {pb} matches Newcombe")),
+            "{text}"
+        );
+    }
 }

@@ -178,6 +178,48 @@ pub struct Report {
     pub frequency: Vec<FrequencyBucket>,
     pub outreach: OutreachFigures,
     pub truth: Option<TruthFigures>,
+    /// Measured uplift per playbook (`outreach.holdout`), over every
+    /// decision of the run whose horizon closed before the window's end.
+    pub uplift: Vec<PlaybookUplift>,
+}
+
+/// One playbook's measured uplift (README "Holdouts and uplift").
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlaybookUplift {
+    pub playbook: String,
+    pub contacted: crate::uplift::ArmCounts,
+    pub held_out: crate::uplift::ArmCounts,
+    pub churn_contacted: Option<f64>,
+    pub churn_held_out: Option<f64>,
+    /// Churn rate held out minus contacted, with its Newcombe 95% interval.
+    pub difference: Option<f64>,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+    /// Contacts needed to keep one customer, in words ("not significant").
+    pub nnt: String,
+}
+
+/// The report's uplift rows from the run's counts, by playbook.
+pub fn uplift_rows(
+    counts: &BTreeMap<&'static str, crate::replay::UpliftCounts>,
+) -> Vec<PlaybookUplift> {
+    counts
+        .iter()
+        .map(|(playbook, c)| {
+            let u = crate::uplift::Uplift::measure(c.contacted, c.held_out);
+            PlaybookUplift {
+                playbook: (*playbook).to_owned(),
+                contacted: c.contacted,
+                held_out: c.held_out,
+                churn_contacted: c.contacted.churn_rate(),
+                churn_held_out: c.held_out.churn_rate(),
+                difference: u.map(|u| u.difference),
+                low: u.map(|u| u.low),
+                high: u.map(|u| u.high),
+                nnt: u.map_or("an arm is empty".to_owned(), |u| u.nnt_text()),
+            }
+        })
+        .collect()
 }
 
 /// Outreach sent in the horizon, as the evaluation needs it.
@@ -287,6 +329,7 @@ pub fn evaluate(rows: &[Row], window: Window, sent: Sent) -> Report {
         frequency: frequency(rows),
         outreach: outreach(rows, window.horizon_days, sent, churned),
         truth: truth(rows, window.cutoff_at, window.horizon_days),
+        uplift: Vec::new(),
     }
 }
 

@@ -475,6 +475,30 @@ figcaption{{font-weight:600;margin-bottom:4px}}.note{{color:#555;font-size:12px}
         }
         s.push_str("</table>");
     }
+    if !r.uplift.is_empty() {
+        s.push_str("<h2>Uplift by playbook (holdout)</h2><p>Decisions of the whole run whose horizon closed before the window's end; churn = no activity within the horizon after the decision; difference = churn rate held out minus contacted, with Newcombe's hybrid score 95% interval.</p><table id=\"uplift\"><tr><th>playbook</th><th>contacted: churned / decided</th><th>held out: churned / decided</th><th>difference</th><th>95% CI</th><th>contacts to keep one customer</th></tr>");
+        for u in &r.uplift {
+            let p = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{:.1}%", v * 100.0));
+            let _ = write!(
+                s,
+                "<tr><th>{}</th><td>{} ({} / {})</td><td>{} ({} / {})</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&u.playbook),
+                p(u.churn_contacted),
+                u.contacted.churned(),
+                u.contacted.decided,
+                p(u.churn_held_out),
+                u.held_out.churned(),
+                u.held_out.decided,
+                opt(u.difference, 3),
+                match (u.low, u.high) {
+                    (Some(l), Some(h)) => format!("{l:.3} to {h:.3}"),
+                    _ => "–".to_owned(),
+                },
+                esc(&u.nnt)
+            );
+        }
+        s.push_str("</table>");
+    }
     s.push_str("</body></html>\n");
     s
 }

@@ -257,7 +257,8 @@ pub fn backtest(cfg: CoreConfig, opts: &BacktestOptions) -> Result<Backtest, Bac
         r.churned = r.actual == 0 || sub_churn;
     }
     let mut days_after = Vec::new();
-    for o in &feed.outreach[before..] {
+    // Held-out decisions are not contact: the outreach figures leave them out.
+    for o in feed.outreach[before..].iter().filter(|o| !o.held_out) {
         let at = o.decided_at.as_ref().map_or(cutoff, |t| t.seconds);
         if at < end {
             days_after.push((at - cutoff) as f64 / SECS_PER_DAY as f64);
@@ -278,7 +279,7 @@ pub fn backtest(cfg: CoreConfig, opts: &BacktestOptions) -> Result<Backtest, Bac
             suppressed.insert(k, n);
         }
     }
-    let report = evaluate::evaluate(
+    let mut report = evaluate::evaluate(
         &rows,
         evaluate::Window {
             cutoff: rfc3339(cutoff),
@@ -291,6 +292,7 @@ pub fn backtest(cfg: CoreConfig, opts: &BacktestOptions) -> Result<Backtest, Bac
             suppressed_by_reason: suppressed,
         },
     );
+    report.uplift = evaluate::uplift_rows(&feed.summary.uplift);
     let mut summary = std::mem::take(&mut feed.summary);
     summary.customers = feed.processor().len() as u64;
     Ok(Backtest {

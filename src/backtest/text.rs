@@ -142,6 +142,34 @@ pub fn render(r: &Report) -> String {
             b.x, b.customers, b.mean_actual, b.mean_predicted
         );
     }
+    if !r.uplift.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nuplift by playbook (holdout; decisions whose horizon closed before the window's end; churn = no activity within the horizon of the decision)"
+        );
+        let _ = writeln!(
+            out,
+            "  {:<20} {:>15} {:>15} {:>10} {:>18}  contacts to keep one customer",
+            "playbook", "contacted churn", "held out churn", "difference", "95% CI (Newcombe)"
+        );
+        for u in &r.uplift {
+            let arm = |a: &crate::uplift::ArmCounts| format!("{}/{}", a.churned(), a.decided);
+            let ci = match (u.low, u.high) {
+                (Some(l), Some(h)) => format!("[{:+.3}, {:+.3}]", l, h),
+                _ => "-".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "  {:<20} {:>15} {:>15} {:>10} {:>18}  {}",
+                u.playbook,
+                format!("{} {}", pct(u.churn_contacted), arm(&u.contacted)),
+                format!("{} {}", pct(u.churn_held_out), arm(&u.held_out)),
+                u.difference.map_or("-".to_owned(), |d| format!("{d:+.3}")),
+                ci,
+                u.nnt
+            );
+        }
+    }
     if let Some(t) = &r.truth {
         let _ = writeln!(
             out,

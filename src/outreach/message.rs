@@ -88,5 +88,6 @@ pub(super) fn build(
         profile: Some(profile(s, score.level, now)),
         model_version: ctx.model.version(),
         episode_started_at: Some(ts(episode_start)),
+        held_out: false,
     }
 }

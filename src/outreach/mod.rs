@@ -14,6 +14,7 @@
 //! long it lasts (outreach stays rare).
 
 mod channel_choice;
+pub mod holdout;
 mod id;
 mod message;
 mod playbook;
@@ -39,6 +40,7 @@ use crate::{
 /// What the policy decided at one scoring.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
+    /// The outreach, or with `held_out` set, the control group's record of it.
     Send(Box<OutreachRequested>),
     Suppressed {
         reason: Suppression,
@@ -102,7 +104,9 @@ pub fn decide(
         return note_suppressed(s, Suppression::NoConsent, playbook);
     };
     let id = outreach_id(customer_id, playbook, episode_start);
-    let msg = message::build(
+    let episode = s.outreach_mut().decisions();
+    let held_out = holdout::is_held_out(&cfg.holdout, customer_id, episode, playbook);
+    let mut msg = message::build(
         s,
         customer_id,
         &id,
@@ -114,7 +118,20 @@ pub fn decide(
         ctx,
         cfg,
     );
+    msg.held_out = held_out;
     let h = s.outreach_mut();
+    if cfg.holdout.share(playbook) > 0.0 {
+        crate::uplift::trial::open(h, now, playbook, held_out);
+    }
+    if held_out {
+        // Still the episode's decision (no second one for it), but nothing
+        // was sent: no cooldown, no place in the cap window, not the last
+        // outreach that outcomes answer.
+        h.held_out = h.held_out.saturating_add(1);
+        h.episode_done = true;
+        h.suppressed = None;
+        return Some(Decision::Send(Box::new(msg)));
+    }
     h.recent.push(now);
     h.sent = h.sent.saturating_add(1);
     h.episode_done = true;

@@ -325,6 +325,13 @@ impl Engine {
         for (i, e) in std::mem::take(&mut self.effects).into_iter().enumerate() {
             let trigger = if i < first { trigger } else { then };
             match e {
+                Effect::Outreach(o) if o.held_out => {
+                    self.sink.outreach(&o, trigger)?;
+                    self.metrics
+                        .outreach_held_out
+                        .with_label_values(&[o.playbook().as_str_name()])
+                        .inc();
+                }
                 Effect::Outreach(o) => {
                     self.sink.outreach(&o, trigger)?;
                     let playbook = o.playbook().as_str_name();
@@ -350,6 +357,19 @@ impl Engine {
                         .outreach_suppressed
                         .with_label_values(&[reason.code()])
                         .inc();
+                }
+                Effect::Measured(m) => {
+                    let labels = [
+                        m.playbook.as_str_name(),
+                        crate::metrics::arm_label(m.held_out),
+                    ];
+                    self.metrics.uplift_decided.with_label_values(&labels).inc();
+                    if m.retained {
+                        self.metrics
+                            .uplift_retained
+                            .with_label_values(&labels)
+                            .inc();
+                    }
                 }
                 Effect::Outcome { playbook, outcome } => {
                     let pb = if playbook == Playbook::Unspecified {

@@ -33,6 +33,12 @@ const OPTIONAL_KEYS: &[&str] = &[
     "kafka.group_instance_id",
     "http.bearer_token",
     "model.prior",
+    "outreach.holdout.check_in",
+    "outreach.holdout.win_back",
+    "outreach.holdout.service_recovery",
+    "outreach.holdout.escalate_to_agent",
+    "outreach.holdout.feedback_follow_up",
+    "outreach.holdout.renewal_save",
 ];
 
 /// Environment variables figment was told to ignore (`CHURNWATCH_LOG` is

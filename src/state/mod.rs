@@ -178,8 +178,33 @@ pub struct OutreachHistory {
     /// Suppression reason last counted for the open episode.
     pub suppressed: Option<&'static str>,
     pub sent: u32,
+    /// Decisions held out (emitted with `held_out`, not sent) so far.
+    pub held_out: u32,
     /// Outcome counts for this customer, indexed by `Outcome` number.
     pub outcomes: [u32; 7],
+    /// The uplift measurement of a decision whose horizon has not passed.
+    pub trial: Option<Trial>,
+}
+
+impl OutreachHistory {
+    /// The customer's decision sequence number: decisions so far (sent or
+    /// held out). The holdout's "episode" (`outreach::holdout`).
+    pub fn decisions(&self) -> u32 {
+        self.sent.saturating_add(self.held_out)
+    }
+}
+
+/// One decision under measurement: was the customer retained (active within
+/// `score.horizon` after it)? Closed, and counted, when the horizon passes
+/// in stream time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trial {
+    pub decided_at: Timestamp,
+    pub playbook: Playbook,
+    /// The arm: held out (not contacted) or contacted.
+    pub held_out: bool,
+    /// Activity seen after the decision, within the horizon.
+    pub retained: bool,
 }
 
 impl Default for OutreachHistory {
@@ -192,7 +217,9 @@ impl Default for OutreachHistory {
             episode_done: false,
             suppressed: None,
             sent: 0,
+            held_out: 0,
             outcomes: [0; 7],
+            trial: None,
         }
     }
 }

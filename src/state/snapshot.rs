@@ -5,7 +5,8 @@ use prost::Message;
 
 use super::{
     Activity, ChannelUsage, Consent, ContactMark, CustomerState, OpenTicket, OutreachHistory,
-    OutreachRecord, RecentEvents, Satisfaction, ScoreMark, SubscriptionFacts, Support, Value,
+    OutreachRecord, RecentEvents, Satisfaction, ScoreMark, SubscriptionFacts, Support, Trial,
+    Value,
 };
 use crate::{
     channel, pb,
@@ -215,6 +216,7 @@ fn times(s: &pb::CustomerState) -> impl Iterator<Item = Timestamp> + '_ {
                     .flat_map(|l| [l.decided_unix, l.episode_start_unix]),
             )
             .chain([x.episode_start_unix])
+            .chain(x.trial.iter().map(|t| t.decided_unix))
     });
     [s.first_seen_unix, s.last_event_unix]
         .into_iter()
@@ -349,6 +351,13 @@ fn outreach_snapshot(h: &OutreachHistory) -> pb::OutreachSnapshot {
         sent: h.sent,
         outcomes: h.outcomes.to_vec(),
         episode_done: h.episode_done,
+        held_out: h.held_out,
+        trial: h.trial.map(|t| pb::TrialSnapshot {
+            decided_unix: t.decided_at,
+            playbook: t.playbook as u32,
+            held_out: t.held_out,
+            retained: t.retained,
+        }),
     }
 }
 
@@ -376,7 +385,17 @@ fn outreach_from(s: &pb::OutreachSnapshot) -> OutreachHistory {
         episode_done: s.episode_done,
         suppressed: crate::outreach::suppression_code(&s.suppressed),
         sent: s.sent,
+        held_out: s.held_out,
         outcomes,
+        trial: s.trial.as_ref().map(|t| Trial {
+            decided_at: t.decided_unix,
+            playbook: i32::try_from(t.playbook)
+                .ok()
+                .and_then(|p| pb::Playbook::try_from(p).ok())
+                .unwrap_or(pb::Playbook::Unspecified),
+            held_out: t.held_out,
+            retained: t.retained,
+        }),
     }
 }
 
