@@ -911,6 +911,7 @@ fn every_suppression_reason_is_counted_once_when_it_happens() {
             sent_at(&out)
         );
     }
+}
 
 /// A population of weekly buyers who go silent at staggered times, half of
 /// them coming back a week after going silent.
