@@ -16,6 +16,17 @@
 #                                            (the tests: their own pid to kill,
 #                                            restart = `run DIR` again, on the
 #                                            same ports and log directory)
+#   scripts/kafka.sh prepare-cluster DIR HOST:PORT:CPORT...
+#                                            write and format one node per
+#                                            address (broker port, controller
+#                                            port), start none: for a caller
+#                                            that runs each node itself (the
+#                                            cluster fault trials, one network
+#                                            namespace per node)
+#   scripts/kafka.sh run-node DIR N          node N of a prepared cluster in
+#                                            the foreground (exec java)
+#   scripts/kafka.sh quorum DIR              the KRaft quorum (Admin API):
+#                                            leader=ID epoch=E hw=H voters=...
 #
 # DIR holds, per node N: nodeN/server.properties, nodeN/data, nodeN/log
 # (stdout and the broker's own log), nodeN/pid; and DIR/bootstrap. Logs stay in
@@ -166,9 +177,9 @@ logger.cleaner.level = INFO
 EOF
 }
 
-# write_node DIR ID BROKER_PORT CONTROLLER_PORT VOTERS REPLICATION
+# write_node DIR ID BROKER_PORT CONTROLLER_PORT VOTERS REPLICATION [HOST]
 write_node() {
-  local dir="$1" id="$2" port="$3" cport="$4" voters="$5" rf="$6"
+  local dir="$1" id="$2" port="$3" cport="$4" voters="$5" rf="$6" host="${7:-127.0.0.1}"
   local min_isr=1
   [ "$rf" -ge 3 ] && min_isr=2
   mkdir -p "$dir/data" "$dir/log"
@@ -176,8 +187,8 @@ write_node() {
 process.roles=broker,controller
 node.id=$id
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://$host:$port,CONTROLLER://$host:$cport
+advertised.listeners=PLAINTEXT://$host:$port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -254,6 +265,38 @@ wait_ready() {
   done
 }
 
+# prepare_cluster DIR HOST:PORT:CPORT...: node N (from 1) of each address,
+# its properties written and its storage formatted (in parallel, one JVM
+# each); DIR/bootstrap.pending holds the bootstrap address.
+prepare_cluster() {
+  local dir="$1" spec i
+  shift
+  local nodes=$#
+  local hosts=() ports=() cports=() voters=""
+  for spec in "$@"; do
+    IFS=: read -r h p c <<<"$spec"
+    [ -n "$h" ] && [ -n "$p" ] && [ -n "$c" ] || die "bad node address '$spec' (HOST:PORT:CONTROLLER_PORT)"
+    hosts+=("$h")
+    ports+=("$p")
+    cports+=("$c")
+    voters+="${voters:+,}${#hosts[@]}@$h:$c"
+  done
+  local cluster_id rf=1 node_dirs=() bootstrap="" pids=() nd
+  cluster_id="$(cluster_uuid)"
+  [ "$nodes" -ge 3 ] && rf=3
+  for ((i = 0; i < nodes; i++)); do
+    nd="$dir/node$((i + 1))"
+    write_node "$nd" "$((i + 1))" "${ports[$i]}" "${cports[$i]}" "$voters" "$rf" "${hosts[$i]}"
+    node_dirs+=("$nd")
+    bootstrap+="${bootstrap:+,}${hosts[$i]}:${ports[$i]}"
+  done
+  for nd in "${node_dirs[@]}"; do format_node "$nd" "$cluster_id" & pids+=($!); done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || die "format of ${node_dirs[$i]} failed"
+  done
+  echo "$bootstrap" >"$dir/bootstrap.pending"
+}
+
 start() {
   local dir="$1" nodes="$2"
   local t0=$SECONDS
@@ -262,35 +305,57 @@ start() {
   [ -f "$dir/bootstrap" ] && die "$dir already holds a broker (stop it first)"
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
-  local ids=() ports=() cports=() voters="" i all
+  local specs=() all i nd node_dirs=()
   read -ra all <<<"$(free_ports $((2 * nodes)))"
-  for ((i = 1; i <= nodes; i++)); do
-    ids+=("$i")
-    ports+=("${all[$((2 * i - 2))]}")
-    cports+=("${all[$((2 * i - 1))]}")
-    voters+="${voters:+,}$i@127.0.0.1:${cports[$((i - 1))]}"
-  done
-  local cluster_id
-  cluster_id="$(cluster_uuid)"
-  local rf=1
-  [ "$nodes" -ge 3 ] && rf=3
-  local node_dirs=() bootstrap="" pids=()
   for ((i = 0; i < nodes; i++)); do
-    local nd="$dir/node${ids[$i]}"
-    write_node "$nd" "${ids[$i]}" "${ports[$i]}" "${cports[$i]}" "$voters" "$rf"
+    specs+=("127.0.0.1:${all[$((2 * i))]}:${all[$((2 * i + 1))]}")
+  done
+  prepare_cluster "$dir" "${specs[@]}"
+  for ((i = 1; i <= nodes; i++)); do
+    nd="$dir/node$i"
     node_dirs+=("$nd")
-    bootstrap+="${bootstrap:+,}127.0.0.1:${ports[$i]}"
+    start_node "$nd"
   done
-  # The nodes are formatted in parallel (one JVM each, ~2 s apiece).
-  for nd in "${node_dirs[@]}"; do format_node "$nd" "$cluster_id" & pids+=($!); done
-  for i in "${!pids[@]}"; do
-    wait "${pids[$i]}" || die "format of ${node_dirs[$i]} failed"
-  done
-  for nd in "${node_dirs[@]}"; do start_node "$nd"; done
   wait_ready "${node_dirs[@]}"
-  echo "$bootstrap" >"$dir/bootstrap"
+  mv "$dir/bootstrap.pending" "$dir/bootstrap"
+  local bootstrap
+  bootstrap="$(cat "$dir/bootstrap")"
   echo "kafka.sh: Apache Kafka $KAFKA_VERSION, $nodes node(s), ready in $((SECONDS - t0)) s at $bootstrap (logs in $dir)" >&2
   echo "$bootstrap"
+}
+
+# run_node DIR N: node N of a prepared cluster, exec'd in the foreground.
+run_node() {
+  local nd="$1/node$2"
+  [ -f "$nd/server.properties" ] || die "$nd is not prepared (kafka.sh prepare-cluster first)"
+  install
+  cds_prepare
+  echo $$ >"$nd/pid"
+  # shellcheck disable=SC2046
+  exec "$JAVA" $(java_args "$nd") -cp "$LIBS/*" kafka.Kafka "$nd/server.properties" \
+    >>"$nd/log/stdout.log" 2>&1 </dev/null
+}
+
+# quorum DIR: the quorum's leader (the active controller), epoch, high
+# watermark and each voter's log end offset, through the Admin API
+# (scripts/kafka/Quorum.java, compiled once into the cache).
+quorum() {
+  local dir="$1" tools="$HOME_DIR/tools"
+  install
+  if [ ! -f "$tools/Quorum.class" ] || [ "$HERE/kafka/Quorum.java" -nt "$tools/Quorum.class" ]; then
+    mkdir -p "$tools"
+    local work
+    work="$(mktemp -d)"
+    javac -nowarn -d "$work" -cp "$LIBS/*" "$HERE/kafka/Quorum.java" >&2 \
+      || { rm -rf "$work"; die "javac Quorum.java failed"; }
+    mv "$work/Quorum.class" "$tools/Quorum.class"
+    rm -rf "$work"
+  fi
+  local bootstrap
+  bootstrap="$(cat "$dir/bootstrap" 2>/dev/null || cat "$dir/bootstrap.pending")"
+  # shellcheck disable=SC2046
+  "$JAVA" $(cds_args format) -Xmx128m -XX:TieredStopAtLevel=1 -Dlog4j2.level=error \
+    -Dlog4j2.rootLogger.level=error -cp "$tools:$LIBS/*" Quorum "$bootstrap" 2>/dev/null
 }
 
 # run DIR: one node, prepared on the first call (ports, properties, format)
@@ -346,6 +411,11 @@ case "$cmd" in
   stop) [ $# -eq 2 ] || die "usage: kafka.sh stop DIR"; stop "$2" ;;
   bootstrap) [ $# -eq 2 ] || die "usage: kafka.sh bootstrap DIR"; cat "$2/bootstrap" ;;
   run) [ $# -eq 2 ] || die "usage: kafka.sh run DIR"; run "$2" ;;
+  prepare-cluster)
+    [ $# -ge 3 ] || die "usage: kafka.sh prepare-cluster DIR HOST:PORT:CPORT..."
+    install; cds_prepare; mkdir -p "$2"; d="$(cd "$2" && pwd)"; shift 2; prepare_cluster "$d" "$@"; cat "$d/bootstrap.pending" ;;
+  run-node) [ $# -eq 3 ] || die "usage: kafka.sh run-node DIR N"; run_node "$2" "$3" ;;
+  quorum) [ $# -eq 2 ] || die "usage: kafka.sh quorum DIR"; quorum "$2" ;;
   classpath) install; echo "$LIBS/*" ;;
-  *) die "usage: kafka.sh install|start DIR|start-cluster DIR|run DIR|stop DIR|bootstrap DIR|classpath" ;;
+  *) die "usage: kafka.sh install|start DIR|start-cluster DIR|run DIR|prepare-cluster DIR HOST:PORT:CPORT...|run-node DIR N|quorum DIR|stop DIR|bootstrap DIR|classpath" ;;
 esac
