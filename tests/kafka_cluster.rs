@@ -1,7 +1,8 @@
 //! Faults on a three-node Apache Kafka cluster (tests/common/cluster.rs:
 //! KRaft, every node broker and controller in a process and, where the
 //! test runs as root, a network namespace of its own; replication factor 3,
-//! `min.insync.replicas=2`), each injected mid-stream while one service
+//! `min.insync.replicas=2`, short broker session and replica lag timeouts:
+//! [`TRIAL_BROKER_PROPERTIES`]), each injected mid-stream while one service
 //! process (`churnwatch run`, in a namespace of its own) runs:
 //!
 //! 1. SIGKILL of the node that leads every partition of the input,
@@ -21,7 +22,7 @@
 //! customer states (repeats allowed and counted); exactly-once gives, to a
 //! read-committed reader, the clean run's ids with no repeats and its final
 //! states. The clean run of each mode is the same input on the same
-//! cluster without a fault.
+//! cluster without a fault. Every fault runs in both modes.
 //!
 //! The trials share one cluster (started on first use) and run one at a
 //! time. `KAFKA_BOOTSTRAP` does not apply: the trials kill, stop and cut
@@ -133,13 +134,15 @@ fn create_topics(c: &Cluster, s: &Settings, leader: i32) -> Vec<String> {
     c.create_topics(&specs, PARTITIONS, leader);
     let b = Broker::external(&c.bootstrap);
     for n in &names {
-        let cfg = b.topic_config(n);
-        let min_isr = cfg.iter().find(|(k, _)| k == "min.insync.replicas");
-        assert_eq!(
-            min_isr.map(|(_, v)| v.as_str()),
-            Some("2"),
-            "{n}: min.insync.replicas"
-        );
+        // Retried: a broker that has not yet applied the new topic's
+        // metadata describes no configs for it.
+        let min_isr = common::wait_for(Duration::from_secs(20), || {
+            b.topic_config(n)
+                .into_iter()
+                .find(|(k, _)| k == "min.insync.replicas")
+                .map(|(_, v)| v)
+        });
+        assert_eq!(min_isr.as_deref(), Some("2"), "{n}: min.insync.replicas");
     }
     names.to_vec()
 }
@@ -269,11 +272,18 @@ fn wait_to_end(c: &Cluster, s: &Settings, svc: &mut ClusterService, what: &str) 
         {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: the input was not committed to its end ({end:?}) within 240 s: committed {:?}",
-            b.committed(s.group_id(), &s.kafka.input_topic, end.len())
-        );
+        if Instant::now() > deadline {
+            let m = svc.metrics_text().unwrap_or_default();
+            let ready = common::http_request(svc.addr(), "/readyz", None).map(|r| r.1);
+            panic!(
+                "{what}: the input was not committed to its end ({end:?}) within 240 s: committed {:?}; \
+                 the service: /readyz {ready:?}, assigned partitions {}, rebalances {}, commits ok {}",
+                b.committed(s.group_id(), &s.kafka.input_topic, end.len()),
+                common::scraped(&m, "churnwatch_assigned_partitions"),
+                common::scraped(&m, "churnwatch_rebalances_total"),
+                common::scraped(&m, "churnwatch_commits_total{result=\"ok\"}"),
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -333,6 +343,7 @@ fn trial(
         Arc,
     };
     let Some(mut c) = cluster() else { return };
+    let _logs = common::cluster::KeepLogsOnPanic;
     let t0 = Instant::now();
     c.heal();
     let evs = population();
@@ -391,7 +402,6 @@ fn trial(
     };
     let fault_start = Instant::now();
     let what = fault(&mut c, &topics, leader);
-    let outage = fault_start.elapsed();
     assert!(
         svc.exited().is_none(),
         "{name}: the service exited during the fault"
@@ -419,11 +429,9 @@ fn trial(
         "{name}: {handled} of {total} events handled"
     );
     eprintln!(
-        "{name} ({mode:?}): {what}; fault after {at} of {total} events handled; cluster whole again after {:.1} s; \
-         longest pause in handling {:.1} s; end of input committed {:.1} s after the fault; one service process (pid {pid}), exit 0; \
+        "{name} ({mode:?}): {what}; fault after {at} of {total} events handled; longest pause in handling {:.1} s; end of input committed {:.1} s after the fault; one service process (pid {pid}), exit 0; \
          {} outreach records, {} distinct (= clean), {} repeats; {} customer states = clean; rebalances {}, producer send errors {}, \
          commits failed {}; trial {:.1} s",
-        outage.as_secs_f64(),
         longest_pause(&samples, total).as_secs_f64(),
         caught_up.as_secs_f64(),
         got.ids.len(),
@@ -499,7 +507,7 @@ fn kill_leader(c: &mut Cluster, topics: &[String], leader: i32) -> String {
     c.wait_in_sync(&names(topics), Duration::from_secs(180));
     format!(
         "SIGKILL of node {leader} (leader of all {PARTITIONS} partitions of the input, changelog, outreach and dead-letter topics); \
-         leaders elsewhere after {:.1} s; restarted after {:.1} s, all replicas in sync after {:.1} s",
+         leaders elsewhere after {:.1} s; restarted and started after {:.1} s, all replicas in sync after {:.1} s",
         moved.as_secs_f64(),
         down.as_secs_f64(),
         t0.elapsed().as_secs_f64()
@@ -526,11 +534,13 @@ fn kill_controller(c: &mut Cluster, topics: &[String], _leader: i32) -> String {
     let elected = t0.elapsed();
     std::thread::sleep(Duration::from_secs(5).saturating_sub(t0.elapsed()));
     c.restart(ctl);
+    let started = t0.elapsed();
     c.wait_in_sync(&names(topics), Duration::from_secs(180));
     format!(
         "SIGKILL of node {ctl}, the active KRaft controller (DescribeQuorum); node {new} leads the quorum {:.1} s later; \
-         restarted, all replicas in sync after {:.1} s",
+         restarted and started after {:.1} s, all replicas in sync after {:.1} s",
         elected.as_secs_f64(),
+        started.as_secs_f64(),
         t0.elapsed().as_secs_f64()
     )
 }
@@ -543,10 +553,12 @@ fn rolling_restart(c: &mut Cluster, topics: &[String], _leader: i32) -> String {
         c.signal(n, "-TERM");
         let stopped = t0.elapsed();
         c.restart(n);
+        let started = t0.elapsed();
         c.wait_in_sync(&names(topics), Duration::from_secs(180));
         steps.push(format!(
-            "node {n} stopped in {:.1} s, in sync {:.1} s after its SIGTERM",
+            "node {n} stopped in {:.1} s, started {:.1} s and in sync {:.1} s after its SIGTERM",
             stopped.as_secs_f64(),
+            started.as_secs_f64(),
             t0.elapsed().as_secs_f64()
         ));
     }
@@ -572,15 +584,19 @@ fn hang_leader(c: &mut Cluster, topics: &[String], leader: i32) -> String {
     )
 }
 
-/// Fault 5: the leading node's link down for 15 s, then up.
+/// Fault 5: the leading node's link down for 15 s (`CW_CUT_SECS`), then up.
 fn cut_leader(c: &mut Cluster, topics: &[String], leader: i32) -> String {
+    let secs: u64 = std::env::var("CW_CUT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
     let t0 = Instant::now();
     {
         let net = c.net.as_ref().unwrap_or_else(|| panic!("no namespaces"));
         net.set_link(leader as usize, false);
     }
     let moved = wait_leadership_moved(c, topics, leader, Duration::from_secs(60));
-    std::thread::sleep(Duration::from_secs(15).saturating_sub(t0.elapsed()));
+    std::thread::sleep(Duration::from_secs(secs).saturating_sub(t0.elapsed()));
     if let Some(net) = c.net.as_ref() {
         net.set_link(leader as usize, true);
     }
@@ -655,8 +671,18 @@ fn rolling_restart_at_least_once() {
 }
 
 #[test]
+fn rolling_restart_exactly_once() {
+    trial("rolling", Mode::ExactlyOnce, |_| 1, rolling_restart);
+}
+
+#[test]
 fn hung_leader_at_least_once() {
     trial("hung", Mode::AtLeastOnce, not_the_controller, hang_leader);
+}
+
+#[test]
+fn hung_leader_exactly_once() {
+    trial("hung", Mode::ExactlyOnce, not_the_controller, hang_leader);
 }
 
 #[test]

@@ -151,7 +151,8 @@ impl Net {
             }
         }
         // Removed when the test binary exits (the cluster lives in a static).
-        register_exit_cleanup(&net.tag);
+        let _ = NET_TAG.set(net.tag.clone());
+        register_exit_cleanup();
         Some(net)
     }
 
@@ -233,18 +234,44 @@ fn remove_stale() {
     }
 }
 
-fn register_exit_cleanup(tag: &str) {
-    use std::sync::OnceLock;
-    static TAG: OnceLock<String> = OnceLock::new();
-    if TAG.set(tag.to_owned()).is_ok() {
-        extern "C" fn cleanup() {
-            if let Some(t) = TAG.get() {
-                remove_tag(t);
+static NET_TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static LOG_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+static FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// At exit (the cluster lives in a static, never dropped): the namespaces
+/// are removed, and the nodes' logs too unless a trial failed or
+/// `CW_KEEP_BROKER_LOGS` is set.
+fn register_exit_cleanup() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    extern "C" fn cleanup() {
+        if let Some(t) = NET_TAG.get() {
+            remove_tag(t);
+        }
+        if let Some(d) = LOG_DIR.get() {
+            if FAILED.load(std::sync::atomic::Ordering::SeqCst)
+                || std::env::var_os("CW_KEEP_BROKER_LOGS").is_some()
+            {
+                eprintln!("cluster logs kept in {}", d.display());
+            } else {
+                let _ = std::fs::remove_dir_all(d);
             }
         }
+    }
+    ONCE.call_once(|| {
         // SAFETY: registering a plain function; it runs at exit.
         unsafe {
             libc::atexit(cleanup);
+        }
+    });
+}
+
+/// Held by a trial: if it panics, the cluster's logs are kept at exit.
+pub struct KeepLogsOnPanic;
+
+impl Drop for KeepLogsOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            FAILED.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     }
 }
@@ -316,6 +343,8 @@ impl Cluster {
             .tempdir()
             .unwrap_or_else(|e| panic!("tempdir: {e}"))
             .keep();
+        let _ = LOG_DIR.set(dir.clone());
+        register_exit_cleanup();
         let net = Net::build(3);
         let specs: Vec<String> = match &net {
             Some(n) => (1..=3)
@@ -419,10 +448,35 @@ impl Cluster {
         }
     }
 
-    /// Restarts node `n` (stopped by a signal) on its address and log directory.
+    /// Restarts node `n` (stopped by a signal) on its address and log
+    /// directory, and waits until it says it has started (its broker
+    /// registered and unfenced): a metadata check alone could pass on the
+    /// controller's stale view of it.
     pub fn restart(&mut self, n: usize) {
         assert!(self.nodes[n - 1].child.is_none(), "node {n} still runs");
+        let before = self.starts(n);
         self.run_node(n);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.starts(n) <= before {
+            let exited = self.nodes[n - 1]
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "node {n} did not start again ({exited:?}); its log:\n{}",
+                self.log_tail(n, 30)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// How many times node `n` has logged that it started.
+    fn starts(&self, n: usize) -> usize {
+        std::fs::read_to_string(self.dir.join(format!("node{n}/log/server.log")))
+            .unwrap_or_default()
+            .matches("Kafka Server started")
+            .count()
     }
 
     /// Every node running, none stopped, every link up: the state each
