@@ -4,6 +4,7 @@
 //! topic names, and helpers to produce events and read topics back.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod month;
 
 use std::{
