@@ -107,7 +107,9 @@ fuzz_target!(|data: &[u8]| {
             p.advance_to(last + ahead + cfg.score.timer_horizon.as_secs(), &mut out);
         }
     }
-    let _ = p.take_changed();
+    p.seal();
+    p.encode_sealed(usize::MAX);
+    let _ = p.take_encoded().count();
 
     for (id, state) in p.sorted() {
         let bytes = state.encode_snapshot(id);

@@ -108,5 +108,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     p.advance_to(MAX_PLAUSIBLE_TIME, &mut out);
-    let _ = p.take_changed();
+    p.seal();
+    p.encode_sealed(usize::MAX);
+    let _ = p.take_encoded().count();
 });
