@@ -814,6 +814,16 @@ fn every_suppression_reason_is_counted_once_when_it_happens() {
             .collect()
     };
 
+    // Sent when the first lapse reaches high; back the day after, then silent
+    // again: the second lapse's effects, on a fresh processor of `make`.
+    let second_lapse = |make: &dyn Fn() -> Processor| {
+        let first = run(&mut make(), weekly_buyer("c", 10), 200);
+        let back = sent_at(&first)
+            .first()
+            .map_or(200, |t| ((t - at(0)) / D) as i32 + 1);
+        run(&mut make(), lapse_and_return("c", back), back + 200)
+    };
+
     for reason in Suppression::ALL {
         let (out, sent) = match reason {
             Suppression::NoConsent => {
@@ -858,29 +868,18 @@ fn every_suppression_reason_is_counted_once_when_it_happens() {
                 (out, 0)
             }
             Suppression::Cooldown => {
-                // Sent when the first lapse reaches high; back and silent
-                // again within the (long) cooldown.
-                let make = || with_outreach(|o| o.cooldown = Span::days(365));
-                let first = run(&mut make(), weekly_buyer("c", 10), 200);
-                let back = sent_at(&first)
-                    .first()
-                    .map_or(200, |t| ((t - at(0)) / D) as i32 + 1);
-                let out = run(&mut make(), lapse_and_return("c", back), back + 200);
+                // The second lapse falls within the (long) cooldown.
+                let out = second_lapse(&|| with_outreach(|o| o.cooldown = Span::days(365)));
                 (out, 1)
             }
             Suppression::FrequencyCap => {
-                let make = || {
+                let out = second_lapse(&|| {
                     with_outreach(|o| {
                         o.cooldown = Span::days(1);
                         o.cap = 1;
                         o.cap_window = Span::days(365);
                     })
-                };
-                let first = run(&mut make(), weekly_buyer("c", 10), 200);
-                let back = sent_at(&first)
-                    .first()
-                    .map_or(200, |t| ((t - at(0)) / D) as i32 + 1);
-                let out = run(&mut make(), lapse_and_return("c", back), back + 200);
+                });
                 (out, 1)
             }
             Suppression::Erased => {
