@@ -34,6 +34,19 @@ threads = 0
 cooldwn = "7d"
 "#;
 
+/// `check-config` on a valid file: exit 0, the effective configuration it
+/// printed.
+fn valid(file: &std::path::Path, env: &[(&str, &str)]) -> String {
+    let out = check_config(file, env);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn ten_mistakes_give_ten_lines_each_with_its_source() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -89,14 +102,7 @@ fn an_empty_file_names_no_broker_instead_of_assuming_one() {
     assert!(err.contains("kafka.bootstrap_servers: not set"), "{err}");
     assert!(!err.contains("127.0.0.1:9092"), "{err}");
 
-    let out = check_config(&file, &[("CHURNWATCH_KAFKA__BOOTSTRAP_SERVERS", "b1:9092")]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = valid(&file, &[("CHURNWATCH_KAFKA__BOOTSTRAP_SERVERS", "b1:9092")]);
     assert!(text.contains("bootstrap_servers = \"b1:9092\""), "{text}");
 }
 
@@ -189,14 +195,7 @@ assignment_strategy = "range"
     let file = dir.path().join("plain.toml");
     std::fs::write(&file, "[kafka]\nbootstrap_servers = \"broker:9092\"\n")
         .unwrap_or_else(|e| panic!("{e}"));
-    let out = check_config(&file, &[("CHURNWATCH_KAFKA__GROUP_PROTOCOL", "consumer")]);
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let shown = valid(&file, &[("CHURNWATCH_KAFKA__GROUP_PROTOCOL", "consumer")]);
     assert!(shown.contains("group_protocol = \"consumer\""), "{shown}");
 }
 
@@ -218,13 +217,6 @@ fn holdout_shares_are_checked_per_playbook_key() {
     }
     let good = "[kafka]\nbootstrap_servers = \"b:9092\"\n\n[outreach.holdout]\ndefault = 0.1\nwin_back = 0.3\n";
     std::fs::write(&file, good).unwrap_or_else(|e| panic!("{e}"));
-    let out = check_config(&file, &[]);
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let shown = valid(&file, &[]);
     assert!(shown.contains("win_back = 0.3"), "{shown}");
 }
