@@ -41,6 +41,7 @@ pub struct Metrics {
     pub producer_queue: IntGauge,
     pub producer_errors: IntCounter,
     pub commits: IntCounterVec,
+    pub rewinds: IntCounter,
     pub timers_fired: IntCounter,
     pub customers_evicted: IntCounter,
     pub build_info: IntGaugeVec,
@@ -197,6 +198,10 @@ impl Metrics {
                 opts("churnwatch_commits_total", "Batch ends that committed: ok (offsets committed, or the transaction committed), error (the offset commit failed; not fatal: the partition's next commit covers those offsets), refused (not committed because records were not delivered), aborted (the transaction was aborted)."),
                 &["result"],
             )?,
+            rewinds: IntCounter::new(
+                "churnwatch_rewinds_total",
+                "Aborted transactions or fenced group memberships ridden out without a restart: the loop's partitions restored from the changelog and their input read again from the committed offsets.",
+            )?,
             timers_fired: IntCounter::new("churnwatch_timers_fired_total", "Silence-timer re-scores (a customer looked at again without an event).")?,
             customers_evicted: IntCounter::new(
                 "churnwatch_customers_evicted_total",
@@ -240,6 +245,7 @@ impl Metrics {
         r.register(Box::new(m.producer_queue.clone()))?;
         r.register(Box::new(m.producer_errors.clone()))?;
         r.register(Box::new(m.commits.clone()))?;
+        r.register(Box::new(m.rewinds.clone()))?;
         r.register(Box::new(m.timers_fired.clone()))?;
         r.register(Box::new(m.customers_evicted.clone()))?;
         r.register(Box::new(m.build_info.clone()))?;

@@ -701,12 +701,11 @@ fn hung_leader_at_least_once() {
     trial("hung", Mode::AtLeastOnce, group_coordinator, hang_leader);
 }
 
-/// Fails on churnwatch as it is: the consumer's session expires while its
-/// coordinator is stopped, the transaction's offsets are refused (`Unknown
-/// member`), and the service aborts and exits with status 2 instead of
-/// riding it out. Run it with `-- --ignored` (see README, Reliability).
+/// The consumer's session expires while its coordinator is stopped, and
+/// the transaction's offsets are refused (`Unknown member`): the service
+/// aborts, restores its partitions from the changelog, reads their input
+/// again from the committed offsets and rejoins, in the same process.
 #[test]
-#[ignore = "churnwatch exits (status 2) on an aborted transaction when the group coordinator hangs: open defect"]
 fn hung_leader_exactly_once() {
     trial("hung", Mode::ExactlyOnce, group_coordinator, hang_leader);
 }

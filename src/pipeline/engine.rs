@@ -100,6 +100,9 @@ pub struct PartitionTask {
     counters: PartitionCounters,
     /// Offset to commit (last processed + 1), if anything was processed since the last commit.
     pub next_offset: Option<i64>,
+    /// Exactly-once: the first offset handled since the last committed
+    /// transaction, where [`Engine::rewind`] reads again from.
+    uncommitted_from: Option<i64>,
     pub last_message: Instant,
     /// Timer firings already counted in the metric.
     pub timers_seen: u64,
@@ -160,6 +163,12 @@ pub struct Engine {
     /// The clock read once per message: (monotonic, unix seconds).
     clock: (Instant, Timestamp),
     pub fatal: Option<PipelineError>,
+    /// Exactly-once: a transaction was aborted, so the state of the
+    /// partitions owned holds events whose effects the broker discarded;
+    /// [`Engine::rewind`] restores them from the changelog and seeks back.
+    pub rewind_pending: bool,
+    /// This loop's number (its consumer's and producer's ids).
+    pub thread: usize,
     /// What `/readyz` reads (never under this engine's lock).
     pub published: Arc<super::Published>,
 }
@@ -208,6 +217,8 @@ impl Engine {
             outcomes: outcomes::Outcomes::default(),
             clock: (Instant::now(), now_unix()),
             fatal: None,
+            rewind_pending: false,
+            thread,
             published: Arc::new(super::Published::new()),
         })
     }
@@ -240,6 +251,7 @@ impl Engine {
         };
         task.last_message = now;
         task.next_offset = Some(msg.offset() + 1);
+        task.uncommitted_from.get_or_insert(msg.offset());
         let format = content_format(msg).unwrap_or(self.settings.kafka.input_format);
         let payload = msg.payload().unwrap_or(&[]);
         let outcome = codec::decode(payload, format)
@@ -466,23 +478,44 @@ impl Engine {
             self.sink.changelog_record(*p, r)?;
         }
         if self.txn_open {
-            if tpl.count() > 0 {
-                let meta = consumer
-                    .group_metadata()
-                    .ok_or_else(|| PipelineError::Kafka("no consumer group metadata".into()))?;
-                self.sink
-                    .producer
-                    .send_offsets_to_transaction(&tpl, &meta, TXN_TIMEOUT)
-                    .map_err(|e| self.txn_failed("send offsets", e))?;
-            }
-            self.sink
-                .producer
-                .commit_transaction(TXN_TIMEOUT)
-                .map_err(|e| self.txn_failed("commit", e))?;
+            let committed = self.send_offsets_and_commit(consumer, &tpl);
             self.txn_open = false;
-            self.metrics.commits.with_label_values(&["ok"]).inc();
+            match committed {
+                Ok(()) => {
+                    for t in self.partitions.values_mut() {
+                        t.uncommitted_from = None;
+                    }
+                    self.metrics.commits.with_label_values(&["ok"]).inc();
+                }
+                Err((what, e)) => self.txn_failed(what, e)?,
+            }
         }
         Ok(())
+    }
+
+    fn send_offsets_and_commit<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        tpl: &TopicPartitionList,
+    ) -> Result<(), (&'static str, rdkafka::error::KafkaError)> {
+        if tpl.count() > 0 {
+            // Without group metadata (not a member just now) the offsets
+            // cannot join the transaction: it is aborted like a refused one.
+            let meta = consumer.group_metadata().ok_or((
+                "send offsets",
+                rdkafka::error::KafkaError::Global(
+                    rdkafka::types::RDKafkaErrorCode::UnknownMemberId,
+                ),
+            ))?;
+            self.sink
+                .producer
+                .send_offsets_to_transaction(tpl, &meta, TXN_TIMEOUT)
+                .map_err(|e| ("send offsets", e))?;
+        }
+        self.sink
+            .producer
+            .commit_transaction(TXN_TIMEOUT)
+            .map_err(|e| ("commit", e))
     }
 
     /// At-least-once batch end: the changed customers are sealed (encoded
@@ -688,13 +721,124 @@ impl Engine {
         }
     }
 
-    fn txn_failed(&mut self, what: &str, e: rdkafka::error::KafkaError) -> PipelineError {
+    /// A transaction that could not commit: aborted, and the loop's
+    /// partitions marked for [`Engine::rewind`] (their state holds the
+    /// batch the broker discarded). A refused commit is what a group
+    /// coordinator moving or hanging, or this member's session expiring,
+    /// gives; the service rides it out. Only a fatal producer error (fenced
+    /// by a newer instance with the same transactional id) or an abort
+    /// that does not complete stops the loop.
+    fn txn_failed(
+        &mut self,
+        what: &str,
+        e: rdkafka::error::KafkaError,
+    ) -> Result<(), PipelineError> {
         self.metrics.commits.with_label_values(&["aborted"]).inc();
-        let _ = self.sink.producer.abort_transaction(TXN_TIMEOUT);
-        self.txn_open = false;
-        PipelineError::Kafka(format!(
-            "transaction {what} failed (aborted; the batch will be reprocessed): {e}"
-        ))
+        let fatal = matches!(&e, rdkafka::error::KafkaError::Transaction(t) if t.is_fatal());
+        if fatal {
+            return Err(PipelineError::Kafka(format!(
+                "transaction {what} failed, fatally (the batch will be reprocessed after a restart): {e}"
+            )));
+        }
+        let mut aborted = self.sink.abort_transaction(TXN_TIMEOUT);
+        for _ in 0..3 {
+            match &aborted {
+                Err(rdkafka::error::KafkaError::Transaction(t)) if t.is_retriable() => {
+                    aborted = self.sink.abort_transaction(TXN_TIMEOUT);
+                }
+                _ => break,
+            }
+        }
+        aborted.map_err(|abort| {
+            PipelineError::Kafka(format!(
+                "transaction {what} failed ({e}) and could not be aborted: {abort}"
+            ))
+        })?;
+        tracing::warn!(
+            error = %e,
+            partitions = self.partitions.len(),
+            "transaction {what} failed and was aborted; the partitions are restored from the changelog and their input read again"
+        );
+        self.rewind_pending = !self.partitions.is_empty();
+        Ok(())
+    }
+
+    /// After an aborted transaction: every owned partition's state as the
+    /// changelog holds it (read_committed: the aborted records are not
+    /// there), the population model and refit schedule as a fresh instance
+    /// would adopt them, and the consumer back at the committed offsets, so
+    /// the discarded batch is processed again, deterministically, as after
+    /// a crash (the same outreach ids), without leaving the process.
+    pub fn rewind<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), PipelineError> {
+        self.rewind_pending = false;
+        let parts: Vec<i32> = self.partitions.keys().copied().collect();
+        if parts.is_empty() {
+            return Ok(());
+        }
+        // Where each partition's uncommitted input began; a partition that
+        // handled nothing since is still at its committed offset (only its
+        // timers ran, and its state is restored all the same).
+        let from: Vec<(i32, i64)> = self
+            .partitions
+            .iter()
+            .filter_map(|(p, t)| t.uncommitted_from.map(|o| (*p, o)))
+            .collect();
+        self.forget(&parts);
+        self.assign(&parts)?;
+        if !from.is_empty() {
+            let topic = &self.settings.kafka.input_topic;
+            let mut seek = TopicPartitionList::new();
+            for (p, o) in &from {
+                seek.add_partition_offset(topic, *p, Offset::Offset(*o))
+                    .map_err(|e| PipelineError::Kafka(e.to_string()))?;
+            }
+            let sought = consumer.seek_partitions(seek, TXN_TIMEOUT).map_err(|e| {
+                PipelineError::Kafka(format!("seeking back to the committed offsets: {e}"))
+            })?;
+            for e in sought.elements() {
+                if let Err(err) = e.error() {
+                    return Err(PipelineError::Kafka(format!(
+                        "seeking partition {} back to its committed offset: {err}",
+                        e.partition()
+                    )));
+                }
+            }
+        }
+        self.metrics.rewinds.inc();
+        tracing::info!(partitions = ?parts, "rewound to the last committed transaction");
+        Ok(())
+    }
+
+    /// Drops the partitions' state and everything learned from it, as a
+    /// fresh instance starts: the model and refit schedule are then adopted
+    /// from the changelog by [`Engine::assign`].
+    fn forget(&mut self, parts: &[i32]) {
+        self.revoke(parts);
+        self.effects.clear();
+        self.outgoing.clear();
+        self.refit = None;
+        self.next_refit = None;
+        self.outcomes = outcomes::Outcomes::default();
+        self.model = Arc::new(PopulationModel::prior(&self.core.model));
+        set_model_metrics(&self.metrics, &self.core, &self.model);
+    }
+
+    /// Before the loop replaces its consumer (a fenced membership): the
+    /// open transaction aborted, every partition's state dropped; the new
+    /// consumer's assignment restores them from the changelog and reads
+    /// their input from the committed offsets.
+    pub fn drop_all(&mut self) {
+        if self.txn_open {
+            let _ = self.sink.abort_transaction(TXN_TIMEOUT);
+            self.txn_open = false;
+        }
+        self.rewind_pending = false;
+        let parts: Vec<i32> = self.assigned.iter().copied().collect();
+        self.forget(&parts);
+        self.metrics.rewinds.inc();
     }
 
     /// Gauges are shared by all loops of the process: each loop adds the
@@ -961,6 +1105,7 @@ impl Engine {
                         PartitionCounters::new(&self.metrics, p)
                     },
                     next_offset: None,
+                    uncommitted_from: None,
                     last_message: Instant::now(),
                     timers_seen: 0,
                     evicted_seen: 0,

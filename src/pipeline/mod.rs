@@ -21,6 +21,7 @@ mod topics;
 mod trouble;
 
 use std::{
+    collections::VecDeque,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, MutexGuard,
@@ -118,6 +119,9 @@ impl ConsumerContext for LoopContext {
                 e.fatal = Some(err);
             }
             e.revoke(&parts);
+            // An aborted batch's partitions that stay ours are rewound by
+            // the loop once the callback returns (seeking is its job).
+            e.rewind_pending &= !e.partitions.is_empty();
         }
     }
 
@@ -443,6 +447,51 @@ fn fatal(
     PipelineError::Kafka(format!("fatal consumer error: {reason}"))
 }
 
+/// How often a loop may replace a consumer whose static membership the
+/// group fenced (`FencedInstanceId`). A group coordinator that fails over
+/// while a member rejoins can fence the member's own older join; that is
+/// ridden out with a new consumer. Fenced again and again means another
+/// running instance holds the same `kafka.group_instance_id`: the loop then
+/// stops with the error, rather than fence it back forever.
+struct Rejoins {
+    at: VecDeque<Instant>,
+}
+
+const REJOINS_MAX: usize = 3;
+const REJOINS_WINDOW: Duration = Duration::from_secs(600);
+
+impl Rejoins {
+    fn new() -> Self {
+        Rejoins {
+            at: VecDeque::new(),
+        }
+    }
+
+    /// Whether the fatal error `code` is a fenced membership to rejoin.
+    fn fenced(&mut self, code: rdkafka::types::RDKafkaErrorCode, reason: &str) -> bool {
+        if code != rdkafka::types::RDKafkaErrorCode::FencedInstanceId {
+            return false;
+        }
+        let now = Instant::now();
+        while self
+            .at
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > REJOINS_WINDOW)
+        {
+            self.at.pop_front();
+        }
+        if self.at.len() >= REJOINS_MAX {
+            return false;
+        }
+        self.at.push_back(now);
+        tracing::warn!(
+            reason,
+            "the group fenced this member's static membership; rejoining with a new consumer (partitions restored from the changelog)"
+        );
+        true
+    }
+}
+
 fn run_loop(
     consumer: BaseConsumer<LoopContext>,
     engine: Arc<Mutex<Engine>>,
@@ -450,6 +499,8 @@ fn run_loop(
     published: Arc<Published>,
     group: String,
 ) -> Result<(), PipelineError> {
+    let mut consumer = consumer;
+    let mut rejoins = Rejoins::new();
     let mut group_asked: Option<Instant> = None;
     let (interval, protocol) = {
         let e = lock(&engine);
@@ -486,6 +537,12 @@ fn run_loop(
             if let Some(err) = e.fatal.take() {
                 return Err(err);
             }
+            if e.rewind_pending {
+                // Set during this poll (a revocation's commit aborted): the
+                // message in hand is read again from the committed offset.
+                e.rewind(&consumer)?;
+                continue;
+            }
             match polled {
                 Some(Ok(msg)) => {
                     e.handle(&msg, now)?;
@@ -493,7 +550,20 @@ fn run_loop(
                 }
                 Some(Err(err)) => {
                     if let Some((code, reason)) = consumer.client().fatal_error() {
-                        return Err(fatal(code, &reason, &e.settings));
+                        if !rejoins.fenced(code, &reason) {
+                            return Err(fatal(code, &reason, &e.settings));
+                        }
+                        // A membership fenced by the group coordinator
+                        // after it failed over, not by another instance:
+                        // a new consumer with the same id takes it back.
+                        e.drop_all();
+                        let (settings, metrics, thread) =
+                            (e.settings.clone(), e.metrics.clone(), e.thread);
+                        drop(e);
+                        consumer = self::consumer(&settings, engine.clone(), metrics, thread)?;
+                        member = false;
+                        group_asked = None;
+                        continue;
                     }
                     trouble::report(&format!("consumer: {err}"));
                 }
@@ -542,6 +612,9 @@ fn run_loop(
                 e.idle_advance()?;
                 e.sample_queue();
                 e.end_batch(&consumer)?;
+                if e.rewind_pending {
+                    e.rewind(&consumer)?;
+                }
                 e.maybe_refit();
                 batch_started = Instant::now();
                 // A sealed batch or a refit to start on: a step at once.

@@ -15,7 +15,7 @@ use prost::Message;
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
     message::{BorrowedMessage, Header, Headers, Message as _, OwnedHeaders, OwnedMessage},
-    producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext},
+    producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig},
     ClientContext,
 };
 
@@ -92,6 +92,11 @@ impl ProducerContext for DeliveryContext {
             self.acks.acknowledged(epoch as u64);
         }
         if let Err((e, msg)) = result {
+            if purged(e) {
+                // An aborted transaction's records: discarded on purpose.
+                tracing::debug!(error = %e, topic = msg.topic(), "an aborted transaction's record was purged");
+                return;
+            }
             self.failed.fetch_add(1, Ordering::Relaxed);
             self.metrics.producer_errors.inc();
             tracing::error!(error = %e, topic = msg.topic(), "a record was not delivered");
@@ -103,6 +108,15 @@ impl ProducerContext for DeliveryContext {
             }
         }
     }
+}
+
+/// A delivery error that says the record was purged (an aborted
+/// transaction), not refused.
+fn purged(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+    )
 }
 
 /// Most bytes of key and value a dead letter keeps: well inside Kafka's
@@ -373,6 +387,18 @@ impl Sink {
             self.producer.poll(Duration::from_millis(5));
         }
         Ok(())
+    }
+
+    /// Aborts the open transaction. librdkafka discards its records, and
+    /// waits for their delivery reports, which this producer serves only
+    /// when polled: they are purged and served first, then the abort.
+    pub fn abort_transaction(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let deadline = Instant::now() + timeout;
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        let _ = self.drain(deadline);
+        self.producer
+            .abort_transaction(deadline.saturating_duration_since(Instant::now()))
     }
 
     /// After every record in flight was delivered (none refused since):
