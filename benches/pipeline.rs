@@ -22,9 +22,11 @@
 //!    restores every partition from `<application_id>-changelog`; next to a
 //!    bare consumer (a child) reading that whole changelog;
 //! 5. peer: benches/peer/quix_peer.py (Quix Streams) over the same topic;
-//! 6. latency: a fresh topic and instance, a history prefilled and processed,
-//!    then live events at half of churnwatch's measured rate for
-//!    LATENCY_SECS; latency = outreach record's Kafka timestamp minus its
+//! 6. latency: a fresh topic and instance, a history (LATENCY_HISTORY_DAYS
+//!    of the population, ending now) prefilled and processed, then live
+//!    events of the same customers, stamped with their send time (event time
+//!    = wall time), at half of churnwatch's measured rate for LATENCY_SECS;
+//!    latency = outreach record's Kafka timestamp minus its
 //!    `churnwatch.trigger.timestamp` header (the input message's CreateTime);
 //!    then the broker path alone: the same live events at the same rate into
 //!    a fresh topic, read by a bare consumer (receipt minus CreateTime).
@@ -34,6 +36,7 @@
 //! `<target dir>/perf-table.md`); progress and notes to stderr. Knobs
 //! (environment): EVENTS, CUSTOMERS, PARTITIONS, SPAN_DAYS, KAFKA_BOOTSTRAP,
 //! PEER (0 skips), PEER_PYTHON, LATENCY_SECS (0 skips), LATENCY_CUSTOMERS,
+//! LATENCY_HISTORY_DAYS (30),
 //! LATENCY_RATE (default: half of churnwatch's rate here), LATENCY_SILENT_SHARE,
 //! LATENCY_LINGER_MS, FETCH_WAIT_MS (churnwatch's fetch.wait.max.ms),
 //! CW_PROPERTIES (`key=value,...`: librdkafka properties for every churnwatch
@@ -724,6 +727,7 @@ struct Knobs {
     python: PathBuf,
     latency_secs: u64,
     latency_customers: u64,
+    latency_history_days: u64,
     latency_silent_share: f64,
     linger_ms: u64,
     fetch_wait_ms: Option<u64>,
@@ -764,6 +768,7 @@ impl Knobs {
                 }),
             latency_secs: env_u64("LATENCY_SECS", 60),
             latency_customers: env_u64("LATENCY_CUSTOMERS", customers),
+            latency_history_days: env_u64("LATENCY_HISTORY_DAYS", 30),
             latency_silent_share: env_f64("LATENCY_SILENT_SHARE").unwrap_or(0.2),
             linger_ms: env_u64("LATENCY_LINGER_MS", 1),
             fetch_wait_ms: std::env::var("FETCH_WAIT_MS")
@@ -1184,27 +1189,52 @@ fn latency(
 ) -> Res<Latency> {
     let live = (rate * k.latency_secs as f64) as u64;
     let customers = k.latency_customers.max(1);
-    let live_days = live as f64 / (0.27 * customers as f64);
-    let span_days = (live_days * 1.1).ceil() as i64 + 7;
+    // History: `LATENCY_HISTORY_DAYS` of the population, ending now,
+    // processed first. Live: the same customers' further activity (the
+    // generator again, with other seeds), each event stamped with the time
+    // it is sent: event time runs at wall time, as in production, so the
+    // silence timers and daily refits run at their production pace (the
+    // generator's own next days, compressed into the window, made a day of
+    // event time pass every 0.7 s: every timer and a refit per day fired
+    // inside one minute).
+    let span_days = k.latency_history_days.max(1) as i64;
     let now = unix_ms() / 1000;
-    let gen = || {
+    let gen = |seed: u64| {
         Generator::new(GenConfig {
             customers,
+            seed,
             start: now - Span::days(span_days).as_secs(),
             span: Span::days(span_days),
             silent_share: k.latency_silent_share,
             ..GenConfig::default()
         })
     };
-    let total = gen().count() as u64;
-    let history = total.saturating_sub(live);
-    let live = total - history;
+    let base_seed = GenConfig::default().seed;
+    let history = gen(base_seed).count() as u64;
+    let live_events = || {
+        (1u64..)
+            .flat_map(move |round| {
+                gen(base_seed + round).map(move |mut ev| {
+                    ev.event_id = format!("live{round}-{}", ev.event_id);
+                    ev
+                })
+            })
+            .take(live as usize)
+    };
+    let stamped = |ev: &churnwatch::pb::InteractionEvent| {
+        let mut ev = ev.clone();
+        if let Some(t) = ev.occurred_at.as_mut() {
+            t.seconds = unix_ms() / 1000;
+            t.nanos = 0;
+        }
+        ev
+    };
+    let total = history + live;
     let what = format!(
-        "`generate` population of {customers} customers (silent share {}) over {span_days} days ending now: \
-         {history} history events (first 7+ days) produced and processed first, then the last {} events \
-         (about {live_days:.0} days of event time) live at {rate:.0} events/s",
+        "`generate` population of {customers} customers (silent share {}) over the {span_days} days before now: \
+         {history} history events produced and processed first, then {live} further events of the same customers \
+         live at {rate:.0} events/s, each stamped with the time it was sent (event time = wall time)",
         k.latency_silent_share,
-        live
     );
     progress(format!("latency: {what}"));
 
@@ -1240,9 +1270,8 @@ fn latency(
         send_record(p, topic, ev.customer_id.as_bytes(), &bytes);
     };
     let send = |p: &BaseProducer, ev: &churnwatch::pb::InteractionEvent| send_to(p, &topic, ev);
-    let mut events = gen();
     let p = producer(20);
-    for ev in events.by_ref().take(history as usize) {
+    for ev in gen(base_seed) {
         send(&p, &ev);
     }
     p.flush(Duration::from_secs(300))
@@ -1279,8 +1308,8 @@ fn latency(
             }
             max
         });
-        paced(events, rate, |i, ev| {
-            send(&p, ev);
+        paced(live_events(), rate, |i, ev| {
+            send(&p, &stamped(ev));
             sent.store(i as u64 + 1, Ordering::Relaxed);
         });
         sending.store(false, Ordering::Relaxed);
@@ -1367,8 +1396,8 @@ fn latency(
                     let _ = lp.flush(Duration::from_secs(60));
                 });
             }
-            paced(gen().skip(history as usize), rate, |_, ev| {
-                send_to(&p, &topic, ev)
+            paced(live_events(), rate, |_, ev| {
+                send_to(&p, &topic, &stamped(ev))
             });
             let _ = p.flush(Duration::from_secs(300));
             sending.store(false, Ordering::Relaxed);
@@ -1406,7 +1435,7 @@ fn latency(
             "backlog (sent, not yet handled) at most {max_backlog} messages ({:.2} s of input) during the live window, \
              {backlog_end} when the last was sent, drained {drain_secs:.1} s later; over the {sent_secs:.1} s of sending \
              the broker used {} CPU s and the harness (producer, generator) {own:.1} CPU s; {refits} refits of the model \
-             (one per day of event time; the window holds about {live_days:.0}), gathered in steps and fitted beside \
+             (one per day of event time), gathered in steps and fitted beside \
              the loop, {refit_ms} ms from start to use in all",
             max_backlog as f64 / rate,
             broker.map_or("?".into(), |c| format!("{c:.1}"))
