@@ -433,7 +433,7 @@ fn trial(
     eprintln!(
         "{name} ({mode:?}): {what}; fault after {at} of {total} events handled; longest pause in handling {:.1} s; end of input committed {:.1} s after the fault; one service process (pid {pid}), exit 0; \
          {} outreach records, {} distinct (= clean), {} repeats; {} customer states = clean; rebalances {}, producer send errors {}, \
-         commits failed {}; trial {:.1} s",
+         commits failed {}, transactions aborted {}, rewinds in process {}; trial {:.1} s",
         longest_pause(&samples, total).as_secs_f64(),
         caught_up.as_secs_f64(),
         got.ids.len(),
@@ -443,6 +443,8 @@ fn trial(
         common::scraped(&metrics, "churnwatch_rebalances_total"),
         common::scraped(&metrics, "churnwatch_producer_send_errors_total"),
         common::scraped(&metrics, "churnwatch_commits_total{result=\"error\"}"),
+        common::scraped(&metrics, "churnwatch_commits_total{result=\"aborted\"}"),
+        common::scraped(&metrics, "churnwatch_rewinds_total"),
         t0.elapsed().as_secs_f64()
     );
 }
