@@ -98,9 +98,7 @@ pub async fn run(
     let result = match tokio::time::timeout(timeout, joined).await {
         Ok(Ok(r)) => r,
         Ok(Err(_)) => Err(PipelineError::Panicked),
-        Err(_) => Err(PipelineError::Kafka(format!(
-            "did not stop within shutdown.timeout ({timeout:?})"
-        ))),
+        Err(_) => Err(PipelineError::ShutdownTimeout(timeout)),
     };
     let _ = http_stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;

@@ -228,7 +228,7 @@ impl Engine {
             self.sink
                 .producer
                 .begin_transaction()
-                .map_err(|e| PipelineError::Kafka(format!("begin transaction: {e}")))?;
+                .map_err(super::kafka("begin transaction"))?;
             self.txn_open = true;
         }
         Ok(())
@@ -454,7 +454,7 @@ impl Engine {
         for (p, task) in self.partitions.iter_mut() {
             if let Some(next) = task.next_offset.take() {
                 tpl.add_partition_offset(topic, *p, Offset::Offset(next))
-                    .map_err(|e| PipelineError::Kafka(e.to_string()))?;
+                    .map_err(super::kafka("listing the batch's offsets"))?;
             }
         }
         Ok(tpl)
@@ -688,9 +688,9 @@ impl Engine {
     fn acknowledged(&mut self, what: &str) -> Result<(), PipelineError> {
         let deadline = Instant::now() + FLUSH_TIMEOUT;
         loop {
-            self.sink.drain(deadline).map_err(|e| {
-                PipelineError::Kafka(format!("waiting for the broker to acknowledge {what}: {e}"))
-            })?;
+            self.sink.drain(deadline).map_err(super::kafka(format!(
+                "waiting for the broker to acknowledge {what}"
+            )))?;
             let failed = self.sink.failed_deliveries();
             if failed == self.failed_seen {
                 self.sink.all_acknowledged();
@@ -702,7 +702,7 @@ impl Engine {
             if refused.is_empty() || hopeless.is_some() || Instant::now() >= deadline {
                 self.metrics.commits.with_label_values(&["refused"]).inc();
                 let why = hopeless.map(|(_, e)| format!(" ({e})")).unwrap_or_default();
-                return Err(PipelineError::Kafka(format!(
+                return Err(PipelineError::Undelivered(format!(
                     "{} records were not delivered{why}; input offsets are not committed (they will be reprocessed)",
                     refused.len().max(1)
                 )));
@@ -730,15 +730,16 @@ impl Engine {
     /// that does not complete stops the loop.
     fn txn_failed(
         &mut self,
-        what: &str,
+        what: &'static str,
         e: rdkafka::error::KafkaError,
     ) -> Result<(), PipelineError> {
         self.metrics.commits.with_label_values(&["aborted"]).inc();
         let fatal = matches!(&e, rdkafka::error::KafkaError::Transaction(t) if t.is_fatal());
         if fatal {
-            return Err(PipelineError::Kafka(format!(
-                "transaction {what} failed, fatally (the batch will be reprocessed after a restart): {e}"
-            )));
+            return Err(PipelineError::TransactionFatal {
+                op: what,
+                source: e,
+            });
         }
         let mut aborted = self.sink.abort_transaction(TXN_TIMEOUT);
         for _ in 0..3 {
@@ -749,11 +750,13 @@ impl Engine {
                 _ => break,
             }
         }
-        aborted.map_err(|abort| {
-            PipelineError::Kafka(format!(
-                "transaction {what} failed ({e}) and could not be aborted: {abort}"
-            ))
-        })?;
+        if let Err(source) = aborted {
+            return Err(PipelineError::AbortFailed {
+                op: what,
+                failed: Box::new(e),
+                source,
+            });
+        }
         tracing::warn!(
             error = %e,
             partitions = self.partitions.len(),
@@ -793,18 +796,16 @@ impl Engine {
             let mut seek = TopicPartitionList::new();
             for (p, o) in &from {
                 seek.add_partition_offset(topic, *p, Offset::Offset(*o))
-                    .map_err(|e| PipelineError::Kafka(e.to_string()))?;
+                    .map_err(super::kafka("listing the offsets to rewind to"))?;
             }
-            let sought = consumer.seek_partitions(seek, TXN_TIMEOUT).map_err(|e| {
-                PipelineError::Kafka(format!("seeking back to the committed offsets: {e}"))
-            })?;
+            let sought = consumer
+                .seek_partitions(seek, TXN_TIMEOUT)
+                .map_err(super::kafka("seeking back to the committed offsets"))?;
             for e in sought.elements() {
-                if let Err(err) = e.error() {
-                    return Err(PipelineError::Kafka(format!(
-                        "seeking partition {} back to its committed offset: {err}",
-                        e.partition()
-                    )));
-                }
+                e.error().map_err(super::kafka(format!(
+                    "seeking partition {} back to its committed offset",
+                    e.partition()
+                )))?;
             }
         }
         self.metrics.rewinds.inc();
@@ -1153,8 +1154,7 @@ impl Engine {
 
     /// Records the model in use in every owned changelog partition.
     fn record_model(&mut self) -> Result<(), PipelineError> {
-        let bytes =
-            serde_json::to_vec(&*self.model).map_err(|e| PipelineError::Kafka(e.to_string()))?;
+        let bytes = serde_json::to_vec(&*self.model)?;
         self.begin()?;
         let parts: Vec<i32> = self.partitions.keys().copied().collect();
         for p in parts {

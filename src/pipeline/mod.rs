@@ -32,7 +32,9 @@ use std::{
 
 use rdkafka::{
     consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance},
+    error::KafkaError,
     producer::Producer,
+    types::RDKafkaErrorCode,
     ClientContext, Statistics,
 };
 
@@ -49,18 +51,78 @@ use crate::{
     settings::{GroupProtocol, Guarantee, Settings},
 };
 
+/// What stopped the service, by operation; the error underneath is kept
+/// as the source where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("configuration: {0}")]
     Config(String),
     #[error("topics: {0}")]
     Topology(String),
+    /// A Kafka client call failed; `op` says which, in words.
+    #[error("kafka: {op}: {source}")]
+    Kafka {
+        op: String,
+        #[source]
+        source: KafkaError,
+    },
+    /// A topic's metadata or creation answered with an error code.
+    #[error("kafka: {op}: {source:?}")]
+    Admin {
+        op: String,
+        #[source]
+        source: RDKafkaErrorCode,
+    },
+    /// No broker answered, or the brokers refused this client.
     #[error("kafka: {0}")]
-    Kafka(String),
+    Connect(String),
+    /// Records no retry could deliver (their input offsets not committed).
+    #[error("kafka: {0}")]
+    Undelivered(String),
+    /// A transaction that failed with a fatal producer error.
+    #[error("kafka: transaction {op} failed, fatally (the batch will be reprocessed after a restart): {source}")]
+    TransactionFatal {
+        op: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+    /// A transaction that failed and whose abort failed too.
+    #[error("kafka: transaction {op} failed ({failed}) and could not be aborted: {source}")]
+    AbortFailed {
+        op: &'static str,
+        /// Boxed: the rare variant keeps every `Result` small.
+        failed: Box<KafkaError>,
+        #[source]
+        source: KafkaError,
+    },
+    /// The consumer's fatal error: it can do nothing more.
+    #[error("kafka: {0}")]
+    ConsumerFatal(String),
+    /// The changelog was not read to its end in time.
+    #[error("kafka: {0}")]
+    RestoreTimeout(String),
+    #[error("spawning {what}: {source}")]
+    Spawn {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("encoding the population model: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("did not stop within shutdown.timeout ({0:?})")]
+    ShutdownTimeout(Duration),
     #[error("{0}")]
     Unsupported(String),
     #[error("a processing thread panicked")]
     Panicked,
+}
+
+/// `map_err` for a Kafka client call: `.map_err(kafka("creating the consumer"))`.
+pub(crate) fn kafka(op: impl Into<String>) -> impl FnOnce(KafkaError) -> PipelineError {
+    move |source| PipelineError::Kafka {
+        op: op.into(),
+        source,
+    }
 }
 
 fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
@@ -220,7 +282,10 @@ impl Pipeline {
             let handle = std::thread::Builder::new()
                 .name(format!("churnwatch-loop-{thread}"))
                 .spawn(move || run_loop(consumer, e, s, status, group))
-                .map_err(|e| PipelineError::Kafka(format!("spawning a loop: {e}")))?;
+                .map_err(|source| PipelineError::Spawn {
+                    what: "a processing loop",
+                    source,
+                })?;
             engines.push(engine);
             threads.push(handle);
         }
@@ -371,10 +436,10 @@ fn consumer(
     };
     let consumer: BaseConsumer<LoopContext> = cfg
         .create_with_context(ctx)
-        .map_err(|e| PipelineError::Kafka(format!("creating the consumer: {e}")))?;
+        .map_err(kafka("creating the consumer"))?;
     consumer
         .subscribe(&[&k.input_topic])
-        .map_err(|e| PipelineError::Kafka(format!("subscribing to `{}`: {e}", k.input_topic)))?;
+        .map_err(kafka(format!("subscribing to `{}`", k.input_topic)))?;
     Ok(consumer)
 }
 
@@ -435,7 +500,7 @@ fn fatal(
 ) -> PipelineError {
     let k = &settings.kafka;
     if code == rdkafka::types::RDKafkaErrorCode::UnreleasedInstanceId {
-        return PipelineError::Kafka(format!(
+        return PipelineError::ConsumerFatal(format!(
             "the consumer group `{}` still holds kafka.group_instance_id `{}` for a member that did not leave \
              (killed, or another instance with the same id is running). Under kafka.group_protocol = \"consumer\" the broker \
              refuses the new member until the old one's session expires (broker setting group.consumer.session.timeout.ms, \
@@ -444,7 +509,7 @@ fn fatal(
             k.group_instance_id.as_deref().unwrap_or_default(),
         ));
     }
-    PipelineError::Kafka(format!("fatal consumer error: {reason}"))
+    PipelineError::ConsumerFatal(format!("fatal consumer error: {reason}"))
 }
 
 /// How often a loop may replace a consumer whose static membership the

@@ -86,7 +86,7 @@ pub fn restore_consumer(
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")
         .create_with_context(RestoreContext)
-        .map_err(|e| PipelineError::Kafka(format!("creating the restore consumer: {e}")))
+        .map_err(super::kafka("creating the restore consumer"))
 }
 
 /// Reads the changelog partitions in `targets` from the beginning to their
@@ -118,9 +118,9 @@ pub fn restore(
                     std::thread::sleep(Duration::from_millis(500));
                 }
                 Err(e) => {
-                    return Err(PipelineError::Kafka(format!(
-                        "watermarks of {topic}/{partition}: {e}"
-                    )))
+                    return Err(super::kafka(format!("watermarks of {topic}/{partition}"))(
+                        e,
+                    ))
                 }
             }
         };
@@ -134,12 +134,12 @@ pub fn restore(
             },
         );
         tpl.add_partition_offset(topic, partition, Offset::Beginning)
-            .map_err(|e| PipelineError::Kafka(e.to_string()))?;
+            .map_err(super::kafka("listing the partitions to restore"))?;
     }
     if !targets.is_empty() {
         consumer
             .assign(&tpl)
-            .map_err(|e| PipelineError::Kafka(format!("assigning {topic}: {e}")))?;
+            .map_err(super::kafka(format!("assigning {topic}")))?;
     }
     let mut left = progress.len();
     while left > 0 {
@@ -149,7 +149,7 @@ pub fn restore(
                 .filter(|(_, p)| !p.done)
                 .map(|(n, p)| format!("{n} at offset {} of {}", p.last_offset, p.high))
                 .collect();
-            return Err(PipelineError::Kafka(format!(
+            return Err(PipelineError::RestoreTimeout(format!(
                 "restoring {topic} timed out: partitions {}",
                 behind.join(", ")
             )));
@@ -185,7 +185,7 @@ pub fn restore(
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
-            Err(e) => return Err(PipelineError::Kafka(format!("reading {topic}: {e}"))),
+            Err(e) => return Err(super::kafka(format!("reading {topic}"))(e)),
         };
         let partition = msg.partition();
         let (Some(pr), Some(proc)) = (progress.get_mut(&partition), targets.get_mut(&partition))

@@ -186,7 +186,7 @@ fn create_producer(
         undelivered: Mutex::new(Vec::new()),
     };
     cfg.create_with_context(ctx)
-        .map_err(|e| PipelineError::Kafka(format!("creating the producer: {e}")))
+        .map_err(super::kafka("creating the producer"))
 }
 
 /// Whether sending a refused record again cannot help (it is too large,
@@ -419,8 +419,7 @@ impl Sink {
 
     /// Sends, waiting (and serving delivery reports) while the queue is full.
     fn send(&self, record: Record<'_>) -> Result<(), PipelineError> {
-        self.enqueue(record)
-            .map_err(|e| PipelineError::Kafka(format!("producing: {e}")))
+        self.enqueue(record).map_err(super::kafka("producing"))
     }
 
     fn enqueue(&self, mut record: Record<'_>) -> Result<(), KafkaError> {
@@ -545,7 +544,7 @@ impl Sink {
                         .headers(dead_letter_headers(msg, reason, detail, false, Some(&note))),
                 )
             }
-            other => other.map_err(|e| PipelineError::Kafka(format!("producing: {e}"))),
+            other => other.map_err(super::kafka("producing")),
         }
     }
 

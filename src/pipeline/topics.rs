@@ -98,7 +98,7 @@ async fn check_changelog(settings: &Settings, topic: &str) -> Result<(), Pipelin
     use rdkafka::admin::{ConfigResourceResult, ResourceSpecifier};
     let admin: AdminClient<ProbeContext> = client::base(settings)?
         .create_with_context(ProbeContext)
-        .map_err(|e| PipelineError::Kafka(format!("creating an admin client: {e}")))?;
+        .map_err(super::kafka("creating an admin client"))?;
     let got = admin
         .describe_configs(
             &[ResourceSpecifier::Topic(topic)],
@@ -141,7 +141,7 @@ fn partition_count_within<C: ConsumerContext>(
 ) -> Result<Option<usize>, PipelineError> {
     let md = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
         let why = reported(consumer);
-        PipelineError::Kafka(format!("metadata for `{topic}`: {e}{why}"))
+        super::kafka(format!("metadata for `{topic}`{why}"))(e)
     })?;
     let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
         return Ok(None);
@@ -150,10 +150,10 @@ fn partition_count_within<C: ConsumerContext>(
         Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => {
             Ok(None)
         }
-        Some(e) => Err(PipelineError::Kafka(format!(
-            "metadata for `{topic}`: {:?}",
-            RDKafkaErrorCode::from(e)
-        ))),
+        Some(e) => Err(PipelineError::Admin {
+            op: format!("metadata for `{topic}`"),
+            source: RDKafkaErrorCode::from(e),
+        }),
         None if t.partitions().is_empty() => Ok(None),
         None => Ok(Some(t.partitions().len())),
     }
@@ -217,13 +217,13 @@ async fn connect<C: ConsumerContext>(
         if refused(&text) {
             // Waiting does not mend wrong credentials or an untrusted
             // certificate: say so at once rather than after the deadline.
-            return Err(PipelineError::Kafka(format!(
+            return Err(PipelineError::Connect(format!(
                 "the brokers at {} refused this client (not retried; check the security settings in kafka.properties): {text}",
                 k.bootstrap_servers
             )));
         }
         if Instant::now() + backoff >= deadline {
-            return Err(PipelineError::Kafka(format!(
+            return Err(PipelineError::Connect(format!(
                 "no broker at {} answered within kafka.connect_timeout ({} s): {attempts} attempts, the last: {err}",
                 k.bootstrap_servers,
                 budget.as_secs()
@@ -245,7 +245,7 @@ pub async fn prepare(settings: &Settings) -> Result<usize, PipelineError> {
     let probe: BaseConsumer<ProbeContext> = client::base(settings)?
         .set("group.id", format!("{}-probe", settings.application_id))
         .create_with_context(ProbeContext)
-        .map_err(|e| PipelineError::Kafka(format!("creating a client: {e}")))?;
+        .map_err(super::kafka("creating a client"))?;
     let k = &settings.kafka;
     let input = connect(&probe, settings).await?.ok_or_else(|| {
         PipelineError::Topology(format!(
@@ -283,7 +283,7 @@ pub async fn prepare(settings: &Settings) -> Result<usize, PipelineError> {
     }
     let admin: AdminClient<ProbeContext> = client::base(settings)?
         .create_with_context(ProbeContext)
-        .map_err(|e| PipelineError::Kafka(format!("creating an admin client: {e}")))?;
+        .map_err(super::kafka("creating an admin client"))?;
     let partitions = i32::try_from(input).unwrap_or(i32::MAX);
     let new: Vec<NewTopic<'_>> = missing
         .iter()
@@ -307,7 +307,7 @@ pub async fn prepare(settings: &Settings) -> Result<usize, PipelineError> {
             &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)),
         )
         .await
-        .map_err(|e| PipelineError::Kafka(format!("creating topics: {e}")))?;
+        .map_err(super::kafka("creating topics"))?;
     for r in results {
         match r {
             Ok(name) => tracing::info!(topic = %name, partitions, "created topic"),
@@ -315,9 +315,10 @@ pub async fn prepare(settings: &Settings) -> Result<usize, PipelineError> {
                 tracing::debug!(topic = %name, "topic exists")
             }
             Err((name, e)) => {
-                return Err(PipelineError::Kafka(format!(
-                    "creating topic `{name}`: {e:?}"
-                )))
+                return Err(PipelineError::Admin {
+                    op: format!("creating topic `{name}`"),
+                    source: e,
+                })
             }
         }
     }
