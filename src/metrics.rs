@@ -47,6 +47,49 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
 }
 
+/// Label values of a bounded label, as an enum at every call site: a typo
+/// is a compile error, and the series pre-created at start are exactly the
+/// enum's values.
+macro_rules! label_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $label:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label),+
+                }
+            }
+        }
+    };
+}
+
+label_enum! {
+    /// `result` of `churnwatch_commits_total`.
+    CommitResult { Ok => "ok", Error => "error", Refused => "refused", Aborted => "aborted" }
+}
+
+label_enum! {
+    /// `kind` of `churnwatch_rebalances_total`.
+    RebalanceKind { Assign => "assign", Revoke => "revoke" }
+}
+
+label_enum! {
+    /// `reason` of `churnwatch_events_dropped_total`.
+    DropReason { Late => "late", Duplicate => "duplicate", Forgotten => "forgotten" }
+}
+
+label_enum! {
+    /// `result` of `churnwatch_model_refits_total`.
+    RefitResult { Ok => "ok", Skipped => "skipped", Error => "error" }
+}
+
 /// The `outcome` label of an outreach outcome.
 pub fn outcome_label(o: crate::pb::Outcome) -> &'static str {
     use crate::pb::Outcome;
@@ -275,20 +318,20 @@ impl Metrics {
         for l in crate::score::Level::ALL {
             m.customers_by_level.with_label_values(&[l.as_str()]);
         }
-        for reason in ["late", "duplicate", "forgotten"] {
-            m.events_dropped.with_label_values(&[reason]);
+        for reason in DropReason::ALL {
+            m.events_dropped.with_label_values(&[reason.as_str()]);
         }
         for reason in crate::pipeline::restore::SKIP_REASONS {
             m.restore_skipped.with_label_values(&[reason]);
         }
-        for result in ["ok", "skipped", "error"] {
-            m.model_refits.with_label_values(&[result]);
+        for result in RefitResult::ALL {
+            m.model_refits.with_label_values(&[result.as_str()]);
         }
-        for result in ["ok", "error", "refused", "aborted"] {
-            m.commits.with_label_values(&[result]);
+        for result in CommitResult::ALL {
+            m.commits.with_label_values(&[result.as_str()]);
         }
-        for kind in ["assign", "revoke"] {
-            m.rebalances.with_label_values(&[kind]);
+        for kind in RebalanceKind::ALL {
+            m.rebalances.with_label_values(&[kind.as_str()]);
         }
         // Outreach by playbook: the dashboard and the outcome-rate rules
         // divide by these, so they exist at 0 before the first outreach.
@@ -343,6 +386,26 @@ impl Metrics {
         for (name, v) in crate::score::learn::NAMES.iter().zip(c) {
             self.risk_coefficient.with_label_values(&[name]).set(*v);
         }
+    }
+
+    pub fn commit(&self, result: CommitResult) {
+        self.commits.with_label_values(&[result.as_str()]).inc();
+    }
+
+    pub fn rebalance(&self, kind: RebalanceKind) {
+        self.rebalances.with_label_values(&[kind.as_str()]).inc();
+    }
+
+    pub fn dropped(&self, reason: DropReason) {
+        self.events_dropped
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    pub fn refit(&self, result: RefitResult) {
+        self.model_refits
+            .with_label_values(&[result.as_str()])
+            .inc();
     }
 
     /// The series of an input partition, at 0 from its assignment (their

@@ -29,7 +29,7 @@ use crate::{
     config::CoreConfig,
     fold::Folded,
     kind::EventKind,
-    metrics::Metrics,
+    metrics::{CommitResult, DropReason, Metrics, RefitResult},
     pb::{Channel, Playbook},
     population::{PopulationModel, RefitError},
     processor::{ChangelogRecord, Effect, Processed, Processor},
@@ -283,18 +283,13 @@ impl Engine {
             }
             Ok((processed, kind, at)) => {
                 match processed {
-                    Processed::Folded(Folded::Duplicate) => self
-                        .metrics
-                        .events_dropped
-                        .with_label_values(&["duplicate"])
-                        .inc(),
+                    Processed::Folded(Folded::Duplicate) => {
+                        self.metrics.dropped(DropReason::Duplicate)
+                    }
                     Processed::Folded(Folded::Late) | Processed::Late => {
                         // Not folded, and not lost: the dead-letter topic
                         // keeps it (reason `late`), to be replayed if wanted.
-                        self.metrics
-                            .events_dropped
-                            .with_label_values(&["late"])
-                            .inc();
+                        self.metrics.dropped(DropReason::Late);
                         let detail = match (processed, task.processor.stream_time()) {
                             (Processed::Late, Some(st)) => format!(
                                 "occurred_at is {} s before the partition's stream time (fold.lateness {} s)",
@@ -305,11 +300,7 @@ impl Engine {
                         };
                         self.sink.dead_letter(msg, "late", &detail)?;
                     }
-                    Processed::Forgotten => self
-                        .metrics
-                        .events_dropped
-                        .with_label_values(&["forgotten"])
-                        .inc(),
+                    Processed::Forgotten => self.metrics.dropped(DropReason::Forgotten),
                     Processed::Folded(_) => task.counters.consumed(&self.metrics, p, kind),
                 }
                 if let Some(at) = at {
@@ -485,7 +476,7 @@ impl Engine {
                     for t in self.partitions.values_mut() {
                         t.uncommitted_from = None;
                     }
-                    self.metrics.commits.with_label_values(&["ok"]).inc();
+                    self.metrics.commit(CommitResult::Ok);
                 }
                 Err((what, e)) => self.txn_failed(what, e)?,
             }
@@ -669,11 +660,11 @@ impl Engine {
             CommitMode::Async
         };
         match consumer.commit(offsets, mode) {
-            Ok(()) => self.metrics.commits.with_label_values(&["ok"]).inc(),
+            Ok(()) => self.metrics.commit(CommitResult::Ok),
             Err(e) => {
                 // Not fatal: the events are reprocessed after a restart
                 // and the deterministic core gives the same outreach ids.
-                self.metrics.commits.with_label_values(&["error"]).inc();
+                self.metrics.commit(CommitResult::Error);
                 tracing::warn!(error = %e, "offset commit failed");
             }
         }
@@ -700,7 +691,7 @@ impl Engine {
             let refused = self.sink.take_undelivered();
             let hopeless = refused.iter().find(|(_, e)| super::sink::permanent(e));
             if refused.is_empty() || hopeless.is_some() || Instant::now() >= deadline {
-                self.metrics.commits.with_label_values(&["refused"]).inc();
+                self.metrics.commit(CommitResult::Refused);
                 let why = hopeless.map(|(_, e)| format!(" ({e})")).unwrap_or_default();
                 return Err(PipelineError::Undelivered(format!(
                     "{} records were not delivered{why}; input offsets are not committed (they will be reprocessed)",
@@ -733,7 +724,7 @@ impl Engine {
         what: &'static str,
         e: rdkafka::error::KafkaError,
     ) -> Result<(), PipelineError> {
-        self.metrics.commits.with_label_values(&["aborted"]).inc();
+        self.metrics.commit(CommitResult::Aborted);
         let fatal = matches!(&e, rdkafka::error::KafkaError::Transaction(t) if t.is_fatal());
         if fatal {
             return Err(PipelineError::TransactionFatal {
@@ -976,7 +967,7 @@ impl Engine {
         match spawned {
             Ok(handle) => self.refit = Some(Refit::Fitting { started, handle }),
             Err(e) => {
-                self.count_refit("error");
+                self.metrics.refit(RefitResult::Error);
                 tracing::warn!(error = %e, "could not start a refit; keeping the model");
             }
         }
@@ -990,7 +981,7 @@ impl Engine {
         started: Instant,
     ) {
         let Ok(result) = handle.join() else {
-            self.count_refit("error");
+            self.metrics.refit(RefitResult::Error);
             tracing::error!("the refit thread panicked; keeping the model");
             return;
         };
@@ -1014,7 +1005,7 @@ impl Engine {
                     t.processor.set_model(m.clone());
                 }
                 set_model_metrics(&self.metrics, &self.core, &m);
-                self.count_refit("ok");
+                self.metrics.refit(RefitResult::Ok);
                 tracing::info!(
                     params = ?m.params,
                     customers = m.fit.as_ref().map_or(0, |f| f.customers),
@@ -1030,19 +1021,14 @@ impl Engine {
                 super::memory::release();
             }
             Err(e @ (RefitError::TooFew { .. } | RefitError::TooShort { .. })) => {
-                self.count_refit("skipped");
+                self.metrics.refit(RefitResult::Skipped);
                 tracing::info!(reason = %e, "refit skipped; keeping the model");
             }
             Err(e) => {
-                self.count_refit("error");
+                self.metrics.refit(RefitResult::Error);
                 tracing::warn!(error = %e, "model refit failed; keeping the model");
             }
         }
-    }
-
-    /// A refit's result in `churnwatch_model_refits_total`.
-    fn count_refit(&self, result: &str) {
-        self.metrics.model_refits.with_label_values(&[result]).inc();
     }
 
     /// Restores newly assigned partitions from the changelog (all of them in

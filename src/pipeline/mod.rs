@@ -45,7 +45,7 @@ pub use sink::header;
 pub use topics::CHANGELOG_CONFIG;
 
 use crate::{
-    metrics::Metrics,
+    metrics::{Metrics, RebalanceKind},
     pb,
     readiness::{LoopStatus, Readiness},
     settings::{GroupProtocol, Guarantee, Settings},
@@ -170,7 +170,7 @@ impl ConsumerContext for LoopContext {
     /// commit) while the partitions are still ours, then drop their state.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            self.metrics.rebalances.with_label_values(&["revoke"]).inc();
+            self.metrics.rebalance(RebalanceKind::Revoke);
             let parts = self.partitions(tpl);
             let mut e = lock(&self.engine);
             e.sync_commit = true;
@@ -191,7 +191,7 @@ impl ConsumerContext for LoopContext {
     /// its input is returned by `poll`.
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            self.metrics.rebalances.with_label_values(&["assign"]).inc();
+            self.metrics.rebalance(RebalanceKind::Assign);
             let parts = self.partitions(tpl);
             let mut e = lock(&self.engine);
             if let Err(err) = e.assign(&parts) {
