@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CDNOW purchase history as churnwatch events (JSON Lines), for
-# `churnwatch backtest` on real data (README, "How good is the risk?").
+# `churnwatch backtest` on real data (docs/risk.md).
 #
 #   bash scripts/cdnow.sh OUT.jsonl
 #

@@ -34,13 +34,13 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Score everyone at a cutoff and compare with what happened in the
     /// horizon after it: ranking, calibration, outreach, baselines (see
-    /// README, "How good is the risk?").
+    /// docs/risk.md).
     Backtest(BacktestArgs),
     /// Write a seeded synthetic population's events to a file, stdout or a
     /// Kafka topic.
     Generate(GenerateArgs),
     /// Run the service: consume events from Kafka, keep state in the
-    /// changelog, emit outreach (see README, "Service mode").
+    /// changelog, emit outreach (see docs/service.md).
     Run {
         /// TOML configuration file (environment `CHURNWATCH_*` overrides it).
         #[arg(long)]
@@ -163,7 +163,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0)]
     pub max_events: u64,
     /// classic: --silent-share go silent at random; experience: leaving
-    /// follows each customer's experience (README, "The experience model").
+    /// follows each customer's experience (docs/generate.md, "The experience model").
     #[arg(long, value_enum, default_value = "classic")]
     pub model: GenModelArg,
     /// Write each customer's ground truth (left or not, when, cause), one
@@ -171,7 +171,7 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "bootstrap")]
     pub truth_out: Option<PathBuf>,
     /// Experience model: the population reacts to churnwatch's own outreach
-    /// (README, "Holdouts and uplift"): the effect of each playbook's contact
+    /// (docs/uplift.md): the effect of each playbook's contact
     /// on the chance of leaving within the horizon, in [-1, 1], e.g.
     /// `check_in=0.2,win_back=0,service_recovery=-0.1` (unnamed: 0).
     /// The generator runs churnwatch's core with `--config` (its holdout

@@ -74,6 +74,10 @@ impl DecodeError {
     ];
 }
 
+/// The reason `replay` gives a length-delimited record cut short (or a
+/// length prefix over the limit): the rest of the file is skipped.
+pub const TRUNCATED_FILE: &str = "truncated_file";
+
 /// Decodes one message in the given format.
 pub fn decode(bytes: &[u8], format: Format) -> Result<InteractionEvent, DecodeError> {
     if bytes.is_empty() {

@@ -434,7 +434,7 @@ pub struct OutreachConfig {
     /// Lifetime value from which a customer counts as high value.
     pub high_value: f64,
     pub playbooks: PlaybookMap,
-    /// The randomised control group (README "Holdouts and uplift").
+    /// The randomised control group (docs/uplift.md).
     pub holdout: HoldoutConfig,
 }
 

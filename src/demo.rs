@@ -222,7 +222,7 @@ fn settings(bootstrap: &str, opts: &DemoOptions) -> Settings {
 
 /// The demo's broker: librdkafka's mock cluster in this process (nothing to
 /// install), stopped when dropped. For Apache Kafka, run the service itself
-/// against it (README, "Try it against a broker").
+/// against it (docs/service.md, "Try it against a broker").
 struct Broker(MockCluster<'static, DefaultProducerContext>);
 
 impl Broker {

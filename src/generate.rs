@@ -9,8 +9,8 @@
 //! Two models ([`GenModel`]): `classic` (the default, unchanged) sends a
 //! share of customers silent at a random time; `experience` makes leaving
 //! depend on each customer's experience in the domain brief's proportions,
-//! and records why each customer left ([`Generator::truth`]). README,
-//! "`churnwatch generate`", documents the experience model's parameters.
+//! and records why each customer left ([`Generator::truth`]).
+//! docs/generate.md documents the experience model's parameters.
 
 mod treatment;
 

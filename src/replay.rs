@@ -233,13 +233,14 @@ impl Feed {
                             summary.invalid += 1;
                             *summary
                                 .invalid_by_reason
-                                .entry("truncated_file")
+                                .entry(crate::codec::TRUNCATED_FILE)
                                 .or_default() += 1;
                             bar.suspend(|| {
                                 eprintln!(
-                                    "{}: after record {}: truncated_file: {e}",
+                                    "{}: after record {}: {}: {e}",
                                     path.display(),
-                                    summary.records
+                                    summary.records,
+                                    crate::codec::TRUNCATED_FILE
                                 )
                             });
                         }

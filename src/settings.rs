@@ -534,6 +534,13 @@ impl Settings {
     }
 }
 
+/// Every configuration key (dotted path to a value, not a table) the
+/// settings know, core sections included; docs/configuration.md documents
+/// each (tests/docs.rs).
+pub fn keys() -> Vec<String> {
+    check::leaf_keys()
+}
+
 /// Keys whose values are secrets.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();

@@ -169,7 +169,7 @@ pub fn validate<'a>(
     if ev.customer_id.trim().is_empty() {
         return Err(Rejection::MissingCustomerId);
     }
-    // Ids are compared byte for byte (README, "How ids are compared"); a
+    // Ids are compared byte for byte (docs/events.md, "How ids are compared"); a
     // control character is refused, so no id can be one of churnwatch's own
     // changelog keys (they start with U+0000) or break a log line.
     if let Some((at, c)) = ev.customer_id.char_indices().find(|(_, c)| c.is_control()) {

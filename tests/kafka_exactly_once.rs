@@ -250,7 +250,7 @@ fn apache_kafka_hides_aborted_transactions_from_read_committed_readers() {
     );
 }
 
-/// Evidence for README: librdkafka's mock cluster returns records of open and
+/// Evidence for docs/reliability.md: librdkafka's mock cluster returns records of open and
 /// aborted transactions to read-committed consumers. If this test starts
 /// failing, the mock learned to filter: strengthen the mock tests above.
 #[test]

@@ -296,19 +296,16 @@ fn every_name_the_deploy_files_use_exists_from_the_first_scrape() {
     }
 }
 
-/// Each metric's help text is the first sentence of its row in README's
-/// Metrics reference (markdown removed), and its type and labels agree.
+/// Each metric's help text is the first sentence of its row in
+/// docs/metrics.md (markdown removed), its type and labels agree, and every
+/// row there names a metric the service registers.
 #[test]
-fn help_texts_and_the_readme_agree() {
+fn help_texts_and_the_metrics_reference_agree() {
     let (metrics, _router) = metrics_with_router();
     tick(&metrics, 0);
-    let readme = read("README.md");
-    let start = readme.find("## Metrics reference").unwrap_or(0);
-    let end = readme[start..]
-        .find("\n## Deploying")
-        .map_or(readme.len(), |e| start + e);
+    let reference = read("docs/metrics.md");
     let mut rows = std::collections::BTreeMap::new();
-    for line in readme[start..end].lines() {
+    for line in reference.lines() {
         let cells: Vec<&str> = line.split(" | ").collect();
         let Some(name) = cells
             .first()
@@ -353,7 +350,7 @@ fn help_texts_and_the_readme_agree() {
         }
         let (kind, labels, meaning) = rows
             .get(name)
-            .unwrap_or_else(|| panic!("{name} has no row in README's Metrics reference"));
+            .unwrap_or_else(|| panic!("{name} has no row in docs/metrics.md"));
         let meaning = plain(meaning.trim_end_matches(" |"));
         let first = meaning
             .match_indices(". ")
@@ -386,6 +383,20 @@ fn help_texts_and_the_readme_agree() {
         got.sort();
         assert_eq!(doc_labels, got, "labels of {name}");
     }
+    let registered: std::collections::BTreeSet<String> = metrics
+        .registry
+        .gather()
+        .iter()
+        .map(|f| f.name().to_owned())
+        .collect();
+    let unknown: Vec<&String> = rows
+        .keys()
+        .filter(|n| n.starts_with("churnwatch_") && !registered.contains(*n))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "rows in docs/metrics.md for metrics the service does not register: {unknown:?}"
+    );
 }
 
 /// Moves every metric the way the pipeline does, with label values taken

@@ -215,7 +215,7 @@ for group in api("/api/v1/rules")["data"]["groups"]:
 
 # The uplift interval of the recording rules, recomputed here from the two
 # stored counts per arm (Wilson per arm, Newcombe's square-and-add), must
-# agree: the PromQL is the interval README and the backtest state.
+# agree: the PromQL is the interval docs/uplift.md and the backtest state.
 AT = f"{time.time() - 1.5:.3f}"  # one past rule evaluation for all of them
 
 

@@ -183,7 +183,7 @@ pub struct Report {
     pub uplift: Vec<PlaybookUplift>,
 }
 
-/// One playbook's measured uplift (README "Holdouts and uplift").
+/// One playbook's measured uplift (docs/uplift.md).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PlaybookUplift {
     pub playbook: String,

@@ -5,7 +5,7 @@
 //! The generator runs churnwatch's pure core on the events it makes (the
 //! same fold, timers and refits as `replay`: [`Feed::fold_one`]) with the
 //! configuration it is given, holdout included. Each decision that opens an
-//! uplift trial (README "Holdouts and uplift") draws the customer's
+//! uplift trial (docs/uplift.md) draws the customer's
 //! response to contact from the playbook's effect `e` in [-1, 1]:
 //!
 //! - `e > 0`: with chance `e` the customer is *persuadable*: contacted, they

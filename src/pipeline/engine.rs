@@ -274,7 +274,8 @@ impl Engine {
                             ),
                             _ => "activity more than 63 days before the customer's last active day".to_owned(),
                         };
-                        self.sink.dead_letter(msg, "late", &detail)?;
+                        self.sink
+                            .dead_letter(msg, DropReason::Late.as_str(), &detail)?;
                     }
                     Processed::Forgotten => self.metrics.dropped(DropReason::Forgotten),
                     Processed::Folded(_) => task.counters.consumed(&self.metrics, p, kind),

@@ -94,6 +94,15 @@ fn known_keys() -> BTreeMap<String, bool> {
     out
 }
 
+/// The valid key paths that are values (not tables), sorted.
+pub(super) fn leaf_keys() -> Vec<String> {
+    known_keys()
+        .into_iter()
+        .filter(|(_, table)| !table)
+        .map(|(k, _)| k)
+        .collect()
+}
+
 /// "did you mean" for an unknown key: the nearest known key at the same
 /// level, if it is close enough to be a typo.
 fn nearest(path: &[String], known: &BTreeMap<String, bool>) -> Option<String> {

@@ -286,9 +286,11 @@ impl Engine {
     fn acknowledged(&mut self, what: &str) -> Result<(), PipelineError> {
         let deadline = Instant::now() + FLUSH_TIMEOUT;
         loop {
-            self.sink.drain(deadline).map_err(crate::pipeline::kafka(format!(
-                "waiting for the broker to acknowledge {what}"
-            )))?;
+            self.sink
+                .drain(deadline)
+                .map_err(crate::pipeline::kafka(format!(
+                    "waiting for the broker to acknowledge {what}"
+                )))?;
             let failed = self.sink.failed_deliveries();
             if failed == self.failed_seen {
                 self.sink.all_acknowledged();
@@ -296,7 +298,9 @@ impl Engine {
             }
             self.failed_seen = failed;
             let refused = self.sink.take_undelivered();
-            let hopeless = refused.iter().find(|(_, e)| crate::pipeline::sink::permanent(e));
+            let hopeless = refused
+                .iter()
+                .find(|(_, e)| crate::pipeline::sink::permanent(e));
             if refused.is_empty() || hopeless.is_some() || Instant::now() >= deadline {
                 self.metrics.commit(CommitResult::Refused);
                 let why = hopeless.map(|(_, e)| format!(" ({e})")).unwrap_or_default();

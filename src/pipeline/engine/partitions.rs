@@ -136,9 +136,12 @@ impl Engine {
                 seek.add_partition_offset(topic, *p, Offset::Offset(*o))
                     .map_err(crate::pipeline::kafka("listing the offsets to rewind to"))?;
             }
-            let sought = consumer
-                .seek_partitions(seek, TXN_TIMEOUT)
-                .map_err(crate::pipeline::kafka("seeking back to the committed offsets"))?;
+            let sought =
+                consumer
+                    .seek_partitions(seek, TXN_TIMEOUT)
+                    .map_err(crate::pipeline::kafka(
+                        "seeking back to the committed offsets",
+                    ))?;
             for e in sought.elements() {
                 e.error().map_err(crate::pipeline::kafka(format!(
                     "seeking partition {} back to its committed offset",

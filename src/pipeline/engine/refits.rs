@@ -218,8 +218,7 @@ impl Engine {
         self.begin()?;
         let parts: Vec<i32> = self.partitions.keys().copied().collect();
         for p in parts {
-            self.sink
-                .changelog(p, restore::MODEL_KEY, Some(&bytes))?;
+            self.sink.changelog(p, restore::MODEL_KEY, Some(&bytes))?;
         }
         Ok(())
     }
