@@ -436,6 +436,15 @@ pub struct OutreachConfig {
     pub playbooks: PlaybookMap,
     /// The randomised control group (README "Holdouts and uplift").
     pub holdout: HoldoutConfig,
+    /// Whom to contact first: `risk` (the default) or `expected_saves`
+    /// (risk x measured uplift x predicted future value; README
+    /// "Targeting by expected saves").
+    pub targeting: crate::outreach::targeting::Targeting,
+    /// Closed trials needed in each arm of a playbook before its measured
+    /// uplift is used by `expected_saves` targeting; below it the playbook
+    /// is ranked by risk. 200 per arm bounds the standard error of the
+    /// measured difference by 0.05.
+    pub saves_min_per_arm: u64,
 }
 
 /// `[outreach.holdout]`: the share of decisions, per playbook, that are held
@@ -538,6 +547,8 @@ impl Default for OutreachConfig {
             high_value: 500.0,
             playbooks: PlaybookMap::default(),
             holdout: HoldoutConfig::default(),
+            targeting: crate::outreach::targeting::Targeting::Risk,
+            saves_min_per_arm: 200,
         }
     }
 }
@@ -789,6 +800,22 @@ impl CoreConfig {
             p.push(ConfigProblem::new(
                 "outreach.holdout.key",
                 "must not be empty",
+            ));
+        }
+        if o.saves_min_per_arm == 0 {
+            p.push(ConfigProblem::new(
+                "outreach.saves_min_per_arm",
+                "must be at least 1",
+            ));
+        }
+        if o.targeting == crate::outreach::targeting::Targeting::ExpectedSaves
+            && !o.holdout.enabled()
+        {
+            // Without a control group no uplift is ever measured: the
+            // targeting would silently stay the risk ranking.
+            p.push(ConfigProblem::new(
+                "outreach.targeting",
+                "expected_saves needs a holdout to measure uplift: set outreach.holdout.default (or a playbook's share) above 0",
             ));
         }
         p
