@@ -886,6 +886,33 @@ mod tests {
     }
 
     #[test]
+    fn targeting_defaults_to_risk_and_expected_saves_needs_a_holdout() {
+        use crate::outreach::targeting::Targeting;
+        let d = CoreConfig::default();
+        assert_eq!(d.outreach.targeting, Targeting::Risk);
+        assert_eq!(d.outreach.saves_min_per_arm, 200);
+        let ok = r#"
+            [outreach]
+            targeting = "expected_saves"
+            saves_min_per_arm = 50
+            [outreach.holdout]
+            default = 0.1
+        "#;
+        let c: CoreConfig = toml::from_str(ok).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.problems(), vec![]);
+        assert_eq!(c.outreach.targeting, Targeting::ExpectedSaves);
+        let bad = r#"
+            [outreach]
+            targeting = "expected_saves"
+            saves_min_per_arm = 0
+        "#;
+        let c: CoreConfig = toml::from_str(bad).unwrap_or_else(|e| panic!("{e}"));
+        let keys: Vec<String> = c.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["outreach.saves_min_per_arm", "outreach.targeting"]);
+        assert!(toml::from_str::<CoreConfig>("[outreach]\ntargeting = \"value\"\n").is_err());
+    }
+
+    #[test]
     fn holdout_shares_per_playbook_and_their_checks() {
         let text = r#"
             [outreach.holdout]
