@@ -436,6 +436,15 @@ pub struct OutreachConfig {
     pub playbooks: PlaybookMap,
     /// The randomised control group (docs/uplift.md).
     pub holdout: HoldoutConfig,
+    /// Whom to contact first: `risk` (the default) or `expected_saves`
+    /// (risk x measured uplift x predicted future value; README
+    /// "Targeting by expected saves").
+    pub targeting: crate::outreach::targeting::Targeting,
+    /// Closed trials needed in each arm of a playbook before its measured
+    /// uplift is used by `expected_saves` targeting; below it the playbook
+    /// is ranked by risk. 200 per arm bounds the standard error of the
+    /// measured difference by 0.05.
+    pub saves_min_per_arm: u64,
 }
 
 /// `[outreach.holdout]`: the share of decisions, per playbook, that are held
@@ -538,6 +547,8 @@ impl Default for OutreachConfig {
             high_value: 500.0,
             playbooks: PlaybookMap::default(),
             holdout: HoldoutConfig::default(),
+            targeting: crate::outreach::targeting::Targeting::Risk,
+            saves_min_per_arm: 200,
         }
     }
 }
@@ -791,6 +802,22 @@ impl CoreConfig {
                 "must not be empty",
             ));
         }
+        if o.saves_min_per_arm == 0 {
+            p.push(ConfigProblem::new(
+                "outreach.saves_min_per_arm",
+                "must be at least 1",
+            ));
+        }
+        if o.targeting == crate::outreach::targeting::Targeting::ExpectedSaves
+            && !o.holdout.enabled()
+        {
+            // Without a control group no uplift is ever measured: the
+            // targeting would silently stay the risk ranking.
+            p.push(ConfigProblem::new(
+                "outreach.targeting",
+                "expected_saves needs a holdout to measure uplift: set outreach.holdout.default (or a playbook's share) above 0",
+            ));
+        }
         p
     }
 }
@@ -856,6 +883,33 @@ mod tests {
         ] {
             assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
         }
+    }
+
+    #[test]
+    fn targeting_defaults_to_risk_and_expected_saves_needs_a_holdout() {
+        use crate::outreach::targeting::Targeting;
+        let d = CoreConfig::default();
+        assert_eq!(d.outreach.targeting, Targeting::Risk);
+        assert_eq!(d.outreach.saves_min_per_arm, 200);
+        let ok = r#"
+            [outreach]
+            targeting = "expected_saves"
+            saves_min_per_arm = 50
+            [outreach.holdout]
+            default = 0.1
+        "#;
+        let c: CoreConfig = toml::from_str(ok).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.problems(), vec![]);
+        assert_eq!(c.outreach.targeting, Targeting::ExpectedSaves);
+        let bad = r#"
+            [outreach]
+            targeting = "expected_saves"
+            saves_min_per_arm = 0
+        "#;
+        let c: CoreConfig = toml::from_str(bad).unwrap_or_else(|e| panic!("{e}"));
+        let keys: Vec<String> = c.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["outreach.saves_min_per_arm", "outreach.targeting"]);
+        assert!(toml::from_str::<CoreConfig>("[outreach]\ntargeting = \"value\"\n").is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::{ModelConfig, TimeUnit},
-    model::{self, Family, FitOptions, ModelError, Params, Triple, TripleCounts},
+    model::{self, Family, FitOptions, ModelError, Params, Spend, SpendFit, Triple, TripleCounts},
     score::learn::LearnedRisk,
     state::Activity,
     time::{day_of, Day, Span, Timestamp},
@@ -48,6 +48,19 @@ pub struct PopulationModel {
     /// none and read as `None`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<LearnedRisk>,
+    /// The Gamma-Gamma spend model fitted beside the activity model at each
+    /// refit; `None` until the first successful spend fit (older records
+    /// have none and read as `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend: Option<SpendRecord>,
+}
+
+/// What one spend fit produced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpendRecord {
+    pub fit: SpendFit,
+    /// Stream time the fit was made at (unix seconds).
+    pub fitted_at: Timestamp,
 }
 
 impl PopulationModel {
@@ -58,6 +71,7 @@ impl PopulationModel {
             params: cfg.prior_params(),
             fit: None,
             risk: None,
+            spend: None,
         }
     }
 
@@ -169,6 +183,45 @@ impl PopulationModel {
                 fitted_at: now,
             }),
             risk: self.risk.clone(),
+            spend: self.spend.clone(),
         })
+    }
+
+    /// This model with the spend model refitted on `spend` at `now`; the
+    /// previous spend model stays when the fit fails (too few customers with
+    /// purchases, no spread of means).
+    pub fn with_spend(mut self, spend: &[Spend], now: Timestamp) -> Self {
+        if let Ok(fit) = model::gamma_gamma::fit(spend) {
+            self.spend = Some(SpendRecord {
+                fit,
+                fitted_at: now,
+            });
+        }
+        self
+    }
+
+    /// Predicted future value of a customer over `horizon` after `now_day`:
+    /// the BG/NBD expected active days times the Gamma-Gamma conditional
+    /// expected spend per purchase (spend and activity independent, as
+    /// the spend model assumes). `None` without a spend model or activity.
+    /// (Active days stand in for purchases: the activity model counts days.)
+    pub fn future_value(
+        &self,
+        a: Option<&Activity>,
+        purchases: u32,
+        amount: f64,
+        now_day: Day,
+        horizon: Span,
+    ) -> Option<f64> {
+        let sp = &self.spend.as_ref()?.fit.params;
+        let mean = if purchases > 0 {
+            amount / f64::from(purchases)
+        } else {
+            0.0
+        };
+        let per = model::expected_spend(sp, purchases, mean);
+        let n = self.expected_activity(a?, now_day, horizon).ok()?;
+        let v = n * per;
+        v.is_finite().then_some(v.max(0.0))
     }
 }

@@ -536,13 +536,23 @@ impl Processor {
 
     /// Refits the population model on this processor's customers as of `now`.
     pub fn refit(&self, now: Timestamp) -> Result<PopulationModel, RefitError> {
-        self.model.refit(
-            &self.cfg.model,
-            self.customers
-                .iter()
-                .filter_map(|(_, s)| s.state.activity.as_ref()),
-            now,
-        )
+        let spend: Vec<crate::model::Spend> = self
+            .customers
+            .iter()
+            .filter_map(|(_, s)| {
+                crate::model::Spend::of(s.state.value.purchases, s.state.value.amount)
+            })
+            .collect();
+        Ok(self
+            .model
+            .refit(
+                &self.cfg.model,
+                self.customers
+                    .iter()
+                    .filter_map(|(_, s)| s.state.activity.as_ref()),
+                now,
+            )?
+            .with_spend(&spend, now))
     }
 
     /// Counts of customers per level (low, medium, high, critical).

@@ -552,6 +552,9 @@ struct ModelFile<'a> {
     version: String,
     /// The risk's horizon and coefficients in use.
     risk: RiskFile<'a>,
+    /// The Gamma-Gamma spend model (absent until a spend fit succeeded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spend: Option<&'a crate::population::SpendRecord>,
 }
 
 #[derive(Serialize)]
@@ -594,6 +597,7 @@ fn write_model(proc: &Processor, summary: &ReplaySummary, path: &Path) -> Result
                 learning_error: summary.learning_error.as_deref(),
             }
         },
+        spend: m.spend.as_ref(),
     };
     let text = serde_json::to_string_pretty(&out).map_err(|e| ReplayError::Io {
         path: path.to_owned(),

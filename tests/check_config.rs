@@ -220,3 +220,26 @@ fn holdout_shares_are_checked_per_playbook_key() {
     let shown = valid(&file, &[]);
     assert!(shown.contains("win_back = 0.3"), "{shown}");
 }
+
+#[test]
+fn targeting_is_checked_with_its_key_and_line() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("t.toml");
+    let text = "[kafka]\nbootstrap_servers = \"b:9092\"\n\n[outreach]\ntargeting = \"expected_saves\"\nsaves_min_per_arm = 0\n";
+    std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+    let out = check_config(&file, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let f = file.display().to_string();
+    for expected in [
+        format!("{f}:6: outreach.saves_min_per_arm: must be at least 1"),
+        format!("{f}:5: outreach.targeting: expected_saves needs a holdout to measure uplift: set outreach.holdout.default (or a playbook's share) above 0"),
+    ] {
+        assert!(err.lines().any(|l| l.trim() == expected), "missing {expected:?} in\n{err}");
+    }
+    let good = "[kafka]\nbootstrap_servers = \"b:9092\"\n\n[outreach]\ntargeting = \"expected_saves\"\n\n[outreach.holdout]\ndefault = 0.1\n";
+    std::fs::write(&file, good).unwrap_or_else(|e| panic!("{e}"));
+    let shown = valid(&file, &[]);
+    assert!(shown.contains("targeting = \"expected_saves\""), "{shown}");
+    assert!(shown.contains("saves_min_per_arm = 200"), "{shown}");
+}

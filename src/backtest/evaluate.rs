@@ -181,6 +181,10 @@ pub struct Report {
     /// Measured uplift per playbook (`outreach.holdout`), over every
     /// decision of the run whose horizon closed before the window's end.
     pub uplift: Vec<PlaybookUplift>,
+    /// Risk ranking against expected-saves ranking at the same volume
+    /// (README "Targeting by expected saves"), by the uplift measured
+    /// before the cutoff.
+    pub targeting: Option<super::saves::SavesComparison>,
 }
 
 /// One playbook's measured uplift (docs/uplift.md).
@@ -330,6 +334,7 @@ pub fn evaluate(rows: &[Row], window: Window, sent: Sent) -> Report {
         outreach: outreach(rows, window.horizon_days, sent, churned),
         truth: truth(rows, window.cutoff_at, window.horizon_days),
         uplift: Vec::new(),
+        targeting: None,
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod evaluate;
 pub mod html;
 pub mod measure;
+pub mod saves;
 pub mod text;
 
 use std::{
@@ -167,6 +168,7 @@ pub fn backtest(cfg: CoreConfig, opts: &BacktestOptions) -> Result<Backtest, Bac
     let before = feed.outreach.len();
     let suppressed_before = feed.summary.suppressed_by_reason.clone();
     let mut rows = Vec::new();
+    let mut candidates = Vec::new();
     let mut without_activity = 0u64;
     let mut subscriptions: HashMap<String, (Timestamp, bool)> = HashMap::new();
     {
@@ -191,6 +193,21 @@ pub fn backtest(cfg: CoreConfig, opts: &BacktestOptions) -> Result<Backtest, Bac
             if let Some(sub) = &state.subscription {
                 subscriptions.insert(id.to_owned(), (sub.renews_at, sub.cancelled));
             }
+            candidates.push(crate::outreach::targeting::Candidate {
+                risk: s.risk,
+                playbook: crate::outreach::choose_playbook(
+                    &s,
+                    state.value.amount,
+                    &proc.config().outreach,
+                ),
+                future_value: model.future_value(
+                    Some(a),
+                    state.value.purchases,
+                    state.value.amount,
+                    now_day,
+                    ctx.cfg.horizon,
+                ),
+            });
             rows.push(Row {
                 id: id.to_owned(),
                 risk: s.risk,
@@ -212,6 +229,11 @@ pub fn backtest(cfg: CoreConfig, opts: &BacktestOptions) -> Result<Backtest, Bac
             cutoff: rfc3339(cutoff),
         });
     }
+
+    // Targeting at the same volume, by the uplift measured before the cutoff.
+    let volume = rows.iter().filter(|r| r.flagged).count();
+    let min_per_arm = feed.processor().config().outreach.saves_min_per_arm;
+    let saves = saves::compare(&candidates, volume, &feed.summary.uplift, min_per_arm);
 
     // Part two: the same fold continues over the horizon.
     let mut active: HashMap<String, Vec<Day>> = HashMap::new();
@@ -293,6 +315,7 @@ pub fn backtest(cfg: CoreConfig, opts: &BacktestOptions) -> Result<Backtest, Bac
         },
     );
     report.uplift = evaluate::uplift_rows(&feed.summary.uplift);
+    report.targeting = Some(saves);
     let mut summary = std::mem::take(&mut feed.summary);
     summary.customers = feed.processor().len() as u64;
     Ok(Backtest {

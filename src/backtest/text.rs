@@ -170,6 +170,9 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
+    if let Some(t) = &r.targeting {
+        targeting(&mut out, t);
+    }
     if let Some(t) = &r.truth {
         let _ = writeln!(
             out,
@@ -195,4 +198,64 @@ pub fn render(r: &Report) -> String {
         }
     }
     out
+}
+
+fn targeting(out: &mut String, t: &super::saves::SavesComparison) {
+    let _ = writeln!(
+        out,
+        "\ntargeting at the same volume ({} contacts at the cutoff; uplift measured before it, used with at least {} closed trials per arm)",
+        t.risk.contacts, t.min_per_arm
+    );
+    let measured: Vec<String> = t
+        .measured
+        .iter()
+        .map(|(p, u)| format!("{p} {u:+.3}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  uplift in use: {}; fallback (pooled) {}",
+        if measured.is_empty() {
+            "none measured yet (both rankings are the risk ranking)".to_owned()
+        } else {
+            measured.join(", ")
+        },
+        t.pooled.map_or("-".to_owned(), |p| format!("{p:+.3}"))
+    );
+    let _ = writeln!(
+        out,
+        "  {:<16} {:>9} {:>26} {:>24}  contacts by playbook",
+        "ranking", "contacts", "expected kept per contact", "expected value per contact"
+    );
+    for s in [&t.risk, &t.expected_saves] {
+        let name = match s.targeting {
+            crate::outreach::targeting::Targeting::Risk => "risk",
+            crate::outreach::targeting::Targeting::ExpectedSaves => "expected_saves",
+        };
+        let mix: Vec<String> = s
+            .by_playbook
+            .iter()
+            .map(|(p, n)| format!("{p} {n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {:<16} {:>9} {:>26.4} {:>24.2}  {}",
+            name,
+            s.contacts,
+            s.kept_per_contact,
+            s.value_kept_per_contact,
+            mix.join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  gain in customers kept per contact: {:+.4} (95% CI {:+.4} to {:+.4}){}",
+        t.gain,
+        t.gain_low,
+        t.gain_high,
+        if t.significant {
+            ""
+        } else {
+            ": not significant, no gain claimed"
+        }
+    );
 }

@@ -18,7 +18,9 @@
 //! - maximum-likelihood [`fit`] / [`fit_grouped`] with Nelder–Mead over
 //!   log-parameters, plus [`standard_errors`] from the observed information,
 //! - [`hyp2f1`], the Gauss hypergeometric function the expectations need,
-//! - [`simulate`], the generative process, used to test all of the above.
+//! - [`simulate`], the generative process, used to test all of the above,
+//! - [`gamma_gamma`], the spend model fitted beside it (average purchase
+//!   value per customer, independent of the purchase process).
 //!
 //! All times (`t_x`, `T`, horizons, and the scale parameter `α`) share one
 //! unit chosen by the caller (days, weeks); `r`, `a` and `b` are unitless.
@@ -28,6 +30,7 @@ mod bgnbd;
 mod bgnbd_tests;
 mod counts;
 mod fit;
+pub mod gamma_gamma;
 mod hyp2f1;
 mod linalg;
 mod objective;
@@ -39,6 +42,7 @@ pub use bgnbd::{
 };
 pub use counts::TripleCounts;
 pub use fit::{fit, fit_grouped, standard_errors, FitOptions, FitResult};
+pub use gamma_gamma::{expected_spend, Spend, SpendFit, SpendParams};
 pub use hyp2f1::hyp2f1;
 pub use simulate::SimCustomer;
 

@@ -20,6 +20,7 @@ mod message;
 mod playbook;
 mod priority;
 mod suppression;
+pub mod targeting;
 
 pub use channel_choice::choose_channel;
 pub use id::outreach_id;

@@ -27,6 +27,7 @@ use std::{collections::VecDeque, sync::Arc};
 use super::learn::{self, LearnError, LearnedRisk, K};
 use crate::{
     config::{CoreConfig, LearningMode},
+    model::Spend,
     population::{PopulationModel, RefitError},
     signals::Context,
     state::{Activity, CustomerState, RecentEvents},
@@ -90,12 +91,16 @@ pub struct Gather {
     sample_below: u64,
     taken: Vec<Pending>,
     labelled: Vec<Labelled>,
+    /// Every visited customer's spend, for the spend model (learning or not).
+    spend: Vec<Spend>,
 }
 
 /// The training set of one refit: the labelled batches of the last horizon.
 #[derive(Clone, Debug, Default)]
 pub struct TrainingSet {
     batches: Vec<Arc<Vec<Labelled>>>,
+    /// The customers' spend as of the refit (the spend model's data).
+    pub spend: Vec<Spend>,
 }
 
 impl TrainingSet {
@@ -163,6 +168,7 @@ impl Outcomes {
             sample_below: (cfg.score.learning.sample.clamp(0.0, 1.0) * 4_294_967_296.0) as u64,
             taken: Vec::new(),
             labelled: Vec::new(),
+            spend: Vec::new(),
         }
     }
 
@@ -170,7 +176,10 @@ impl Outcomes {
     /// batches older than one horizon, and returns the training set.
     pub fn finish(&mut self, g: Gather) -> TrainingSet {
         if !g.active {
-            return TrainingSet::default();
+            return TrainingSet {
+                batches: Vec::new(),
+                spend: g.spend,
+            };
         }
         let mut rows = g.taken;
         rows.sort_by_key(|p| p.hash);
@@ -185,6 +194,7 @@ impl Outcomes {
         }
         TrainingSet {
             batches: self.labelled.iter().map(|(_, b)| b.clone()).collect(),
+            spend: g.spend,
         }
     }
 
@@ -198,6 +208,9 @@ impl Gather {
     /// Visits one customer: labels them if they were written down one
     /// horizon ago, and writes them down if this refit's group holds them.
     pub fn visit(&mut self, id: &str, s: &CustomerState, ctx: &Context<'_>) {
+        if let Some(sp) = Spend::of(s.value.purchases, s.value.amount) {
+            self.spend.push(sp);
+        }
         if !self.active {
             return;
         }
@@ -288,7 +301,8 @@ pub struct Refitted {
 }
 
 /// The refit, one code path for `run`, `replay` and `backtest`: the
-/// population model on the customers' activity as of `at`, then the risk's
+/// population model on the customers' activity as of `at` and the spend
+/// model on their purchases (kept as it was if that fit fails), then the risk's
 /// coefficients on the training set, with the base from the new model.
 /// Fails as the population refit does (the current model stays).
 pub fn refit(
@@ -298,7 +312,9 @@ pub fn refit(
     training: &TrainingSet,
     at: Timestamp,
 ) -> Result<Refitted, RefitError> {
-    let mut model = current.refit(&cfg.model, activities.iter(), at)?;
+    let mut model = current
+        .refit(&cfg.model, activities.iter(), at)?
+        .with_spend(&training.spend, at);
     let learning = if cfg.score.learning.mode == LearningMode::Learned {
         learn_into(&mut model, cfg, training, at)
     } else {
