@@ -724,7 +724,7 @@ impl ClusterService {
             .arg(&config)
             .env(
                 "RUST_LOG",
-                std::env::var("CW_CHILD_LOG").unwrap_or("error,rdkafka::client=off".into()),
+                std::env::var("CW_CHILD_LOG").unwrap_or("warn,rdkafka::client=off".into()),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
