@@ -199,22 +199,36 @@ assignment_strategy = "range"
     assert!(shown.contains("group_protocol = \"consumer\""), "{shown}");
 }
 
+/// Writes `text` to `file`, runs check-config on it, expects exit 2, and
+/// asserts every `file:LINE: message` of `expected` (lines relative to the
+/// file's path) is among its stderr lines.
+fn refused_with(file: &std::path::Path, text: &str, expected: &[&str]) {
+    std::fs::write(file, text).unwrap_or_else(|e| panic!("{e}"));
+    let out = check_config(file, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let f = file.display().to_string();
+    for line in expected {
+        let expected = format!("{f}:{line}");
+        assert!(
+            err.lines().any(|l| l.trim() == expected),
+            "missing {expected:?} in\n{err}"
+        );
+    }
+}
+
 #[test]
 fn holdout_shares_are_checked_per_playbook_key() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let file = dir.path().join("h.toml");
-    let text = "[kafka]\nbootstrap_servers = \"b:9092\"\n\n[outreach.holdout]\ndefault = 0.1\nwin_back = 1.5\nwinback = 0.2\n";
-    std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
-    let out = check_config(&file, &[]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    let f = file.display().to_string();
-    for expected in [
-        format!("{f}:7: outreach.holdout.winback: unknown key (did you mean `outreach.holdout.win_back`?)"),
-        format!("{f}:6: outreach.holdout.win_back: must be a share in [0, 1)"),
-    ] {
-        assert!(err.lines().any(|l| l.trim() == expected), "missing {expected:?} in\n{err}");
-    }
+    refused_with(
+        &file,
+        "[kafka]\nbootstrap_servers = \"b:9092\"\n\n[outreach.holdout]\ndefault = 0.1\nwin_back = 1.5\nwinback = 0.2\n",
+        &[
+            "7: outreach.holdout.winback: unknown key (did you mean `outreach.holdout.win_back`?)",
+            "6: outreach.holdout.win_back: must be a share in [0, 1)",
+        ],
+    );
     let good = "[kafka]\nbootstrap_servers = \"b:9092\"\n\n[outreach.holdout]\ndefault = 0.1\nwin_back = 0.3\n";
     std::fs::write(&file, good).unwrap_or_else(|e| panic!("{e}"));
     let shown = valid(&file, &[]);
@@ -225,18 +239,14 @@ fn holdout_shares_are_checked_per_playbook_key() {
 fn targeting_is_checked_with_its_key_and_line() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let file = dir.path().join("t.toml");
-    let text = "[kafka]\nbootstrap_servers = \"b:9092\"\n\n[outreach]\ntargeting = \"expected_saves\"\nsaves_min_per_arm = 0\n";
-    std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
-    let out = check_config(&file, &[]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    let f = file.display().to_string();
-    for expected in [
-        format!("{f}:6: outreach.saves_min_per_arm: must be at least 1"),
-        format!("{f}:5: outreach.targeting: expected_saves needs a holdout to measure uplift: set outreach.holdout.default (or a playbook's share) above 0"),
-    ] {
-        assert!(err.lines().any(|l| l.trim() == expected), "missing {expected:?} in\n{err}");
-    }
+    refused_with(
+        &file,
+        "[kafka]\nbootstrap_servers = \"b:9092\"\n\n[outreach]\ntargeting = \"expected_saves\"\nsaves_min_per_arm = 0\n",
+        &[
+            "6: outreach.saves_min_per_arm: must be at least 1",
+            "5: outreach.targeting: expected_saves needs a holdout to measure uplift: set outreach.holdout.default (or a playbook's share) above 0",
+        ],
+    );
     let good = "[kafka]\nbootstrap_servers = \"b:9092\"\n\n[outreach]\ntargeting = \"expected_saves\"\n\n[outreach.holdout]\ndefault = 0.1\n";
     std::fs::write(&file, good).unwrap_or_else(|e| panic!("{e}"));
     let shown = valid(&file, &[]);
