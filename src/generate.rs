@@ -26,8 +26,8 @@ use rand_distr::{Distribution, Exp};
 use crate::{
     channel, events,
     pb::{Channel, InteractionEvent, TicketStatus},
-    replay::UpliftCounts,
     time::{Span, Timestamp, SECS_PER_DAY},
+    uplift::UpliftCounts,
 };
 use treatment::Closed;
 pub use treatment::{Stratum, Treatment};

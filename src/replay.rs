@@ -24,7 +24,7 @@ use crate::{
     score::{self, learn::LearnedRisk, outcomes::Outcomes},
     signals::Context,
     time::{day_of, rfc3339, Span, Timestamp},
-    uplift::{ArmCounts, Measured},
+    uplift::UpliftCounts,
 };
 
 /// Invalid records printed one by one before only counting.
@@ -91,23 +91,6 @@ pub struct ReplaySummary {
     pub as_of: Option<String>,
     pub model: Option<FitRecord>,
     pub model_error: Option<String>,
-}
-
-/// The two arms' counts of one playbook's closed uplift measurements.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct UpliftCounts {
-    pub contacted: ArmCounts,
-    pub held_out: ArmCounts,
-}
-
-impl UpliftCounts {
-    pub fn add(&mut self, m: &Measured) {
-        if m.held_out {
-            self.held_out.add(m.retained);
-        } else {
-            self.contacted.add(m.retained);
-        }
-    }
 }
 
 /// Applies the command line's overrides to the configuration and checks it.

@@ -205,7 +205,7 @@ pub struct PlaybookUplift {
 
 /// The report's uplift rows from the run's counts, by playbook.
 pub fn uplift_rows(
-    counts: &BTreeMap<&'static str, crate::replay::UpliftCounts>,
+    counts: &BTreeMap<&'static str, crate::uplift::UpliftCounts>,
 ) -> Vec<PlaybookUplift> {
     counts
         .iter()

@@ -23,8 +23,7 @@ use serde::Serialize;
 use crate::{
     outreach::targeting::{self, Candidate, Targeting, UpliftInUse},
     pb::Playbook,
-    replay::UpliftCounts,
-    uplift::{interval::Z95, ArmCounts},
+    uplift::{interval::Z95, ArmCounts, UpliftCounts},
 };
 
 /// One ranking's selection.

@@ -38,8 +38,9 @@ use super::{Customer, COMEBACK};
 use crate::{
     config::CoreConfig,
     pb::Playbook,
-    replay::{Feed, UpliftCounts},
+    replay::Feed,
     time::{Timestamp, SECS_PER_DAY},
+    uplift::UpliftCounts,
 };
 
 /// What each playbook's contact does to the chance of leaving.

@@ -35,7 +35,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{pb::Playbook, replay::UpliftCounts, uplift::ArmCounts};
+use crate::{
+    pb::Playbook,
+    uplift::{ArmCounts, UpliftCounts},
+};
 
 /// `outreach.targeting`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,7 +13,7 @@
 pub const Z95: f64 = 1.959_963_984_540_054;
 
 /// Decisions measured in one arm, and how many of those customers were retained.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ArmCounts {
     pub decided: u64,
     pub retained: u64,
@@ -30,6 +30,23 @@ impl ArmCounts {
     pub fn add(&mut self, retained: bool) {
         self.decided += 1;
         self.retained += u64::from(retained);
+    }
+}
+
+/// The two arms' counts of one playbook's closed uplift measurements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UpliftCounts {
+    pub contacted: ArmCounts,
+    pub held_out: ArmCounts,
+}
+
+impl UpliftCounts {
+    pub fn add(&mut self, m: &super::Measured) {
+        if m.held_out {
+            self.held_out.add(m.retained);
+        } else {
+            self.contacted.add(m.retained);
+        }
     }
 }
 

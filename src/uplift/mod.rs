@@ -10,5 +10,5 @@
 pub mod interval;
 pub mod trial;
 
-pub use interval::{newcombe, wilson, ArmCounts, Nnt, Uplift};
+pub use interval::{newcombe, wilson, ArmCounts, Nnt, Uplift, UpliftCounts};
 pub use trial::Measured;
