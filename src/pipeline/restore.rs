@@ -22,6 +22,11 @@ use crate::{
 /// with a NUL byte; keys that do are churnwatch's own records).
 pub const MODEL_KEY: &str = "\u{0}churnwatch/model";
 
+/// Changelog key of the tombstone exactly-once mode commits at start, to
+/// check that the broker supports transactions. Nothing to install; a
+/// restore passes over it without counting it as skipped.
+pub const PROBE_KEY: &str = "\u{0}churnwatch-transaction-probe";
+
 /// Header of an erasure's tombstone: the erasure's event time (unix seconds).
 pub const ERASED_AT_HEADER: &str = "churnwatch.erased-at";
 
@@ -276,6 +281,9 @@ pub(crate) fn apply(rec: &Record<'_>, partition: i32, proc: &mut Processor, out:
         return;
     };
     if key.starts_with('\u{0}') {
+        if key == PROBE_KEY {
+            return;
+        }
         if key != MODEL_KEY {
             out.skip(
                 partition,
@@ -385,6 +393,8 @@ mod tests {
             rec(&[0xff, 0xfe], Some(&good), 4),
             rec(b"c-2", Some(b"not a snapshot"), 5),
             rec("\u{0}churnwatch/other".as_bytes(), None, 6),
+            // Exactly-once mode's start-up probe: churnwatch's own, not a skip.
+            rec(PROBE_KEY.as_bytes(), None, 7),
         ];
         let mut out = Restored::default();
         for r in &records {
