@@ -437,7 +437,7 @@ pub struct OutreachConfig {
     /// The randomised control group (docs/uplift.md).
     pub holdout: HoldoutConfig,
     /// Whom to contact first: `risk` (the default) or `expected_saves`
-    /// (risk x measured uplift x predicted future value; README
+    /// (risk x measured uplift x predicted future value; docs/uplift.md
     /// "Targeting by expected saves").
     pub targeting: crate::outreach::targeting::Targeting,
     /// Closed trials needed in each arm of a playbook before its measured
@@ -523,6 +523,13 @@ impl HoldoutConfig {
     /// Whether any playbook has a holdout.
     pub fn enabled(&self) -> bool {
         self.entries().iter().any(|(_, v)| *v > 0.0)
+    }
+}
+
+impl OutreachConfig {
+    /// Whether outreach is targeted by expected saves.
+    pub fn targets_saves(&self) -> bool {
+        self.targeting == crate::outreach::targeting::Targeting::ExpectedSaves
     }
 }
 

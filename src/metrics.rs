@@ -177,7 +177,7 @@ impl Metrics {
                 &["playbook", "channel", "level"],
             )?,
             outreach_suppressed: IntCounterVec::new(
-                opts("churnwatch_outreach_suppressed_total", "Outreach held back, by suppression reason (cancelled, no_consent, ticket_in_progress, cooldown, frequency_cap, erased), once per episode and reason."),
+                opts("churnwatch_outreach_suppressed_total", "Outreach held back, by suppression reason (cancelled, no_consent, ticket_in_progress, cooldown, frequency_cap, erased, harmful_playbook, low_expected_saves), once per episode and reason."),
                 &["reason"],
             )?,
             outreach_outcomes: IntCounterVec::new(

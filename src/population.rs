@@ -2,14 +2,18 @@
 //! then the latest maximum-likelihood fit over the customers' (x, t_x, T).
 //! Bridges customer state (UTC days) and the model's time unit.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{
     config::{ModelConfig, TimeUnit},
     model::{self, Family, FitOptions, ModelError, Params, Spend, SpendFit, Triple, TripleCounts},
+    pb::Playbook,
     score::learn::LearnedRisk,
     state::Activity,
     time::{day_of, Day, Span, Timestamp},
+    uplift::UpliftCounts,
 };
 
 /// What one fit produced (exported as metrics and `--model-out`).
@@ -53,6 +57,29 @@ pub struct PopulationModel {
     /// have none and read as `None`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spend: Option<SpendRecord>,
+    /// The measured uplift and the population's mean predicted future
+    /// value, summed at each refit while `outreach.targeting =
+    /// "expected_saves"` (`None` otherwise, and in older records): what
+    /// that targeting weighs decisions with until the next refit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplift: Option<UpliftRecord>,
+}
+
+/// The uplift measured over the customers at a refit (docs/uplift.md
+/// "Targeting by expected saves").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpliftRecord {
+    /// Closed trials per playbook (enum name) and arm, summed over the
+    /// customers' states (so a restore, a rebalance or a replay sums the
+    /// same counts; an erased customer's trials leave with them).
+    pub counts: BTreeMap<String, UpliftCounts>,
+    /// Mean predicted future value ([`PopulationModel::future_value`] over
+    /// `score.horizon`) of the customers with activity; `None` without a
+    /// spend model. A customer's value relative to it weighs their
+    /// expected saves (1 = an average customer).
+    pub mean_future_value: Option<f64>,
+    /// Stream time of the refit (unix seconds).
+    pub measured_at: Timestamp,
 }
 
 /// What one spend fit produced.
@@ -72,6 +99,7 @@ impl PopulationModel {
             fit: None,
             risk: None,
             spend: None,
+            uplift: None,
         }
     }
 
@@ -134,6 +162,23 @@ impl PopulationModel {
                 h.update(&v.to_bits().to_le_bytes());
             }
         }
+        // The measured uplift changes expected-saves targeting's decisions
+        // (present only under that targeting: risk targeting's versions are
+        // as before).
+        if let Some(u) = &self.uplift {
+            for (name, c) in &u.counts {
+                h.update(name.as_bytes());
+                for n in [
+                    c.contacted.decided,
+                    c.contacted.retained,
+                    c.held_out.decided,
+                    c.held_out.retained,
+                ] {
+                    h.update(&n.to_le_bytes());
+                }
+            }
+            h.update(&u.mean_future_value.unwrap_or(-1.0).to_bits().to_le_bytes());
+        }
         let family = match self.family {
             Family::BgNbd => "bgnbd",
             Family::MbgNbd => "mbgnbd",
@@ -184,6 +229,7 @@ impl PopulationModel {
             }),
             risk: self.risk.clone(),
             spend: self.spend.clone(),
+            uplift: self.uplift.clone(),
         })
     }
 
@@ -223,5 +269,38 @@ impl PopulationModel {
         let n = self.expected_activity(a?, now_day, horizon).ok()?;
         let v = n * per;
         v.is_finite().then_some(v.max(0.0))
+    }
+
+    /// This model with the uplift record of a refit at `at`: the counts
+    /// summed from the customers, and the mean predicted future value of
+    /// `values` ((activity, purchases, amount) of the customers with
+    /// activity) under this model.
+    pub fn with_uplift(
+        mut self,
+        counts: &BTreeMap<Playbook, UpliftCounts>,
+        values: &[(Activity, u32, f64)],
+        at: Timestamp,
+        horizon: Span,
+    ) -> Self {
+        let now_day = day_of(at);
+        // Summed in millionths as integers, so the mean does not depend on
+        // the order the customers were gathered in (partitions, slots).
+        let (mut micros, mut n) = (0u128, 0u64);
+        for (a, purchases, amount) in values {
+            if let Some(v) = self.future_value(Some(a), *purchases, *amount, now_day, horizon) {
+                micros += (v * 1e6).round().clamp(0.0, 1e30) as u128;
+                n += 1;
+            }
+        }
+        let sum = micros as f64 / 1e6;
+        self.uplift = Some(UpliftRecord {
+            counts: counts
+                .iter()
+                .map(|(p, c)| (p.as_str_name().to_owned(), *c))
+                .collect(),
+            mean_future_value: (n > 0).then(|| sum / n as f64),
+            measured_at: at,
+        });
+        self
     }
 }

@@ -543,7 +543,7 @@ impl Processor {
                 crate::model::Spend::of(s.state.value.purchases, s.state.value.amount)
             })
             .collect();
-        Ok(self
+        let model = self
             .model
             .refit(
                 &self.cfg.model,
@@ -552,7 +552,15 @@ impl Processor {
                     .filter_map(|(_, s)| s.state.activity.as_ref()),
                 now,
             )?
-            .with_spend(&spend, now))
+            .with_spend(&spend, now);
+        if !self.cfg.outreach.targets_saves() {
+            return Ok(model);
+        }
+        let mut g = outcomes::SavesGather::default();
+        for (_, s) in self.customers.iter() {
+            g.add(&s.state);
+        }
+        Ok(model.with_uplift(&g.counts, &g.values, now, self.cfg.score.horizon))
     }
 
     /// Counts of customers per level (low, medium, high, critical).

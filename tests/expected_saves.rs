@@ -127,3 +127,116 @@ fn no_effect_claims_no_gain() {
     }
     assert!(claimed <= 1, "{claimed} of 5 claimed a gain");
 }
+
+/// The live policy (as `run` and `replay` apply it, here through replay's
+/// feed): on a population where win-back drives customers away and
+/// check-in keeps them, expected-saves targeting measures win-back as
+/// harmful at a refit and stops sending it (`harmful_playbook`), keeps
+/// sending check-ins, and the model records the counts it used. While no
+/// playbook has enough closed trials, its decisions are risk targeting's,
+/// field for field (only the model version differs: the model carries the
+/// uplift record).
+#[test]
+fn live_expected_saves_stops_a_harmful_playbook() {
+    use churnwatch::{pb::OutreachRequested, replay::Feed};
+
+    let mut risk_core = core();
+    risk_core.outreach.targeting = Targeting::Risk;
+    let e = effects(&[(Playbook::WinBack, -0.3), (Playbook::CheckIn, 0.3)]);
+    let events: Vec<_> = Generator::new(GenConfig {
+        customers: 4000,
+        seed: 21,
+        span: Span::days(120),
+        model: GenModel::Experience,
+        treatment: Some(Treatment {
+            core: risk_core.clone(),
+            effects: e,
+        }),
+        ..GenConfig::default()
+    })
+    .collect();
+    let feed = |cfg: CoreConfig| {
+        let mut f = Feed::new(cfg);
+        for ev in &events {
+            f.fold_one(ev);
+        }
+        f
+    };
+    let start = events
+        .iter()
+        .filter_map(|e| e.occurred_at.map(|t| t.seconds))
+        .min()
+        .unwrap_or(0);
+    // Sent (not held out) with playbook `p`, decided from day `from` on.
+    let sent_from = |out: &[OutreachRequested], p: Playbook, from: i64| {
+        out.iter()
+            .filter(|o| o.playbook == p as i32 && !o.held_out)
+            .filter(|o| {
+                o.decided_at
+                    .is_some_and(|t| t.seconds >= start + from * SECS_PER_DAY)
+            })
+            .count()
+    };
+    let sent = |out: &[OutreachRequested], p: Playbook| sent_from(out, p, 0);
+
+    let risk = feed(risk_core);
+    let mut never = core();
+    never.outreach.saves_min_per_arm = u64::MAX;
+    let unmeasured = feed(never);
+    let strip = |out: &[OutreachRequested]| -> Vec<OutreachRequested> {
+        out.iter()
+            .cloned()
+            .map(|mut o| {
+                o.model_version.clear();
+                o
+            })
+            .collect()
+    };
+    assert!(risk.outreach.len() > 500, "{}", risk.outreach.len());
+    assert_eq!(strip(&risk.outreach), strip(&unmeasured.outreach));
+
+    let live = feed(core());
+    let harmful = live
+        .summary
+        .suppressed_by_reason
+        .get("harmful_playbook")
+        .copied()
+        .unwrap_or(0);
+    let record = live
+        .processor()
+        .model()
+        .uplift
+        .clone()
+        .unwrap_or_else(|| panic!("no uplift record in the model"));
+    let wb = record.counts.get("WIN_BACK").copied().unwrap_or_default();
+    println!(
+        "win-back sent: risk {} live {} (from day 80: {} and {}); check-in sent: risk {} live {}; harmful_playbook {harmful}; low_expected_saves {}; win-back counts {wb:?}",
+        sent(&risk.outreach, Playbook::WinBack),
+        sent(&live.outreach, Playbook::WinBack),
+        sent_from(&risk.outreach, Playbook::WinBack, 80),
+        sent_from(&live.outreach, Playbook::WinBack, 80),
+        sent(&risk.outreach, Playbook::CheckIn),
+        sent(&live.outreach, Playbook::CheckIn),
+        live.summary
+            .suppressed_by_reason
+            .get("low_expected_saves")
+            .copied()
+            .unwrap_or(0),
+    );
+    assert!(
+        wb.contacted.decided >= 30 && wb.held_out.decided >= 30,
+        "{wb:?}"
+    );
+    let churn = |a: churnwatch::uplift::ArmCounts| a.churn_rate().unwrap_or(0.0);
+    assert!(churn(wb.contacted) > churn(wb.held_out), "{wb:?}");
+    assert!(harmful > 0);
+    // Once measured (its trials close a 30-day horizon after the first
+    // decisions), win-back is hardly sent any more.
+    assert!(sent(&live.outreach, Playbook::WinBack) < sent(&risk.outreach, Playbook::WinBack));
+    assert!(
+        4 * sent_from(&live.outreach, Playbook::WinBack, 80)
+            < sent_from(&risk.outreach, Playbook::WinBack, 80),
+        "win-back keeps being sent"
+    );
+    assert!(sent(&live.outreach, Playbook::CheckIn) > 0);
+}

@@ -32,10 +32,10 @@ pub use suppression::{suppression_code, Suppression};
 use crate::{
     config::OutreachConfig,
     pb::{OutreachRequested, Playbook},
-    score::{reason_mask, Score},
+    score::{reason_mask, Level, Score},
     signals::Context,
     state::{CustomerState, OutreachRecord},
-    time::Timestamp,
+    time::{day_of, Timestamp},
 };
 
 /// What the policy decided at one scoring.
@@ -104,6 +104,36 @@ pub fn decide(
     let Some(channel) = choose_channel(s, cfg) else {
         return note_suppressed(s, Suppression::NoConsent, playbook);
     };
+    // Expected-saves targeting: the risk weighed by the playbook's measured
+    // uplift and the customer's future value gates the send and sets the
+    // priority (targeting.rs); unmeasured playbooks go by risk.
+    let mut priority_risk = score.risk;
+    if cfg.targets_saves() {
+        let value = ctx.model.future_value(
+            s.activity.as_ref(),
+            s.value.purchases,
+            s.value.amount,
+            day_of(now),
+            ctx.cfg.horizon,
+        );
+        match targeting::weight(
+            ctx.model.uplift.as_ref(),
+            playbook,
+            value,
+            cfg.saves_min_per_arm,
+        ) {
+            targeting::Weight::Unmeasured => {}
+            targeting::Weight::Harmful { .. } => {
+                return note_suppressed(s, Suppression::HarmfulPlaybook, playbook);
+            }
+            targeting::Weight::Measured { factor, .. } => {
+                priority_risk = score.risk * factor;
+                if Level::of(priority_risk, &ctx.cfg.thresholds) < cfg.trigger_level {
+                    return note_suppressed(s, Suppression::LowExpectedSaves, playbook);
+                }
+            }
+        }
+    }
     let id = outreach_id(customer_id, playbook, episode_start);
     let episode = s.outreach_mut().decisions();
     let held_out = holdout::is_held_out(&cfg.holdout, customer_id, episode, playbook);
@@ -120,6 +150,9 @@ pub fn decide(
         cfg,
     );
     msg.held_out = held_out;
+    if cfg.targets_saves() {
+        msg.priority = priority(priority_risk, s.value.amount, playbook, cfg) as i32;
+    }
     let h = s.outreach_mut();
     if cfg.holdout.share(playbook) > 0.0 {
         crate::uplift::trial::open(h, now, playbook, held_out);

@@ -17,16 +17,25 @@ pub enum Suppression {
     Cancelled,
     /// The customer asked to be forgotten.
     Erased,
+    /// `expected_saves` targeting: the playbook's measured uplift is zero
+    /// or negative, so contacting does not keep these customers.
+    HarmfulPlaybook,
+    /// `expected_saves` targeting: the risk weighed by the playbook's
+    /// measured uplift and the customer's future value is below the
+    /// trigger level.
+    LowExpectedSaves,
 }
 
 impl Suppression {
-    pub const ALL: [Suppression; 6] = [
+    pub const ALL: [Suppression; 8] = [
         Suppression::NoConsent,
         Suppression::Cooldown,
         Suppression::FrequencyCap,
         Suppression::TicketInProgress,
         Suppression::Cancelled,
         Suppression::Erased,
+        Suppression::HarmfulPlaybook,
+        Suppression::LowExpectedSaves,
     ];
 
     pub fn code(self) -> &'static str {
@@ -37,6 +46,8 @@ impl Suppression {
             Suppression::TicketInProgress => "ticket_in_progress",
             Suppression::Cancelled => "cancelled",
             Suppression::Erased => "erased",
+            Suppression::HarmfulPlaybook => "harmful_playbook",
+            Suppression::LowExpectedSaves => "low_expected_saves",
         }
     }
 }

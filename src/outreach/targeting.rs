@@ -11,7 +11,7 @@
 //! - `risk`: the churn risk of the score (probability of no activity in
 //!   `score.horizon`).
 //! - `uplift(playbook)`: the playbook's measured uplift, the point estimate
-//!   of the difference in churn rate held out minus contacted (README
+//!   of the difference in churn rate held out minus contacted (docs/uplift.md
 //!   "Holdouts and uplift"), used only once *both* arms of that playbook
 //!   have at least `outreach.saves_min_per_arm` closed trials. The point
 //!   estimate rather than the interval's lower bound: the expected saves are
@@ -30,6 +30,13 @@
 //! the pooled uplift of the playbooks that are measured (so the two kinds of
 //! key compare on one scale). While no playbook is measured, every key is
 //! the risk: the ranking is exactly the risk ranking.
+//!
+//! The backtest ranks its candidates by [`keys`]; the live policy cannot
+//! wait for all candidates, so it weighs each decision by [`weight`]: the
+//! key over the pooled uplift (the same order, on the risk's scale), with
+//! the uplift record the last refit put in the model. The weighed risk
+//! gates the send at the trigger level and sets the priority; a playbook
+//! measured as harmful is not sent (`outreach::decide`).
 
 use std::collections::BTreeMap;
 
@@ -37,6 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     pb::Playbook,
+    population::UpliftRecord,
     uplift::{ArmCounts, UpliftCounts},
 };
 
@@ -62,10 +70,14 @@ pub struct UpliftInUse {
 
 impl UpliftInUse {
     /// From the closed trials' counts per playbook (enum names as keys).
-    pub fn from_counts(counts: &BTreeMap<&'static str, UpliftCounts>, min_per_arm: u64) -> Self {
+    pub fn from_counts<'a, K: AsRef<str> + 'a>(
+        counts: impl IntoIterator<Item = (&'a K, &'a UpliftCounts)>,
+        min_per_arm: u64,
+    ) -> Self {
         let mut measured = BTreeMap::new();
         let (mut c, mut h) = (ArmCounts::default(), ArmCounts::default());
         for (name, u) in counts {
+            let name = name.as_ref();
             let Some(pb) = Playbook::from_str_name(name) else {
                 continue;
             };
@@ -130,6 +142,57 @@ pub fn keys(candidates: &[Candidate], targeting: Targeting, uplift: &UpliftInUse
                 })
                 .collect()
         }
+    }
+}
+
+/// How expected-saves targeting weighs one decision in the live policy
+/// (and in `replay`): the model's uplift record, from the last refit, in
+/// place of the backtest's candidates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Weight {
+    /// The playbook's uplift is not measured yet (or there is no record):
+    /// the decision goes by risk, as under `risk` targeting.
+    Unmeasured,
+    /// The playbook's measured uplift is zero or below: contacting does
+    /// not keep these customers (or drives them away). Not sent.
+    Harmful { uplift: f64 },
+    /// The expected-saves risk is `risk x factor`, factor = (the
+    /// playbook's uplift / the pooled uplift of the measured playbooks) x
+    /// (the customer's predicted future value / the population's mean), so
+    /// an average customer of an average playbook keeps their risk.
+    Measured { uplift: f64, factor: f64 },
+}
+
+/// The weight of a decision for `playbook` on a customer of predicted
+/// future value `future_value`, by the uplift record of the model in use.
+pub fn weight(
+    record: Option<&UpliftRecord>,
+    playbook: Playbook,
+    future_value: Option<f64>,
+    min_per_arm: u64,
+) -> Weight {
+    let Some(record) = record else {
+        return Weight::Unmeasured;
+    };
+    let inuse = UpliftInUse::from_counts(&record.counts, min_per_arm);
+    let (uplift, measured) = inuse.factor(playbook);
+    if !measured {
+        return Weight::Unmeasured;
+    }
+    if uplift <= 0.0 {
+        return Weight::Harmful { uplift };
+    }
+    let relative = match inuse.pooled {
+        Some(p) if p > 0.0 => uplift / p,
+        _ => 1.0,
+    };
+    let value = match (future_value, record.mean_future_value) {
+        (Some(v), Some(mean)) if mean > 0.0 => v / mean,
+        _ => 1.0,
+    };
+    Weight::Measured {
+        uplift,
+        factor: relative * value,
     }
 }
 
@@ -235,5 +298,46 @@ mod tests {
             assert!((g - w).abs() < 1e-12, "{k:?}");
         }
         assert_eq!(top(&k, 4), vec![2, 3, 1, 0]);
+    }
+
+    /// The live weight: unmeasured without a record or below the threshold,
+    /// harmful at a zero or negative measured uplift, and otherwise the
+    /// uplift relative to the pooled one times the value relative to the
+    /// mean (the backtest's key over the pooled uplift, so both rank alike).
+    #[test]
+    fn live_weight_is_the_key_over_the_pooled_uplift() {
+        let mut m = BTreeMap::new();
+        // check-in +0.3 (300 / 100), win-back -0.1 (200 / 200), renewal
+        // save below the threshold.
+        m.insert("CHECK_IN".to_owned(), counts((300, 240), (100, 50)));
+        m.insert("WIN_BACK".to_owned(), counts((200, 100), (200, 120)));
+        m.insert("RENEWAL_SAVE".to_owned(), counts((50, 40), (50, 10)));
+        let record = UpliftRecord {
+            counts: m,
+            mean_future_value: Some(200.0),
+            measured_at: 0,
+        };
+        assert_eq!(
+            weight(None, Playbook::CheckIn, Some(1.0), 100),
+            Weight::Unmeasured
+        );
+        assert_eq!(
+            weight(Some(&record), Playbook::RenewalSave, Some(1.0), 100),
+            Weight::Unmeasured
+        );
+        let Weight::Harmful { uplift } = weight(Some(&record), Playbook::WinBack, None, 100) else {
+            panic!("win-back is measured harmful")
+        };
+        assert!((uplift + 0.1).abs() < 1e-12);
+        // Pooled over check-in and win-back: contacted 500 / 340 retained
+        // (churn 0.32), held out 300 / 170 (0.4333...): +0.11333...
+        let pooled = 130.0 / 300.0 - 160.0 / 500.0;
+        let Weight::Measured { uplift, factor } =
+            weight(Some(&record), Playbook::CheckIn, Some(300.0), 100)
+        else {
+            panic!("check-in is measured")
+        };
+        assert!((uplift - 0.3).abs() < 1e-12);
+        assert!((factor - 0.3 / pooled * 1.5).abs() < 1e-12, "{factor}");
     }
 }

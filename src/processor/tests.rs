@@ -6,9 +6,10 @@ use super::*;
 use crate::{
     config::CoreConfig,
     events,
-    pb::{Channel, InteractionEvent},
+    pb::{Channel, InteractionEvent, Playbook},
     population::PopulationModel,
     time::{start_of_day, SECS_PER_DAY},
+    uplift::UpliftCounts,
 };
 
 const D: i64 = SECS_PER_DAY;
@@ -807,6 +808,37 @@ fn every_suppression_reason_is_counted_once_when_it_happens() {
         }
         out
     }
+    /// Expected-saves targeting with a model whose uplift record gives
+    /// every playbook `counts(playbook)` as closed trials.
+    fn with_saves(counts: impl Fn(Playbook) -> UpliftCounts) -> Processor {
+        let mut cfg = CoreConfig::default();
+        cfg.outreach.holdout.default = 0.1;
+        cfg.outreach.targeting = crate::outreach::targeting::Targeting::ExpectedSaves;
+        cfg.outreach.saves_min_per_arm = 100;
+        let mut model = PopulationModel::prior(&cfg.model);
+        model.uplift = Some(crate::population::UpliftRecord {
+            counts: (1..=6)
+                .filter_map(|n| Playbook::try_from(n).ok())
+                .map(|p| (p.as_str_name().to_owned(), counts(p)))
+                .collect(),
+            mean_future_value: None,
+            measured_at: at(0),
+        });
+        Processor::new(Arc::new(cfg), Arc::new(model))
+    }
+    fn arms(contacted: (u64, u64), held_out: (u64, u64)) -> UpliftCounts {
+        use crate::uplift::ArmCounts;
+        UpliftCounts {
+            contacted: ArmCounts {
+                decided: contacted.0,
+                retained: contacted.1,
+            },
+            held_out: ArmCounts {
+                decided: held_out.0,
+                retained: held_out.1,
+            },
+        }
+    }
     let sent_at = |out: &[Effect]| -> Vec<i64> {
         outreach(out)
             .iter()
@@ -895,6 +927,24 @@ fn every_suppression_reason_is_counted_once_when_it_happens() {
                 evs.push(events::erasure("x", "c", at(150)));
                 let out = run(&mut p, evs, 200);
                 (out, 0)
+            }
+            Suppression::HarmfulPlaybook => {
+                // Contacted churn 60%, held out 40%: contact drives them away.
+                let mut p = with_saves(|_| arms((1000, 400), (200, 120)));
+                (run(&mut p, weekly_buyer("c", 10), 200), 0)
+            }
+            Suppression::LowExpectedSaves => {
+                // Renewal saves keep 40 in 100 more (and dominate the pooled
+                // uplift); every other playbook 1 in 100: a tenth of the
+                // pooled, so a critical risk weighs in below the trigger.
+                let mut p = with_saves(|p| {
+                    if p == Playbook::RenewalSave {
+                        arms((10_000, 9_000), (10_000, 5_000))
+                    } else {
+                        arms((1000, 510), (1000, 500))
+                    }
+                });
+                (run(&mut p, weekly_buyer("c", 10), 200), 0)
             }
         };
         let counted = out

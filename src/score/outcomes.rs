@@ -22,16 +22,21 @@
 //! in the changelog); it keeps the learned coefficients it restored with the
 //! model, and learns again one horizon after the restore.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Arc,
+};
 
 use super::learn::{self, LearnError, LearnedRisk, K};
 use crate::{
     config::{CoreConfig, LearningMode},
     model::Spend,
+    pb::Playbook,
     population::{PopulationModel, RefitError},
     signals::Context,
     state::{Activity, CustomerState, RecentEvents},
     time::{day_of, Day, Timestamp},
+    uplift::UpliftCounts,
 };
 
 /// A customer's activity summary as (first day, last day, repeat days).
@@ -93,6 +98,30 @@ pub struct Gather {
     labelled: Vec<Labelled>,
     /// Every visited customer's spend, for the spend model (learning or not).
     spend: Vec<Spend>,
+    /// What expected-saves targeting needs (only under it).
+    saves: Option<Box<SavesGather>>,
+}
+
+/// The measured uplift's counts and the customers' values, gathered for
+/// `outreach.targeting = "expected_saves"`.
+#[derive(Clone, Debug, Default)]
+pub struct SavesGather {
+    /// Closed trials per playbook and arm, summed over the customers.
+    pub counts: BTreeMap<Playbook, UpliftCounts>,
+    /// (activity, purchases, amount) of every customer with activity.
+    pub values: Vec<(Activity, u32, f64)>,
+}
+
+impl SavesGather {
+    /// Adds one customer's closed trials and value.
+    pub fn add(&mut self, s: &CustomerState) {
+        for (p, c) in s.outreach.iter().flat_map(|h| &h.measured) {
+            self.counts.entry(*p).or_default().merge(c);
+        }
+        if let Some(a) = s.activity {
+            self.values.push((a, s.value.purchases, s.value.amount));
+        }
+    }
 }
 
 /// The training set of one refit: the labelled batches of the last horizon.
@@ -101,6 +130,8 @@ pub struct TrainingSet {
     batches: Vec<Arc<Vec<Labelled>>>,
     /// The customers' spend as of the refit (the spend model's data).
     pub spend: Vec<Spend>,
+    /// Expected-saves targeting's data, when it is configured.
+    pub saves: Option<Box<SavesGather>>,
 }
 
 impl TrainingSet {
@@ -167,6 +198,7 @@ impl Outcomes {
             phase: at.div_euclid(every) as u64 % phases,
             sample_below: (cfg.score.learning.sample.clamp(0.0, 1.0) * 4_294_967_296.0) as u64,
             taken: Vec::new(),
+            saves: cfg.outreach.targets_saves().then(Box::default),
             labelled: Vec::new(),
             spend: Vec::new(),
         }
@@ -179,6 +211,7 @@ impl Outcomes {
             return TrainingSet {
                 batches: Vec::new(),
                 spend: g.spend,
+                saves: g.saves,
             };
         }
         let mut rows = g.taken;
@@ -195,6 +228,7 @@ impl Outcomes {
         TrainingSet {
             batches: self.labelled.iter().map(|(_, b)| b.clone()).collect(),
             spend: g.spend,
+            saves: g.saves,
         }
     }
 
@@ -210,6 +244,9 @@ impl Gather {
     pub fn visit(&mut self, id: &str, s: &CustomerState, ctx: &Context<'_>) {
         if let Some(sp) = Spend::of(s.value.purchases, s.value.amount) {
             self.spend.push(sp);
+        }
+        if let Some(g) = &mut self.saves {
+            g.add(s);
         }
         if !self.active {
             return;
@@ -315,6 +352,9 @@ pub fn refit(
     let mut model = current
         .refit(&cfg.model, activities.iter(), at)?
         .with_spend(&training.spend, at);
+    if let Some(g) = &training.saves {
+        model = model.with_uplift(&g.counts, &g.values, at, cfg.score.horizon);
+    }
     let learning = if cfg.score.learning.mode == LearningMode::Learned {
         learn_into(&mut model, cfg, training, at)
     } else {

@@ -18,6 +18,7 @@ use crate::{
     pb::{Channel, Playbook},
     score::Level,
     time::Timestamp,
+    uplift::interval::UpliftCounts,
 };
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -184,6 +185,10 @@ pub struct OutreachHistory {
     pub outcomes: [u32; 7],
     /// The uplift measurement of a decision whose horizon has not passed.
     pub trial: Option<Trial>,
+    /// This customer's closed trials, counted per playbook and arm (sorted
+    /// by playbook, at most one entry each): what a refit sums into the
+    /// measured uplift that `outreach.targeting = "expected_saves"` uses.
+    pub measured: Vec<(Playbook, UpliftCounts)>,
 }
 
 impl OutreachHistory {
@@ -220,6 +225,7 @@ impl Default for OutreachHistory {
             held_out: 0,
             outcomes: [0; 7],
             trial: None,
+            measured: Vec::new(),
         }
     }
 }

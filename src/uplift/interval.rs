@@ -41,6 +41,17 @@ pub struct UpliftCounts {
 }
 
 impl UpliftCounts {
+    /// Adds another set of counts (of other customers or trials).
+    pub fn merge(&mut self, other: &UpliftCounts) {
+        for (a, b) in [
+            (&mut self.contacted, &other.contacted),
+            (&mut self.held_out, &other.held_out),
+        ] {
+            a.decided = a.decided.saturating_add(b.decided);
+            a.retained = a.retained.saturating_add(b.retained);
+        }
+    }
+
     pub fn add(&mut self, m: &super::Measured) {
         if m.held_out {
             self.held_out.add(m.retained);

@@ -10,6 +10,7 @@
 //! trial closes and is counted. Nothing else (no outcome event, no wall
 //! clock) enters, so both arms are measured the same way.
 
+use super::interval::UpliftCounts;
 use crate::{
     pb::Playbook,
     state::{CustomerState, OutreachHistory, Trial},
@@ -58,11 +59,20 @@ pub fn close_due(s: &mut CustomerState, now: Timestamp, horizon: i64) -> Option<
     let h = s.outreach.as_deref_mut()?;
     let t = h.trial.filter(|t| now >= t.decided_at + horizon)?;
     h.trial = None;
-    Some(Measured {
+    let m = Measured {
         playbook: t.playbook,
         held_out: t.held_out,
         retained: t.retained,
-    })
+    };
+    match h.measured.binary_search_by_key(&m.playbook, |(p, _)| *p) {
+        Ok(i) => h.measured[i].1.add(&m),
+        Err(i) => {
+            let mut c = UpliftCounts::default();
+            c.add(&m);
+            h.measured.insert(i, (m.playbook, c));
+        }
+    }
+    Some(m)
 }
 
 #[cfg(test)]
@@ -96,5 +106,34 @@ mod tests {
         observe_activity(&mut s, 10_001, H);
         let m = close_due(&mut s, 20_000 + H, H);
         assert_eq!(m.map(|m| (m.retained, m.held_out)), Some((true, false)));
+
+        // Both closed trials stay counted in the state, per playbook and arm.
+        open(s.outreach_mut(), 30_000 + H, Playbook::CheckIn, false);
+        observe_activity(&mut s, 30_001 + H, H);
+        assert!(close_due(&mut s, 30_000 + 2 * H, H).is_some());
+        let counts: Vec<_> = s
+            .outreach
+            .as_deref()
+            .map(|h| {
+                h.measured
+                    .iter()
+                    .map(|(p, c)| {
+                        (
+                            *p,
+                            (c.contacted.decided, c.contacted.retained),
+                            (c.held_out.decided, c.held_out.retained),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Playbook order: CHECK_IN before WIN_BACK.
+        assert_eq!(
+            counts,
+            vec![
+                (Playbook::CheckIn, (1, 1), (1, 0)),
+                (Playbook::WinBack, (1, 1), (0, 0)),
+            ]
+        );
     }
 }
