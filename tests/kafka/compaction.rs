@@ -5,7 +5,7 @@
 //! compacted it (small segments here) a fresh instance restores the very
 //! same states, erased customers included (still gone).
 
-mod common;
+use crate::common;
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 

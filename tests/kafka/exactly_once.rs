@@ -3,7 +3,7 @@
 //! invisible to read-committed readers, and on librdkafka's mock cluster,
 //! which shows them (its documented limit, kept as evidence).
 
-mod common;
+use crate::common;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

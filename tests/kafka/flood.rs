@@ -3,7 +3,7 @@
 //! memory stays bounded, and the retention later forgets the long-silent
 //! customers with changelog tombstones, making room again.
 
-mod common;
+use crate::common;
 
 use std::{
     process::{Command, Stdio},

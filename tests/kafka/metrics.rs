@@ -6,7 +6,7 @@
 //! JSON event announced by its `content-type` header, a redelivery, a late
 //! event and four messages that cannot be processed.
 
-mod common;
+use crate::common;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

@@ -1,7 +1,7 @@
 //! The service against a real broker (Apache Kafka on loopback, or `KAFKA_BOOTSTRAP`):
 //! events in, outreach out, idle advance, dead letters, restore, sharing.
 
-mod common;
+use crate::common;
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 

@@ -4,7 +4,7 @@
 //! dead-letter topic with its reason and its original bytes, every good one
 //! is folded, and the process never exits.
 
-mod common;
+use crate::common;
 
 use churnwatch::{
     codec::{self, Format},

@@ -1,6 +1,6 @@
 //! `churnwatch run` as ops run it: the binary, its admin HTTP, and signals.
 
-mod common;
+use crate::common;
 
 use std::{
     process::{Child, Command, Stdio},

@@ -3,7 +3,7 @@
 //! On Apache Kafka (tests/common), whose storage is durable, since consumers resume
 //! from committed offsets.
 
-mod common;
+use crate::common;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
