@@ -538,6 +538,10 @@ struct ModelFile<'a> {
     /// The Gamma-Gamma spend model (absent until a spend fit succeeded).
     #[serde(skip_serializing_if = "Option::is_none")]
     spend: Option<&'a crate::population::SpendRecord>,
+    /// The uplift record expected-saves targeting decides with (absent
+    /// under risk targeting).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uplift: Option<&'a crate::population::UpliftRecord>,
 }
 
 #[derive(Serialize)]
@@ -581,6 +585,7 @@ fn write_model(proc: &Processor, summary: &ReplaySummary, path: &Path) -> Result
             }
         },
         spend: m.spend.as_ref(),
+        uplift: m.uplift.as_ref(),
     };
     let text = serde_json::to_string_pretty(&out).map_err(|e| ReplayError::Io {
         path: path.to_owned(),

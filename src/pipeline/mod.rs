@@ -461,9 +461,7 @@ fn probe_transactions(engine: &Engine, settings: &Settings) -> Result<(), Pipeli
         .map_err(|e| unsupported("initialise transactions", e))?;
     p.begin_transaction()
         .map_err(|e| unsupported("begin a transaction", e))?;
-    engine
-        .sink
-        .changelog(0, restore::PROBE_KEY, None)?;
+    engine.sink.changelog(0, restore::PROBE_KEY, None)?;
     p.commit_transaction(Duration::from_secs(30))
         .map_err(|e| unsupported("commit a transaction", e))?;
     Ok(())
