@@ -17,6 +17,7 @@ pub mod codec;
 pub mod config;
 pub mod demo;
 pub mod events;
+pub mod feed;
 pub mod fold;
 pub mod generate;
 pub mod http;
