@@ -1,0 +1,37 @@
+//! churnwatch-core: the pure core of churnwatch, with no Kafka, no clock
+//! and no I/O (the compiler keeps it so: this crate depends on none of
+//! rdkafka, tokio, axum, hyper or prometheus).
+//!
+//! The flow, folder by folder: events come in ([`pb`], [`codec`],
+//! [`validate`]), are folded into per-customer state ([`fold`], [`state`],
+//! [`store`]), scored by the signals ([`signals`], [`model`],
+//! [`population`], [`score`]), and turned into outreach decisions
+//! ([`outreach`], [`uplift`]). [`processor`] runs one partition's stream
+//! through all of that, with silence timers ([`timers`]); [`feed`] runs it
+//! over events in memory (replay, backtest and the generator's closed
+//! loop). [`config`] is the core configuration with its defaults and checks;
+//! [`generate`] makes synthetic populations with a known answer.
+//!
+//! The `churnwatch` crate re-exports every module here under the same name.
+
+pub mod channel;
+pub mod codec;
+pub mod config;
+pub mod events;
+pub mod feed;
+pub mod fold;
+pub mod generate;
+pub mod kind;
+pub mod model;
+pub mod outreach;
+pub mod pb;
+pub mod population;
+pub mod processor;
+pub mod score;
+pub mod signals;
+pub mod state;
+pub mod store;
+pub mod time;
+pub mod timers;
+pub mod uplift;
+pub mod validate;
