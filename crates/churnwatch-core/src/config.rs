@@ -2,7 +2,7 @@
 //! score and the outreach policy. One place for every key, its default (with
 //! where the default comes from) and the cross-field checks.
 //!
-//! The service configuration (`crate::settings`) embeds this as is, so a key
+//! The service configuration (`churnwatch::settings`) embeds this as is, so a key
 //! means the same in `churnwatch replay` and in `churnwatch run`.
 
 use serde::{Deserialize, Serialize};
@@ -437,8 +437,8 @@ pub struct OutreachConfig {
     /// The randomised control group (docs/uplift.md).
     pub holdout: HoldoutConfig,
     /// Whom to contact first: `risk` (the default) or `expected_saves`
-    /// (risk x measured uplift x predicted future value; README
-    /// "Targeting by expected saves").
+    /// (risk x measured uplift x predicted future value;
+    /// docs/uplift.md, "Targeting by expected saves").
     pub targeting: crate::outreach::targeting::Targeting,
     /// Closed trials needed in each arm of a playbook before its measured
     /// uplift is used by `expected_saves` targeting; below it the playbook

@@ -11,8 +11,8 @@
 //! - `risk`: the churn risk of the score (probability of no activity in
 //!   `score.horizon`).
 //! - `uplift(playbook)`: the playbook's measured uplift, the point estimate
-//!   of the difference in churn rate held out minus contacted (README
-//!   "Holdouts and uplift"), used only once *both* arms of that playbook
+//!   of the difference in churn rate held out minus contacted
+//!   (docs/uplift.md), used only once *both* arms of that playbook
 //!   have at least `outreach.saves_min_per_arm` closed trials. The point
 //!   estimate rather than the interval's lower bound: the expected saves are
 //!   linear in the uplift, so the unbiased estimate ranks by expected value;
