@@ -13,8 +13,9 @@
 //! [`demo`] runs all of it on one machine.
 
 pub use churnwatch_core::{
-    channel, codec, config, events, feed, fold, generate, kind, model, outreach, pb, population,
-    processor, score, signals, state, store, time, timers, uplift, validate,
+    channel, codec, config, events, feed, fold, generate, kind, learn, model, outreach, pb,
+    population, processor, score, signals, state, store, time, timers, uplift, validate,
+    vocabulary,
 };
 
 pub mod backtest;

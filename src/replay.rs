@@ -350,7 +350,7 @@ fn write_scores(proc: &Processor, now: Timestamp, path: &Path) -> Result<(), Rep
             expected,
             format!("{:.6}", s.risk),
             s.level.as_str().to_owned(),
-            top.map_or("", |r| r.code).to_owned(),
+            top.map_or("", |r| r.code.as_str()).to_owned(),
             top.map_or(String::new(), |r| r.evidence.clone()),
         ])
         .map_err(csv_err)?;

@@ -12,9 +12,10 @@ use crate::{
     kind::{EventKind, KindSet},
     model::{Family, Params},
     pb::{Channel, Playbook},
-    score::Level,
     time::Span,
 };
+
+pub use crate::vocabulary::{Level, Targeting, Thresholds};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -252,33 +253,6 @@ impl Default for LearningConfig {
     }
 }
 
-/// Lower bounds of the risk levels.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Thresholds {
-    pub medium: f64,
-    pub high: f64,
-    pub critical: f64,
-}
-
-impl Default for Thresholds {
-    /// Risk is P(no activity in the horizon), so each bound is the share of
-    /// customers at it who would go silent. `high` (the outreach trigger) is
-    /// 0.9: 9 in 10 at it go silent without action, so the team's time goes
-    /// to the surest losses; and a first purchase is not yet `high` where
-    /// most customers buy once (the CDNOW prior gives a new buyer 85% for no
-    /// repeat in 30 days; silence takes them past 90% about a month later).
-    /// `medium` 0.5: silence is the likelier outcome. `critical` 0.97: all
-    /// but certain to be lost, a win-back rather than a check-in.
-    fn default() -> Self {
-        Thresholds {
-            medium: 0.5,
-            high: 0.9,
-            critical: 0.97,
-        }
-    }
-}
-
 /// Parameters of the individual signals.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -439,7 +413,7 @@ pub struct OutreachConfig {
     /// Whom to contact first: `risk` (the default) or `expected_saves`
     /// (risk x measured uplift x predicted future value;
     /// docs/uplift.md, "Targeting by expected saves").
-    pub targeting: crate::outreach::targeting::Targeting,
+    pub targeting: Targeting,
     /// Closed trials needed in each arm of a playbook before its measured
     /// uplift is used by `expected_saves` targeting; below it the playbook
     /// is ranked by risk. 200 per arm bounds the standard error of the
@@ -547,7 +521,7 @@ impl Default for OutreachConfig {
             high_value: 500.0,
             playbooks: PlaybookMap::default(),
             holdout: HoldoutConfig::default(),
-            targeting: crate::outreach::targeting::Targeting::Risk,
+            targeting: Targeting::Risk,
             saves_min_per_arm: 200,
         }
     }
@@ -808,9 +782,7 @@ impl CoreConfig {
                 "must be at least 1",
             ));
         }
-        if o.targeting == crate::outreach::targeting::Targeting::ExpectedSaves
-            && !o.holdout.enabled()
-        {
+        if o.targeting == Targeting::ExpectedSaves && !o.holdout.enabled() {
             // Without a control group no uplift is ever measured: the
             // targeting would silently stay the risk ranking.
             p.push(ConfigProblem::new(
@@ -887,7 +859,6 @@ mod tests {
 
     #[test]
     fn targeting_defaults_to_risk_and_expected_saves_needs_a_holdout() {
-        use crate::outreach::targeting::Targeting;
         let d = CoreConfig::default();
         assert_eq!(d.outreach.targeting, Targeting::Risk);
         assert_eq!(d.outreach.saves_min_per_arm, 200);

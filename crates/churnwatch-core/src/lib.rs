@@ -5,8 +5,11 @@
 //! The flow, folder by folder: events come in ([`pb`], [`codec`],
 //! [`validate`]), are folded into per-customer state ([`fold`], [`state`],
 //! [`store`]), scored by the signals ([`signals`], [`model`],
-//! [`population`], [`score`]), and turned into outreach decisions
-//! ([`outreach`], [`uplift`]). [`processor`] runs one partition's stream
+//! [`population`], [`score`], with coefficients [`learn`]ed from
+//! outcomes), and turned into outreach decisions ([`outreach`],
+//! [`uplift`]). [`vocabulary`] is the leaf they share (levels, thresholds,
+//! reason codes, suppression reasons, targeting), so that none of them
+//! imports another in a circle. [`processor`] runs one partition's stream
 //! through all of that, with silence timers ([`timers`]); [`feed`] runs it
 //! over events in memory (replay, backtest and the generator's closed
 //! loop). [`config`] is the core configuration with its defaults and checks;
@@ -22,6 +25,7 @@ pub mod feed;
 pub mod fold;
 pub mod generate;
 pub mod kind;
+pub mod learn;
 pub mod model;
 pub mod outreach;
 pub mod pb;
@@ -35,3 +39,4 @@ pub mod time;
 pub mod timers;
 pub mod uplift;
 pub mod validate;
+pub mod vocabulary;

@@ -32,10 +32,11 @@ pub use suppression::{suppression_code, Suppression};
 use crate::{
     config::OutreachConfig,
     pb::{OutreachRequested, Playbook},
-    score::{reason_mask, Score},
+    score::Score,
     signals::Context,
     state::{CustomerState, OutreachRecord},
     time::Timestamp,
+    vocabulary::reason_mask,
 };
 
 /// What the policy decided at one scoring.

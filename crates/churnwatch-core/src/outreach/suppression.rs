@@ -3,51 +3,7 @@
 
 use crate::{config::OutreachConfig, pb::Playbook, state::CustomerState, time::Timestamp};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Suppression {
-    /// The customer withdrew consent (on every channel outreach could use).
-    NoConsent,
-    /// Too soon after the last outreach.
-    Cooldown,
-    /// The per-window cap is reached.
-    FrequencyCap,
-    /// An open ticket is being worked: support is already talking to them.
-    TicketInProgress,
-    /// The subscription is cancelled: churn has happened, it is not a risk.
-    Cancelled,
-    /// The customer asked to be forgotten.
-    Erased,
-}
-
-impl Suppression {
-    pub const ALL: [Suppression; 6] = [
-        Suppression::NoConsent,
-        Suppression::Cooldown,
-        Suppression::FrequencyCap,
-        Suppression::TicketInProgress,
-        Suppression::Cancelled,
-        Suppression::Erased,
-    ];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Suppression::NoConsent => "no_consent",
-            Suppression::Cooldown => "cooldown",
-            Suppression::FrequencyCap => "frequency_cap",
-            Suppression::TicketInProgress => "ticket_in_progress",
-            Suppression::Cancelled => "cancelled",
-            Suppression::Erased => "erased",
-        }
-    }
-}
-
-/// The interned code for a stored suppression reason.
-pub fn suppression_code(text: &str) -> Option<&'static str> {
-    Suppression::ALL
-        .iter()
-        .map(|s| s.code())
-        .find(|c| *c == text)
-}
+pub use crate::vocabulary::{suppression_code, Suppression};
 
 /// The first rule that holds the outreach back, if any. Consent per channel
 /// is checked when the channel is chosen.

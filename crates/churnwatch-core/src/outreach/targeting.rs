@@ -33,23 +33,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::{
     pb::Playbook,
     uplift::{ArmCounts, UpliftCounts},
 };
 
-/// `outreach.targeting`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Targeting {
-    /// Rank by risk (version one's behaviour).
-    #[default]
-    Risk,
-    /// Rank by expected value kept.
-    ExpectedSaves,
-}
+pub use crate::vocabulary::Targeting;
 
 /// The uplift in use per playbook, from the measured counts.
 #[derive(Clone, Debug, Default, PartialEq)]

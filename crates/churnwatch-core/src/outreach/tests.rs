@@ -39,7 +39,7 @@ fn sc(level: Level, code: &'static str, at: i64) -> Score {
         contributions: Vec::new(),
         coefficients: "prior",
         reasons: vec![Reason {
-            code,
+            code: crate::vocabulary::ReasonCode::from_code(code).expect("a reason code"),
             contribution: 3.0,
             evidence: format!("{code} evidence"),
         }],

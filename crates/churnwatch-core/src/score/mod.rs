@@ -8,12 +8,13 @@
 //! log-odds, evidence in words) — and, for silence, when the level will next
 //! change if nothing arrives ([`schedule::next_change`]).
 
-pub mod learn;
-mod level;
 pub mod outcomes;
 pub mod schedule;
 
-pub use level::Level;
+pub use crate::{
+    learn,
+    vocabulary::{reason_mask, Level, ReasonCode, REASON_CODES},
+};
 
 use serde::Serialize;
 
@@ -24,28 +25,10 @@ use crate::{
     time::{start_of_day, Timestamp},
 };
 
-/// Stable reason codes, in a fixed order (ties in contribution keep it).
-pub const REASON_CODES: [&str; 6] = [
-    "silence",
-    "rate_drop",
-    "satisfaction_drop",
-    "friction",
-    "escalation",
-    "renewal",
-];
-
-/// A bit set of reason codes (bit i = `REASON_CODES[i]`).
-pub fn reason_mask<'a>(codes: impl IntoIterator<Item = &'a str>) -> u8 {
-    codes
-        .into_iter()
-        .filter_map(|c| REASON_CODES.iter().position(|k| *k == c))
-        .fold(0, |m, i| m | (1 << i))
-}
-
 /// One signal's part in a score.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Reason {
-    pub code: &'static str,
+    pub code: ReasonCode,
     /// This reason's additive part of the log-odds.
     pub contribution: f64,
     pub evidence: String,
@@ -214,8 +197,8 @@ pub fn score(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Score {
         c[6] * st.escalation,
         c[7] * st.renewal,
     ];
-    let mut reasons: Vec<Reason> = REASON_CODES
-        .iter()
+    let mut reasons: Vec<Reason> = ReasonCode::ALL
+        .into_iter()
         .zip(parts)
         .filter(|(_, c)| *c > 1e-9)
         .map(|(code, contribution)| Reason {
@@ -237,14 +220,14 @@ pub fn score(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Score {
 }
 
 fn evidence(
-    code: &str,
+    code: ReasonCode,
     s: &CustomerState,
     now: Timestamp,
     ctx: &Context<'_>,
     st: &Strengths,
 ) -> String {
     match code {
-        "silence" => {
+        ReasonCode::Silence => {
             let mut parts = Vec::new();
             if st.overdue > 0.0 {
                 parts.push(signals::overdue::evidence(s, now, ctx));
@@ -259,12 +242,11 @@ fn evidence(
             }
             parts.join("; ")
         }
-        "rate_drop" => signals::rate_drop::evidence(s, now, ctx),
-        "satisfaction_drop" => signals::satisfaction::evidence(s, now, ctx),
-        "friction" => signals::friction::evidence(s, now, ctx),
-        "escalation" => signals::escalation::evidence(s, now, ctx),
-        "renewal" => signals::renewal::evidence(s, now, ctx),
-        _ => String::new(),
+        ReasonCode::RateDrop => signals::rate_drop::evidence(s, now, ctx),
+        ReasonCode::SatisfactionDrop => signals::satisfaction::evidence(s, now, ctx),
+        ReasonCode::Friction => signals::friction::evidence(s, now, ctx),
+        ReasonCode::Escalation => signals::escalation::evidence(s, now, ctx),
+        ReasonCode::Renewal => signals::renewal::evidence(s, now, ctx),
     }
 }
 

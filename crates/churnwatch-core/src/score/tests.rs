@@ -258,7 +258,7 @@ fn risk_is_the_logistic_of_the_models_log_odds_plus_weighted_strengths_with_reas
         assert!((total - logit).abs() < 1e-9);
         assert_eq!(sc.contributions[1].name, "base");
         assert_eq!(sc.coefficients, "prior");
-        assert_eq!(sc.reasons[0].code, "silence");
+        assert_eq!(sc.reasons[0].code.as_str(), "silence");
         assert!(
             sc.reasons[0].evidence.contains("usually every 7 days"),
             "{}",

@@ -16,8 +16,8 @@ pub use recent::RecentEvents;
 
 use crate::{
     pb::{Channel, Playbook},
-    score::Level,
     time::Timestamp,
+    vocabulary::Level,
 };
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -159,7 +159,7 @@ pub struct OutreachRecord {
     pub episode_started_at: Timestamp,
     /// Last outcome reported (protobuf `Outcome` number), 0 = none yet.
     pub outcome: i32,
-    /// The reason codes it carried, as a bit set over `score::REASON_CODES`.
+    /// The reason codes it carried, as a bit set over `vocabulary::REASON_CODES`.
     pub reasons: u8,
 }
 
