@@ -15,7 +15,7 @@ use crate::{
     time::Span,
 };
 
-pub use crate::vocabulary::{Level, Targeting, Thresholds};
+pub use crate::vocabulary::{Level, Signals, Targeting, Thresholds};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -169,21 +169,9 @@ impl ModelConfig {
 /// strength in [0, 1]. In `score.learning.mode = "learned"` these are the
 /// prior (used until enough labelled customers exist, and the centre the
 /// fit is regularised towards); in `"fixed"` they are used as they are.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Weights {
-    /// The population model's own log-odds, P(no activity in the horizon).
-    pub base: f64,
-    /// Silence measured against the customer's own typical gap.
-    pub overdue: f64,
-    pub rate_drop: f64,
-    pub satisfaction_drop: f64,
-    pub friction: f64,
-    pub escalation: f64,
-    pub renewal: f64,
-}
+pub type Weights = Signals<f64>;
 
-impl Default for Weights {
+impl Signals<f64> {
     /// The prior. `base` 1 and bias 0: the model's probability as it is.
     /// The signals keep the intent of version one's hand-set weights: one
     /// strong signal of the kind the domain brief says to act on at once (an
@@ -193,8 +181,8 @@ impl Default for Weights {
     /// so with any real companion signal. `overdue` keeps 2.0:
     /// the model knows nothing of regularity (a clockwork buyer missing a
     /// beat), which the overdue signal measures.
-    fn default() -> Self {
-        Weights {
+    pub fn prior() -> Self {
+        Signals {
             base: 1.0,
             overdue: 2.0,
             rate_drop: 1.5,
@@ -204,6 +192,13 @@ impl Default for Weights {
             renewal: 2.5,
         }
     }
+}
+
+/// `score.weights` (and learned weights) as given, each key missing taken
+/// from [`Weights::prior`].
+pub fn weights_over_prior<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Weights, D::Error> {
+    let given = Signals::<Option<f64>>::deserialize(d)?;
+    Ok(given.zip(Weights::prior()).map(|(g, p)| g.unwrap_or(p)))
 }
 
 /// Whether the risk's coefficients are learned from outcomes or fixed.
@@ -321,6 +316,7 @@ pub struct ScoreConfig {
     /// Prior (or fixed) intercept of the log-odds, added to `base` x the
     /// model's log-odds.
     pub bias: f64,
+    #[serde(deserialize_with = "weights_over_prior")]
     pub weights: Weights,
     pub learning: LearningConfig,
     pub thresholds: Thresholds,
@@ -336,7 +332,7 @@ impl Default for ScoreConfig {
             // 30 days: the monthly rhythm a customer-success team reviews in.
             horizon: Span::days(30),
             bias: 0.0,
-            weights: Weights::default(),
+            weights: Weights::prior(),
             learning: LearningConfig::default(),
             thresholds: Thresholds::default(),
             signals: SignalConfig::default(),
@@ -638,18 +634,12 @@ impl CoreConfig {
                 "need 0 < medium < high < critical < 1",
             ));
         }
-        let w = &s.weights;
-        for (key, v) in [
-            ("score.weights.base", w.base),
-            ("score.weights.overdue", w.overdue),
-            ("score.weights.rate_drop", w.rate_drop),
-            ("score.weights.satisfaction_drop", w.satisfaction_drop),
-            ("score.weights.friction", w.friction),
-            ("score.weights.escalation", w.escalation),
-            ("score.weights.renewal", w.renewal),
-        ] {
+        for (name, &v) in s.weights.iter() {
             if !(v.is_finite() && v >= 0.0) {
-                p.push(ConfigProblem::new(key, "must be a finite number >= 0"));
+                p.push(ConfigProblem::new(
+                    format!("score.weights.{name}"),
+                    "must be a finite number >= 0",
+                ));
             }
         }
         if !s.bias.is_finite() {
