@@ -98,7 +98,7 @@ fn bench_risk_fit(c: &mut Criterion) {
         rows.push(x);
         y.push(rng.gen::<f64>() < 1.0 / (1.0 + (-z).exp()));
     }
-    let prior = learn::to_vector(0.0, &Weights::default());
+    let prior = learn::to_vector(0.0, &Weights::prior());
     if let Ok(f) = learn::fit(&rows, &y, &prior, 1.0, 1000) {
         eprintln!(
             "risk_fit/1m: iterations {} auc {:.4} brier {:.4} coefficients {:?}",

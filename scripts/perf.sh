@@ -42,4 +42,4 @@ if [ "${PEER:-1}" != "0" ]; then
   export PEER_PYTHON="$VENV/bin/python"
 fi
 
-cargo bench --bench pipeline
+cargo bench -p churnwatch --bench pipeline

@@ -763,7 +763,11 @@ mod tests {
     fn the_view_explains_a_silent_customer() {
         let v = silent_weekly_buyer();
         assert!(v.level >= Level::Medium, "{v:?}");
-        assert_eq!(v.reasons.first().map(|r| r.code), Some("silence"), "{v:?}");
+        assert_eq!(
+            v.reasons.first().map(|r| r.code.as_str()),
+            Some("silence"),
+            "{v:?}"
+        );
         assert!(
             v.reasons[0].evidence.contains("day"),
             "{}",

@@ -5,39 +5,27 @@
 //! scored by the signals ([`signals`], [`model`], [`population`], [`score`]),
 //! and turned into outreach decisions ([`outreach`]). [`processor`] runs one
 //! partition's stream through all of that, with silence timers ([`timers`]).
-//! Everything so far is the pure core: no Kafka, no clock, no I/O.
-//! [`replay`] drives it from files, and [`backtest`] measures it on a time
-//! split (its figures are pure functions too); [`pipeline`] and [`service`] run it on
-//! Kafka (`churnwatch run`), and [`demo`] runs all of it on one machine.
+//! Everything so far is the pure core, the `churnwatch-core` crate
+//! (`crates/churnwatch-core`), re-exported here under the same names: no
+//! Kafka, no clock, no I/O. [`replay`] drives it from files, and
+//! [`backtest`] measures it on a time split (its figures are pure functions
+//! too); [`pipeline`] and [`service`] run it on Kafka (`churnwatch run`), and
+//! [`demo`] runs all of it on one machine.
+
+pub use churnwatch_core::{
+    channel, codec, config, events, feed, fold, generate, kind, learn, model, outreach, pb,
+    population, processor, score, signals, state, store, time, timers, uplift, validate,
+    vocabulary,
+};
 
 pub mod backtest;
-pub mod channel;
 pub mod cli;
-pub mod codec;
-pub mod config;
 pub mod demo;
-pub mod events;
-pub mod fold;
-pub mod generate;
 pub mod http;
-pub mod kind;
 pub mod metrics;
 pub mod mock_broker;
-pub mod model;
-pub mod outreach;
-pub mod pb;
 pub mod pipeline;
-pub mod population;
-pub mod processor;
 pub mod readiness;
 pub mod replay;
-pub mod score;
 pub mod service;
 pub mod settings;
-pub mod signals;
-pub mod state;
-pub mod store;
-pub mod time;
-pub mod timers;
-pub mod uplift;
-pub mod validate;

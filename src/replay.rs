@@ -3,28 +3,25 @@
 //! the states, scores, the fitted model and the outreach decided.
 
 use std::{
-    collections::BTreeMap,
     fs::File,
     io::{self, BufReader, BufWriter, Write},
     path::{Path, PathBuf},
-    sync::Arc,
 };
 
 use indicatif::{ProgressBar, ProgressStyle};
 use prost::Message;
 use serde::Serialize;
 
+pub use crate::feed::{Feed, ReplaySummary};
 use crate::{
     codec::{self, Format, Records},
     config::{CoreConfig, TimeUnit},
     fold::Folded,
-    pb::{InteractionEvent, OutreachRequested},
-    population::{FitRecord, PopulationModel},
-    processor::{Effect, Processed, Processor},
-    score::{self, learn::LearnedRisk, outcomes::Outcomes},
+    pb::InteractionEvent,
+    processor::{Processed, Processor},
+    score::{self, learn::LearnedRisk},
     signals::Context,
     time::{day_of, rfc3339, Span, Timestamp},
-    uplift::UpliftCounts,
 };
 
 /// Invalid records printed one by one before only counting.
@@ -66,33 +63,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ReplayError + '_ {
     }
 }
 
-/// What a replay did, for the closing report.
-#[derive(Debug, Default, Serialize)]
-pub struct ReplaySummary {
-    pub records: u64,
-    pub folded: u64,
-    pub duplicates: u64,
-    pub late: u64,
-    pub forgotten: u64,
-    pub invalid: u64,
-    pub invalid_by_reason: BTreeMap<&'static str, u64>,
-    pub customers: u64,
-    pub outreach: u64,
-    pub suppressed_by_reason: BTreeMap<&'static str, u64>,
-    /// Decisions held out (`outreach.holdout`), included in `outreach`.
-    pub held_out: u64,
-    /// Uplift measurements closed, by playbook (enum name).
-    pub uplift: BTreeMap<&'static str, UpliftCounts>,
-    pub refits: u64,
-    /// Refits that learned the risk's coefficients.
-    pub learned: u64,
-    /// Why the last refit did not learn them, if it did not.
-    pub learning_error: Option<String>,
-    pub as_of: Option<String>,
-    pub model: Option<FitRecord>,
-    pub model_error: Option<String>,
-}
-
 /// Applies the command line's overrides to the configuration and checks it.
 pub fn effective_config(
     mut cfg: CoreConfig,
@@ -127,208 +97,130 @@ pub enum Pick {
     Skip,
 }
 
-/// The replay loop: events from files into one [`Processor`], with the
-/// periodic refits and the outreach and suppressions collected. `replay`
-/// runs it once over everything; `backtest` runs it over the events before
-/// its cutoff, scores, then continues it over the horizon: one fold.
-pub struct Feed {
-    proc: Processor,
-    pub summary: ReplaySummary,
-    pub outreach: Vec<OutreachRequested>,
-    effects: Vec<Effect>,
-    refit_every: i64,
-    next_refit: Option<Timestamp>,
-    outcomes: Outcomes,
-}
-
-impl Feed {
-    pub fn new(cfg: CoreConfig) -> Self {
-        let cfg = Arc::new(cfg);
-        let refit_every = cfg.model.refit_every.as_secs();
-        Feed {
-            proc: Processor::new(cfg.clone(), Arc::new(PopulationModel::prior(&cfg.model))),
-            summary: ReplaySummary::default(),
-            outreach: Vec::new(),
-            effects: Vec::new(),
-            refit_every,
-            next_refit: None,
-            outcomes: Outcomes::default(),
+/// Reads every record of `inputs` in order into `feed`; `pick` sees each
+/// decoded event first and says whether this pass folds it; `folded` sees
+/// each event folded and what became of it. Records that do not decode are
+/// counted and reported only when `report_undecodable` (so that a second
+/// pass over the same files does not count them twice).
+pub fn pass(
+    feed: &mut Feed,
+    inputs: &[PathBuf],
+    format: Format,
+    progress: bool,
+    report_undecodable: bool,
+    mut pick: impl FnMut(&InteractionEvent) -> Pick,
+    mut folded: impl FnMut(&InteractionEvent, Processed),
+) -> Result<(), ReplayError> {
+    let total: u64 = inputs
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = if progress {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} replay [{bar:40}] {bytes}/{total_bytes} {per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    for path in inputs {
+        let file = File::open(path).map_err(io_err(path))?;
+        if file.metadata().map_err(io_err(path))?.is_dir() {
+            return Err(io_err(path)(io::Error::other(
+                "is a directory, not a file of events",
+            )));
         }
-    }
-
-    pub fn processor(&self) -> &Processor {
-        &self.proc
-    }
-
-    /// Reads every record of `inputs` in order; `pick` sees each decoded
-    /// event first and says whether this pass folds it; `folded` sees each
-    /// event folded and what became of it. Records that do not decode are
-    /// counted and reported only when `report_undecodable` (so that a
-    /// second pass over the same files does not count them twice).
-    pub fn pass(
-        &mut self,
-        inputs: &[PathBuf],
-        format: Format,
-        progress: bool,
-        report_undecodable: bool,
-        mut pick: impl FnMut(&InteractionEvent) -> Pick,
-        mut folded: impl FnMut(&InteractionEvent, Processed),
-    ) -> Result<(), ReplayError> {
-        let total: u64 = inputs
-            .iter()
-            .filter_map(|p| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum();
-        let bar = if progress {
-            ProgressBar::new(total)
-        } else {
-            ProgressBar::hidden()
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} replay [{bar:40}] {bytes}/{total_bytes} {per_sec} eta {eta} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        for path in inputs {
-            let file = File::open(path).map_err(io_err(path))?;
-            if file.metadata().map_err(io_err(path))?.is_dir() {
-                return Err(io_err(path)(io::Error::other(
-                    "is a directory, not a file of events",
-                )));
-            }
-            let reader = BufReader::with_capacity(1 << 20, bar.wrap_read(file));
-            for rec in Records::new(reader, format) {
-                let summary = &mut self.summary;
-                let rec = match rec {
-                    Ok(r) => r,
-                    // A read the system refused is no framing problem: stop.
-                    Err(e)
-                        if !matches!(
-                            e.kind(),
-                            io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
-                        ) =>
-                    {
-                        return Err(io_err(path)(e));
-                    }
-                    Err(e) => {
-                        if report_undecodable {
-                            summary.invalid += 1;
-                            *summary
-                                .invalid_by_reason
-                                .entry(crate::codec::TRUNCATED_FILE)
-                                .or_default() += 1;
-                            bar.suspend(|| {
-                                eprintln!(
-                                    "{}: after record {}: {}: {e}",
-                                    path.display(),
-                                    summary.records,
-                                    crate::codec::TRUNCATED_FILE
-                                )
-                            });
-                        }
-                        break;
-                    }
-                };
-                let decoded = match rec.oversize {
-                    Some(len) => Err(codec::DecodeError::TooLarge(
-                        usize::try_from(len).unwrap_or(usize::MAX),
-                    )),
-                    None => codec::decode(&rec.bytes, format),
-                };
-                let outcome = match decoded {
-                    Ok(ev) => match pick(&ev) {
-                        Pick::Skip => continue,
-                        Pick::Fold => {
-                            summary.records += 1;
-                            let r = self.proc.process(&ev, None, &mut self.effects);
-                            if let Ok(p) = r {
-                                folded(&ev, p);
-                            }
-                            r.map_err(|r| (r.reason(), r.to_string()))
-                        }
-                    },
-                    Err(e) => {
-                        if !report_undecodable {
-                            continue;
-                        }
-                        summary.records += 1;
-                        Err((e.reason(), e.to_string()))
-                    }
-                };
-                match outcome {
-                    Ok(Processed::Folded(Folded::Duplicate)) => summary.duplicates += 1,
-                    Ok(Processed::Folded(Folded::Late)) | Ok(Processed::Late) => summary.late += 1,
-                    Ok(Processed::Forgotten) => summary.forgotten += 1,
-                    Ok(Processed::Folded(_)) => summary.folded += 1,
-                    Err((reason, detail)) => {
+        let reader = BufReader::with_capacity(1 << 20, bar.wrap_read(file));
+        for rec in Records::new(reader, format) {
+            let rec = match rec {
+                Ok(r) => r,
+                // A read the system refused is no framing problem: stop.
+                Err(e)
+                    if !matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+                    ) =>
+                {
+                    return Err(io_err(path)(e));
+                }
+                Err(e) => {
+                    if report_undecodable {
+                        let summary = &mut feed.summary;
                         summary.invalid += 1;
-                        *summary.invalid_by_reason.entry(reason).or_default() += 1;
-                        if summary.invalid <= REPORT_LIMIT {
-                            bar.suspend(|| {
-                                eprintln!("{}:{}: {reason}: {detail}", path.display(), rec.position)
-                            });
+                        *summary
+                            .invalid_by_reason
+                            .entry(crate::codec::TRUNCATED_FILE)
+                            .or_default() += 1;
+                        bar.suspend(|| {
+                            eprintln!(
+                                "{}: after record {}: {}: {e}",
+                                path.display(),
+                                summary.records,
+                                crate::codec::TRUNCATED_FILE
+                            )
+                        });
+                    }
+                    break;
+                }
+            };
+            let decoded = match rec.oversize {
+                Some(len) => Err(codec::DecodeError::TooLarge(
+                    usize::try_from(len).unwrap_or(usize::MAX),
+                )),
+                None => codec::decode(&rec.bytes, format),
+            };
+            let outcome = match decoded {
+                Ok(ev) => match pick(&ev) {
+                    Pick::Skip => continue,
+                    Pick::Fold => {
+                        feed.summary.records += 1;
+                        let r = feed.fold(&ev);
+                        if let Ok(p) = r {
+                            folded(&ev, p);
                         }
+                        r.map_err(|r| (r.reason(), r.to_string()))
+                    }
+                },
+                Err(e) => {
+                    if !report_undecodable {
+                        continue;
+                    }
+                    feed.summary.records += 1;
+                    Err((e.reason(), e.to_string()))
+                }
+            };
+            let summary = &mut feed.summary;
+            match outcome {
+                Ok(Processed::Folded(Folded::Duplicate)) => summary.duplicates += 1,
+                Ok(Processed::Folded(Folded::Late)) | Ok(Processed::Late) => summary.late += 1,
+                Ok(Processed::Forgotten) => summary.forgotten += 1,
+                Ok(Processed::Folded(_)) => summary.folded += 1,
+                Err((reason, detail)) => {
+                    summary.invalid += 1;
+                    *summary.invalid_by_reason.entry(reason).or_default() += 1;
+                    if summary.invalid <= REPORT_LIMIT {
+                        bar.suspend(|| {
+                            eprintln!("{}:{}: {reason}: {detail}", path.display(), rec.position)
+                        });
                     }
                 }
-                self.after_record();
             }
+            feed.after_record();
         }
-        bar.finish_and_clear();
-        Ok(())
     }
-
-    /// What follows every record: timers fired up to stream time, the
-    /// scheduled refit, the effects collected.
-    fn after_record(&mut self) {
-        if let Some(st) = self.proc.stream_time() {
-            self.proc.advance_to(st, &mut self.effects);
-            if self.next_refit.is_none_or(|t| st >= t) {
-                if self.next_refit.is_some() {
-                    refit(&mut self.proc, &mut self.outcomes, st, &mut self.summary);
-                }
-                self.next_refit = Some((st.div_euclid(self.refit_every) + 1) * self.refit_every);
-            }
-        }
-        collect(&mut self.effects, &mut self.outreach, &mut self.summary);
-    }
-
-    /// Folds one event as [`Feed::pass`] folds each record (the generator's
-    /// closed loop feeds its own events this way, so a replay of its output
-    /// makes the same decisions).
-    pub fn fold_one(&mut self, ev: &InteractionEvent) {
-        self.summary.records += 1;
-        let _ = self.proc.process(ev, None, &mut self.effects);
-        self.after_record();
-    }
-
-    /// Fires the silence timers due at `t` and collects what they decide.
-    pub fn advance_to(&mut self, t: Timestamp) {
-        self.proc.advance_to(t, &mut self.effects);
-        collect(&mut self.effects, &mut self.outreach, &mut self.summary);
-    }
-
-    /// Scoring time reached: timers fired up to `t`, and the model refitted
-    /// at `t` (kept as it was if the refit is refused, with the reason).
-    pub fn settle_at(&mut self, t: Timestamp) {
-        self.advance_to(t);
-        self.summary.as_of = Some(rfc3339(t));
-        match self.proc.refit(t) {
-            Ok(m) => {
-                self.summary.model = m.fit.clone();
-                self.summary.model_error = None;
-                self.proc.set_model(Arc::new(m));
-            }
-            Err(e) => self.summary.model_error = Some(e.to_string()),
-        }
-        self.summary.customers = self.proc.len() as u64;
-    }
+    bar.finish_and_clear();
+    Ok(())
 }
 
 pub fn replay(cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
     let cfg = effective_config(cfg, opts.time_unit, opts.horizon)?;
     let mut feed = Feed::new(cfg);
-    feed.pass(
+    pass(
+        &mut feed,
         &opts.inputs,
         opts.format,
         opts.progress,
@@ -342,16 +234,11 @@ pub fn replay(cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary, Re
             feed.summary.invalid - REPORT_LIMIT
         );
     }
-    let as_of = opts.as_of.or(feed.proc.max_event_time());
+    let as_of = opts.as_of.or(feed.processor().max_event_time());
     if let Some(t) = as_of {
         feed.settle_at(t);
     }
-    let Feed {
-        proc,
-        mut summary,
-        mut outreach,
-        ..
-    } = feed;
+    let (proc, mut summary, mut outreach) = feed.into_parts();
     summary.customers = proc.len() as u64;
     outreach.sort_by_key(|o| o.decided_at.as_ref().map_or(0, |t| t.seconds));
     summary.outreach = outreach.len() as u64;
@@ -378,54 +265,6 @@ pub fn replay(cfg: CoreConfig, opts: &ReplayOptions) -> Result<ReplaySummary, Re
         w.flush().map_err(io_err(path))?;
     }
     Ok(summary)
-}
-
-/// A scheduled refit: the same pass and fit as the service's
-/// ([`Processor::refit_learning`], [`crate::score::outcomes::refit`]).
-fn refit(
-    proc: &mut Processor,
-    outcomes: &mut Outcomes,
-    at: Timestamp,
-    summary: &mut ReplaySummary,
-) {
-    if let Ok(r) = proc.refit_learning(outcomes, at) {
-        summary.refits += 1;
-        match r.learning {
-            Ok(()) => {
-                summary.learned += 1;
-                summary.learning_error = None;
-            }
-            Err(e) => summary.learning_error = Some(e.to_string()),
-        }
-        proc.set_model(Arc::new(r.model));
-    }
-}
-
-fn collect(
-    effects: &mut Vec<Effect>,
-    outreach: &mut Vec<OutreachRequested>,
-    summary: &mut ReplaySummary,
-) {
-    for e in effects.drain(..) {
-        match e {
-            Effect::Outreach(o) => {
-                summary.held_out += u64::from(o.held_out);
-                outreach.push(*o)
-            }
-            Effect::Measured(m) => summary
-                .uplift
-                .entry(m.playbook.as_str_name())
-                .or_default()
-                .add(&m),
-            Effect::Suppressed { reason, .. } => {
-                *summary
-                    .suppressed_by_reason
-                    .entry(reason.code())
-                    .or_default() += 1
-            }
-            Effect::Outcome { .. } => {}
-        }
-    }
 }
 
 /// `.jsonl` / `.json` files are JSON Lines, anything else length-delimited protobuf.
@@ -511,7 +350,7 @@ fn write_scores(proc: &Processor, now: Timestamp, path: &Path) -> Result<(), Rep
             expected,
             format!("{:.6}", s.risk),
             s.level.as_str().to_owned(),
-            top.map_or("", |r| r.code).to_owned(),
+            top.map_or("", |r| r.code.as_str()).to_owned(),
             top.map_or(String::new(), |r| r.evidence.clone()),
         ])
         .map_err(csv_err)?;

@@ -182,7 +182,7 @@ pub struct Report {
     /// decision of the run whose horizon closed before the window's end.
     pub uplift: Vec<PlaybookUplift>,
     /// Risk ranking against expected-saves ranking at the same volume
-    /// (docs/uplift.md "Targeting by expected saves"), by the uplift measured
+    /// (docs/uplift.md, "Targeting by expected saves"), by the uplift measured
     /// before the cutoff.
     pub targeting: Option<super::saves::SavesComparison>,
 }

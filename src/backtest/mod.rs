@@ -23,7 +23,7 @@ use crate::{
     fold::Folded,
     kind::EventKind,
     processor::Processed,
-    replay::{effective_config, Feed, Pick, ReplayError, ReplaySummary},
+    replay::{effective_config, pass, Feed, Pick, ReplayError, ReplaySummary},
     score::{self, Level},
     signals::Context,
     time::{day_of, rfc3339, Day, Span, Timestamp, SECS_PER_DAY},
@@ -99,7 +99,8 @@ pub fn backtest(cfg: CoreConfig, opts: &BacktestOptions) -> Result<Backtest, Bac
     let (mut first, mut last): (Option<Timestamp>, Option<Timestamp>) = (None, None);
     let mut activity_after = 0u64;
     let mut after_horizon = 0u64;
-    feed.pass(
+    pass(
+        &mut feed,
         &opts.inputs,
         opts.format,
         opts.progress,
@@ -237,7 +238,8 @@ pub fn backtest(cfg: CoreConfig, opts: &BacktestOptions) -> Result<Backtest, Bac
 
     // Part two: the same fold continues over the horizon.
     let mut active: HashMap<String, Vec<Day>> = HashMap::new();
-    feed.pass(
+    pass(
+        &mut feed,
         &opts.inputs,
         opts.format,
         false,

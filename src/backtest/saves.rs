@@ -1,5 +1,5 @@
 //! Risk ranking against expected-saves ranking at the same outreach volume
-//! (docs/uplift.md "Targeting by expected saves"): pure, from the customers scored
+//! (docs/uplift.md, "Targeting by expected saves"): pure, from the customers scored
 //! at the cutoff and the uplift measured on the holdout before it.
 //!
 //! The volume `k` is the number of customers the risk ranking would contact

@@ -8,7 +8,7 @@ import org.apache.kafka.common.utils.Utils;
 
 /**
  * One event folded into one customer's facts: pure (no store, no clock), the
- * same facts churnwatch keeps for these signals (src/state, src/fold).
+ * same facts churnwatch keeps for these signals (crates/churnwatch-core/src/state, crates/churnwatch-core/src/fold).
  */
 final class FactsFold {
     /** Beyond this many open tickets the oldest is forgotten (churnwatch's Support::MAX_OPEN). */

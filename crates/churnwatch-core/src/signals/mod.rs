@@ -17,6 +17,7 @@ use crate::{
     config::{CoreConfig, FoldConfig, ScoreConfig},
     population::PopulationModel,
     time::Timestamp,
+    vocabulary::Signals,
 };
 
 /// What the signals need besides the state.
@@ -40,18 +41,13 @@ impl<'a> Context<'a> {
 
 /// The strengths of all signals for one customer at one time, and the
 /// population model's log-odds of no activity in the horizon (the risk's base).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Strengths {
-    /// ln[P(none) / (1 − P(none))], P(none) = P(no activity in `score.horizon`),
-    /// clamped to ±30.
-    pub model_log_odds: f64,
+    /// `base`: ln[P(none) / (1 − P(none))], P(none) = P(no activity in
+    /// `score.horizon`), clamped to ±30; the others each signal's strength.
+    pub signals: Signals<f64>,
+    /// 1 − P(alive).
     pub p_dead: f64,
-    pub overdue: f64,
-    pub rate_drop: f64,
-    pub satisfaction_drop: f64,
-    pub friction: f64,
-    pub escalation: f64,
-    pub renewal: f64,
 }
 
 /// Formats a count of days the way a person says it.

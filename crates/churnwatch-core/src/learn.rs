@@ -19,28 +19,33 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{config::Weights, time::Timestamp};
+use crate::{
+    config::Weights,
+    time::Timestamp,
+    vocabulary::{Signals, SIGNALS},
+};
 
 /// Number of coefficients: the intercept, the model's log-odds and six signals.
-pub const K: usize = 8;
+pub const K: usize = 1 + SIGNALS;
 
-/// Coefficient names, in the order of a feature row (`/metrics` labels).
-pub const NAMES: [&str; K] = [
-    "bias",
-    "base",
-    "overdue",
-    "rate_drop",
-    "satisfaction_drop",
-    "friction",
-    "escalation",
-    "renewal",
-];
+/// Coefficient names, in the order of a feature row (`/metrics` labels):
+/// `bias`, then [`Signals::NAMES`].
+pub const NAMES: [&str; K] = {
+    let mut names = ["bias"; K];
+    let mut i = 0;
+    while i < SIGNALS {
+        names[i + 1] = Signals::<f64>::NAMES[i];
+        i += 1;
+    }
+    names
+};
 
 /// Coefficients learned at one refit, with what they were learned from.
 /// They travel with the population model (changelog, `--model-out`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LearnedRisk {
     pub bias: f64,
+    #[serde(deserialize_with = "crate::config::weights_over_prior")]
     pub weights: Weights,
     /// Labelled customers in the training set.
     pub labelled: u64,
@@ -58,32 +63,13 @@ pub struct LearnedRisk {
 
 /// The coefficient vector of an intercept and weights (in [`NAMES`] order).
 pub fn to_vector(bias: f64, w: &Weights) -> [f64; K] {
-    [
-        bias,
-        w.base,
-        w.overdue,
-        w.rate_drop,
-        w.satisfaction_drop,
-        w.friction,
-        w.escalation,
-        w.renewal,
-    ]
+    let w = w.into_array();
+    std::array::from_fn(|i| if i == 0 { bias } else { w[i - 1] })
 }
 
 /// The intercept and weights of a coefficient vector.
 pub fn from_vector(c: &[f64; K]) -> (f64, Weights) {
-    (
-        c[0],
-        Weights {
-            base: c[1],
-            overdue: c[2],
-            rate_drop: c[3],
-            satisfaction_drop: c[4],
-            friction: c[5],
-            escalation: c[6],
-            renewal: c[7],
-        },
-    )
+    (c[0], Signals::from_array(std::array::from_fn(|i| c[i + 1])))
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -413,7 +399,7 @@ mod tests {
     #[test]
     fn fitted_risk_is_calibrated_on_data_with_known_probabilities() {
         let (rows, y, _) = draw(&TRUTH, 100_000, 2);
-        let f = fit(&rows, &y, &to_vector(0.0, &Weights::default()), 1.0, 1000)
+        let f = fit(&rows, &y, &to_vector(0.0, &Weights::prior()), 1.0, 1000)
             .unwrap_or_else(|e| panic!("{e}"));
         let (test, ty, _) = draw(&TRUTH, 100_000, 3);
         let mut bins = [(0.0, 0.0, 0.0); 10];
@@ -448,7 +434,7 @@ mod tests {
         for r in &mut rows {
             r[5] = 0.0; // friction never fires
         }
-        let prior = to_vector(-1.0, &Weights::default());
+        let prior = to_vector(-1.0, &Weights::prior());
         let f = fit(&rows, &y, &prior, 1.0, 1000).unwrap_or_else(|e| panic!("{e}"));
         assert!(
             (f.coefficients[5] - prior[5]).abs() < 1e-6,
@@ -462,7 +448,7 @@ mod tests {
     #[test]
     fn too_few_or_one_sided_labels_keep_the_prior() {
         let (rows, y, _) = draw(&TRUTH, 500, 5);
-        let prior = to_vector(0.0, &Weights::default());
+        let prior = to_vector(0.0, &Weights::prior());
         assert_eq!(
             fit(&rows, &y, &prior, 1.0, 1000),
             Err(LearnError::TooFew {

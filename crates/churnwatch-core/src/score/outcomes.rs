@@ -269,12 +269,12 @@ impl Gather {
                 hash,
                 days: days_of(s.activity.as_ref()),
                 signals: [
-                    st.overdue,
-                    st.rate_drop,
-                    st.satisfaction_drop,
-                    st.friction,
-                    st.escalation,
-                    st.renewal,
+                    st.signals.overdue,
+                    st.signals.rate_drop,
+                    st.signals.satisfaction_drop,
+                    st.signals.friction,
+                    st.signals.escalation,
+                    st.signals.renewal,
                 ]
                 .map(|v| v as f32),
                 subscription: s.subscription.as_ref().map(|x| (x.renews_at, x.cancelled)),

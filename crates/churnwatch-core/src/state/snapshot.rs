@@ -10,10 +10,10 @@ use super::{
 };
 use crate::{
     channel, pb,
-    score::Level,
     time::{start_of_day, Timestamp},
     uplift::interval::{ArmCounts, UpliftCounts},
     validate::MAX_PLAUSIBLE_TIME,
+    vocabulary::Level,
 };
 
 /// The snapshot format this build writes. Readers accept every version up to
@@ -339,7 +339,7 @@ fn outreach_snapshot(h: &OutreachHistory) -> pb::OutreachSnapshot {
             channel: l.channel as u32,
             outcome: u32::try_from(l.outcome).unwrap_or(0),
             episode_start_unix: l.episode_started_at,
-            reason_codes: crate::score::REASON_CODES
+            reason_codes: crate::vocabulary::REASON_CODES
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| l.reasons & (1 << i) != 0)
@@ -390,12 +390,16 @@ fn outreach_from(s: &pb::OutreachSnapshot) -> OutreachHistory {
             channel: channel::from_number(l.channel),
             episode_started_at: l.episode_start_unix,
             outcome: i32::try_from(l.outcome).unwrap_or(0),
-            reasons: crate::score::reason_mask(l.reason_codes.iter().map(String::as_str)),
+            reasons: crate::vocabulary::reason_mask(
+                l.reason_codes
+                    .iter()
+                    .filter_map(|c| crate::vocabulary::ReasonCode::from_code(c)),
+            ),
         }),
         armed: s.armed,
         episode_started_at: opt(s.episode_start_unix),
         episode_done: s.episode_done,
-        suppressed: crate::outreach::suppression_code(&s.suppressed),
+        suppressed: crate::vocabulary::suppression_code(&s.suppressed),
         sent: s.sent,
         held_out: s.held_out,
         outcomes,

@@ -32,10 +32,11 @@ pub use suppression::{suppression_code, Suppression};
 use crate::{
     config::OutreachConfig,
     pb::{OutreachRequested, Playbook},
-    score::{reason_mask, Level, Score},
+    score::Score,
     signals::Context,
     state::{CustomerState, OutreachRecord},
     time::{day_of, Timestamp},
+    vocabulary::{reason_mask, Level},
 };
 
 /// What the policy decided at one scoring.

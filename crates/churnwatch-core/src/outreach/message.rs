@@ -80,7 +80,7 @@ pub(super) fn build(
             .reasons
             .iter()
             .map(|r| pb::Reason {
-                code: r.code.to_owned(),
+                code: r.code.as_str().to_owned(),
                 contribution: r.contribution,
                 evidence: r.evidence.clone(),
             })

@@ -207,26 +207,35 @@ fn renewal_counts_only_near_the_date_with_another_signal_and_not_when_cancelled(
     let s = fold(&evs);
     with_ctx(|ctx| {
         assert_eq!(
-            score(&s, at(40), ctx).strengths.renewal,
+            score(&s, at(40), ctx).strengths.signals.renewal,
             0.0,
             "40 days ahead"
         );
         assert_eq!(
-            score(&s, at(70), ctx).strengths.renewal,
+            score(&s, at(70), ctx).strengths.signals.renewal,
             1.0,
             "10 days ahead, overdue"
         );
-        assert_eq!(score(&s, at(81), ctx).strengths.renewal, 0.0, "date passed");
+        assert_eq!(
+            score(&s, at(81), ctx).strengths.signals.renewal,
+            0.0,
+            "date passed"
+        );
     });
     evs.push(events::subscription("s2", "c", at(2), "pro", at(80), true));
     let cancelled = fold(&evs);
-    with_ctx(|ctx| assert_eq!(score(&cancelled, at(70), ctx).strengths.renewal, 0.0));
+    with_ctx(|ctx| {
+        assert_eq!(
+            score(&cancelled, at(70), ctx).strengths.signals.renewal,
+            0.0
+        )
+    });
     // Without a companion signal the renewal alone is no risk.
     let quiet = fold(&[
         events::purchase("p", "c", at(0), 5.0),
         events::subscription("s", "c", at(0), "pro", at(10), false),
     ]);
-    with_ctx(|ctx| assert_eq!(score(&quiet, at(1), ctx).strengths.renewal, 0.0));
+    with_ctx(|ctx| assert_eq!(score(&quiet, at(1), ctx).strengths.signals.renewal, 0.0));
 }
 
 #[test]
@@ -243,22 +252,22 @@ fn risk_is_the_logistic_of_the_models_log_odds_plus_weighted_strengths_with_reas
         let alive = 1.0 / (1.0 + odds);
         let q = ((alpha + 69.0) / (alpha + 99.0)).powf(r + 4.0);
         let none = 1.0 - alive * (1.0 - q);
-        assert!((st.model_p_no_activity - none).abs() < 1e-9);
+        assert!((st.signals.base - none).abs() < 1e-9);
         let logit = ctx.cfg.bias
             + w.base * (none / (1.0 - none)).ln()
-            + w.overdue * st.overdue
-            + w.rate_drop * st.rate_drop
-            + w.satisfaction_drop * st.satisfaction_drop
-            + w.friction * st.friction
-            + w.escalation * st.escalation
-            + w.renewal * st.renewal;
+            + w.overdue * st.signals.overdue
+            + w.rate_drop * st.signals.rate_drop
+            + w.satisfaction_drop * st.signals.satisfaction_drop
+            + w.friction * st.signals.friction
+            + w.escalation * st.signals.escalation
+            + w.renewal * st.signals.renewal;
         assert!((sc.risk - 1.0 / (1.0 + (-logit).exp())).abs() < 1e-9);
         // The contributions are the terms of that sum.
         let total: f64 = sc.contributions.iter().map(|c| c.log_odds).sum();
         assert!((total - logit).abs() < 1e-9);
         assert_eq!(sc.contributions[1].name, "base");
         assert_eq!(sc.coefficients, "prior");
-        assert_eq!(sc.reasons[0].code, "silence");
+        assert_eq!(sc.reasons[0].code.as_str(), "silence");
         assert!(
             sc.reasons[0].evidence.contains("usually every 7 days"),
             "{}",
@@ -287,7 +296,7 @@ fn a_one_time_buyers_risk_rises_with_time_since_the_purchase() {
             bias: -0.4,
             weights: crate::config::Weights {
                 base: 1.3,
-                ..Default::default()
+                ..crate::config::Weights::prior()
             },
             labelled: 5000,
             churned: 4000,
@@ -410,5 +419,44 @@ fn next_change_agrees_with_a_brute_force_scan_on_a_generated_population() {
     assert!(
         changes > 20,
         "the population has silence to schedule: {changes}"
+    );
+}
+
+/// `[score.weights]` keys left out keep the prior's value; an unknown key is
+/// refused with the known ones named, as before the seven terms were one
+/// generic record.
+#[test]
+fn weights_left_out_of_the_configuration_are_the_prior() {
+    let cfg: CoreConfig = toml::from_str("[score.weights]\nfriction = 7.5\n").unwrap();
+    let prior = crate::config::Weights::prior();
+    assert_eq!(
+        cfg.score.weights,
+        crate::config::Weights {
+            friction: 7.5,
+            ..prior
+        }
+    );
+    assert_eq!(prior.into_array(), [1.0, 2.0, 1.5, 4.0, 4.0, 4.0, 2.5]);
+    let empty: CoreConfig = toml::from_str("[score]\nbias = 0.5\n").unwrap();
+    assert_eq!(empty.score.weights, prior);
+    let e = toml::from_str::<CoreConfig>("[score.weights]\nfrictoin = 1.0\n").unwrap_err();
+    assert!(
+        e.to_string().contains("unknown field `frictoin`")
+            && e.to_string().contains("`satisfaction_drop`"),
+        "{e}"
+    );
+}
+
+/// A score's strengths serialise with the names `/customers/{id}` has
+/// always shown, in the same order.
+#[test]
+fn the_strengths_view_keeps_its_json_names_and_order() {
+    let v = StrengthsView {
+        signals: Signals::from_array([0.25, 0.5, 0.0, 1.0, 0.125, 0.0, 0.75]),
+        p_dead: 0.375,
+    };
+    assert_eq!(
+        serde_json::to_string(&v).unwrap(),
+        r#"{"model_p_no_activity":0.25,"p_dead":0.375,"overdue":0.5,"rate_drop":0.0,"satisfaction_drop":1.0,"friction":0.125,"escalation":0.0,"renewal":0.75}"#
     );
 }

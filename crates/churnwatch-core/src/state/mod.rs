@@ -16,9 +16,9 @@ pub use recent::RecentEvents;
 
 use crate::{
     pb::{Channel, Playbook},
-    score::Level,
     time::Timestamp,
     uplift::interval::UpliftCounts,
+    vocabulary::Level,
 };
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -160,7 +160,7 @@ pub struct OutreachRecord {
     pub episode_started_at: Timestamp,
     /// Last outcome reported (protobuf `Outcome` number), 0 = none yet.
     pub outcome: i32,
-    /// The reason codes it carried, as a bit set over `score::REASON_CODES`.
+    /// The reason codes it carried, as a bit set over `vocabulary::REASON_CODES`.
     pub reasons: u8,
 }
 

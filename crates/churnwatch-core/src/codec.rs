@@ -15,17 +15,7 @@ pub const MAX_EVENT_BYTES: usize = 1 << 20;
 /// Deepest JSON nesting accepted before parsing (an event is 3 deep).
 const MAX_JSON_DEPTH: usize = 32;
 
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Protobuf binary (files: length-delimited).

@@ -1,4 +1,4 @@
-//! Generates the protobuf types from `proto/` with prost, compiling the
+//! Generates the protobuf types from the workspace's `proto/` with prost, compiling the
 //! `.proto` files with protox (pure Rust, so no `protoc` is needed), and the
 //! proto3 canonical JSON mapping with pbjson.
 
@@ -6,15 +6,17 @@ use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(env::var("OUT_DIR")?);
+    // The schemas stay at the workspace root (`proto/`), where the docs and
+    // the Kafka Streams peer (benches/peer) read them too.
     let files = [
-        "proto/churnwatch/v1/events.proto",
-        "proto/churnwatch/v1/state.proto",
-        "proto/churnwatch/v1/outreach.proto",
+        "../../proto/churnwatch/v1/events.proto",
+        "../../proto/churnwatch/v1/state.proto",
+        "../../proto/churnwatch/v1/outreach.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }
-    let descriptors = protox::compile(files, ["proto"])?;
+    let descriptors = protox::compile(files, ["../../proto"])?;
     let descriptor_path = out.join("churnwatch_descriptor.bin");
     std::fs::write(
         &descriptor_path,
@@ -26,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .skip_protoc_run()
         .compile_well_known_types()
         .extern_path(".google.protobuf", "::pbjson_types")
-        .compile_protos(&files, &["proto"])?;
+        .compile_protos(&files, &["../../proto"])?;
 
     let set = std::fs::read(&descriptor_path)?;
     pbjson_build::Builder::new()

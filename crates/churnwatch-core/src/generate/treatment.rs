@@ -37,8 +37,8 @@ use rand_chacha::ChaCha8Rng;
 use super::{Customer, COMEBACK};
 use crate::{
     config::CoreConfig,
+    feed::Feed,
     pb::Playbook,
-    replay::Feed,
     time::{Timestamp, SECS_PER_DAY},
     uplift::UpliftCounts,
 };

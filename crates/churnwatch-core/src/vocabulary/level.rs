@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{config::Thresholds, pb::RiskLevel};
+use crate::pb::RiskLevel;
 
 /// Risk level: the risk cut at the configured thresholds.
 #[derive(
@@ -54,6 +54,33 @@ impl Level {
             3 => Level::High,
             4 => Level::Critical,
             _ => Level::Low,
+        }
+    }
+}
+
+/// Lower bounds of the risk levels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    pub medium: f64,
+    pub high: f64,
+    pub critical: f64,
+}
+
+impl Default for Thresholds {
+    /// Risk is P(no activity in the horizon), so each bound is the share of
+    /// customers at it who would go silent. `high` (the outreach trigger) is
+    /// 0.9: 9 in 10 at it go silent without action, so the team's time goes
+    /// to the surest losses; and a first purchase is not yet `high` where
+    /// most customers buy once (the CDNOW prior gives a new buyer 85% for no
+    /// repeat in 30 days; silence takes them past 90% about a month later).
+    /// `medium` 0.5: silence is the likelier outcome. `critical` 0.97: all
+    /// but certain to be lost, a win-back rather than a check-in.
+    fn default() -> Self {
+        Thresholds {
+            medium: 0.5,
+            high: 0.9,
+            critical: 0.97,
         }
     }
 }

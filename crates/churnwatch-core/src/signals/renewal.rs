@@ -20,13 +20,14 @@ pub fn strength(s: &CustomerState, now: Timestamp, ctx: &Context<'_>, others: &S
     if sub.renews_at - now > g.renewal_window.as_secs() {
         return 0.0;
     }
+    let o = &others.signals;
     let strongest = [
         others.p_dead,
-        others.overdue,
-        others.rate_drop,
-        others.satisfaction_drop,
-        others.friction,
-        others.escalation,
+        o.overdue,
+        o.rate_drop,
+        o.satisfaction_drop,
+        o.friction,
+        o.escalation,
     ]
     .into_iter()
     .fold(0.0, f64::max);

@@ -8,12 +8,13 @@
 //! log-odds, evidence in words) — and, for silence, when the level will next
 //! change if nothing arrives ([`schedule::next_change`]).
 
-pub mod learn;
-mod level;
 pub mod outcomes;
 pub mod schedule;
 
-pub use level::Level;
+pub use crate::{
+    learn,
+    vocabulary::{reason_mask, Level, ReasonCode, Signals, REASON_CODES, SIGNALS},
+};
 
 use serde::Serialize;
 
@@ -24,28 +25,10 @@ use crate::{
     time::{start_of_day, Timestamp},
 };
 
-/// Stable reason codes, in a fixed order (ties in contribution keep it).
-pub const REASON_CODES: [&str; 6] = [
-    "silence",
-    "rate_drop",
-    "satisfaction_drop",
-    "friction",
-    "escalation",
-    "renewal",
-];
-
-/// A bit set of reason codes (bit i = `REASON_CODES[i]`).
-pub fn reason_mask<'a>(codes: impl IntoIterator<Item = &'a str>) -> u8 {
-    codes
-        .into_iter()
-        .filter_map(|c| REASON_CODES.iter().position(|k| *k == c))
-        .fold(0, |m, i| m | (1 << i))
-}
-
 /// One signal's part in a score.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Reason {
-    pub code: &'static str,
+    pub code: ReasonCode,
     /// This reason's additive part of the log-odds.
     pub contribution: f64,
     pub evidence: String,
@@ -81,30 +64,36 @@ pub struct Score {
     pub reasons: Vec<Reason>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+/// The strengths as a score shows them: `base` is the population model's
+/// own P(no activity in the horizon) (serialised as `model_p_no_activity`),
+/// the others each signal's strength; and 1 − P(alive).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StrengthsView {
-    /// The population model's own P(no activity in the horizon).
-    pub model_p_no_activity: f64,
+    pub signals: Signals<f64>,
     pub p_dead: f64,
-    pub overdue: f64,
-    pub rate_drop: f64,
-    pub satisfaction_drop: f64,
-    pub friction: f64,
-    pub escalation: f64,
-    pub renewal: f64,
+}
+
+impl Serialize for StrengthsView {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut m = ser.serialize_struct("StrengthsView", 1 + SIGNALS)?;
+        m.serialize_field("model_p_no_activity", &self.signals.base)?;
+        m.serialize_field("p_dead", &self.p_dead)?;
+        for (name, v) in self.signals.iter().skip(1) {
+            m.serialize_field(name, v)?;
+        }
+        m.end()
+    }
 }
 
 impl From<Strengths> for StrengthsView {
     fn from(s: Strengths) -> Self {
         StrengthsView {
-            model_p_no_activity: sigmoid(s.model_log_odds),
+            signals: Signals {
+                base: sigmoid(s.signals.base),
+                ..s.signals
+            },
             p_dead: s.p_dead,
-            overdue: s.overdue,
-            rate_drop: s.rate_drop,
-            satisfaction_drop: s.satisfaction_drop,
-            friction: s.friction,
-            escalation: s.escalation,
-            renewal: s.renewal,
         }
     }
 }
@@ -113,31 +102,24 @@ impl From<Strengths> for StrengthsView {
 pub fn strengths(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Strengths {
     let (p_dead, model_log_odds) = signals::p_alive::strength_and_log_odds(s, now, ctx);
     let mut st = Strengths {
-        model_log_odds,
+        signals: Signals {
+            base: model_log_odds,
+            overdue: signals::overdue::strength(s, now, ctx),
+            rate_drop: signals::rate_drop::strength(s, now, ctx),
+            satisfaction_drop: signals::satisfaction::strength(s, now, ctx),
+            friction: signals::friction::strength(s, now, ctx),
+            escalation: signals::escalation::strength(s, now, ctx),
+            renewal: 0.0,
+        },
         p_dead,
-        overdue: signals::overdue::strength(s, now, ctx),
-        rate_drop: signals::rate_drop::strength(s, now, ctx),
-        satisfaction_drop: signals::satisfaction::strength(s, now, ctx),
-        friction: signals::friction::strength(s, now, ctx),
-        escalation: signals::escalation::strength(s, now, ctx),
-        renewal: 0.0,
     };
-    st.renewal = signals::renewal::strength(s, now, ctx, &st);
+    st.signals.renewal = signals::renewal::strength(s, now, ctx, &st);
     st
 }
 
 /// The feature row of the risk's logistic model ([`learn::NAMES`] order).
 pub fn features(st: &Strengths) -> [f64; learn::K] {
-    [
-        1.0,
-        st.model_log_odds,
-        st.overdue,
-        st.rate_drop,
-        st.satisfaction_drop,
-        st.friction,
-        st.escalation,
-        st.renewal,
-    ]
+    learn::to_vector(1.0, &st.signals)
 }
 
 /// The coefficients in use and where they came from: the learned ones (in
@@ -204,18 +186,18 @@ pub fn score(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Score {
     // active day and even odds: the rise since the customer went quiet, plus
     // whatever already made silence the likelier outcome.
     let silence_model = log_odds_when_last_active(s, now, ctx).map_or(0.0, |then| {
-        (c[1] * (st.model_log_odds - then.min(0.0))).max(0.0)
+        (c[1] * (st.signals.base - then.min(0.0))).max(0.0)
     });
     let parts = [
-        silence_model + c[2] * st.overdue,
-        c[3] * st.rate_drop,
-        c[4] * st.satisfaction_drop,
-        c[5] * st.friction,
-        c[6] * st.escalation,
-        c[7] * st.renewal,
+        silence_model + c[2] * st.signals.overdue,
+        c[3] * st.signals.rate_drop,
+        c[4] * st.signals.satisfaction_drop,
+        c[5] * st.signals.friction,
+        c[6] * st.signals.escalation,
+        c[7] * st.signals.renewal,
     ];
-    let mut reasons: Vec<Reason> = REASON_CODES
-        .iter()
+    let mut reasons: Vec<Reason> = ReasonCode::ALL
+        .into_iter()
         .zip(parts)
         .filter(|(_, c)| *c > 1e-9)
         .map(|(code, contribution)| Reason {
@@ -237,34 +219,33 @@ pub fn score(s: &CustomerState, now: Timestamp, ctx: &Context<'_>) -> Score {
 }
 
 fn evidence(
-    code: &str,
+    code: ReasonCode,
     s: &CustomerState,
     now: Timestamp,
     ctx: &Context<'_>,
     st: &Strengths,
 ) -> String {
     match code {
-        "silence" => {
+        ReasonCode::Silence => {
             let mut parts = Vec::new();
-            if st.overdue > 0.0 {
+            if st.signals.overdue > 0.0 {
                 parts.push(signals::overdue::evidence(s, now, ctx));
             }
             if s.activity.is_some() {
                 parts.push(format!(
                     "{}; the model gives {:.0}% for no activity in the next {}",
                     signals::p_alive::evidence(s, now, ctx),
-                    100.0 * sigmoid(st.model_log_odds),
+                    100.0 * sigmoid(st.signals.base),
                     signals::days(ctx.cfg.horizon.whole_days())
                 ));
             }
             parts.join("; ")
         }
-        "rate_drop" => signals::rate_drop::evidence(s, now, ctx),
-        "satisfaction_drop" => signals::satisfaction::evidence(s, now, ctx),
-        "friction" => signals::friction::evidence(s, now, ctx),
-        "escalation" => signals::escalation::evidence(s, now, ctx),
-        "renewal" => signals::renewal::evidence(s, now, ctx),
-        _ => String::new(),
+        ReasonCode::RateDrop => signals::rate_drop::evidence(s, now, ctx),
+        ReasonCode::SatisfactionDrop => signals::satisfaction::evidence(s, now, ctx),
+        ReasonCode::Friction => signals::friction::evidence(s, now, ctx),
+        ReasonCode::Escalation => signals::escalation::evidence(s, now, ctx),
+        ReasonCode::Renewal => signals::renewal::evidence(s, now, ctx),
     }
 }
 

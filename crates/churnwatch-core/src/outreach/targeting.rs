@@ -11,8 +11,8 @@
 //! - `risk`: the churn risk of the score (probability of no activity in
 //!   `score.horizon`).
 //! - `uplift(playbook)`: the playbook's measured uplift, the point estimate
-//!   of the difference in churn rate held out minus contacted (docs/uplift.md
-//!   "Holdouts and uplift"), used only once *both* arms of that playbook
+//!   of the difference in churn rate held out minus contacted
+//!   (docs/uplift.md), used only once *both* arms of that playbook
 //!   have at least `outreach.saves_min_per_arm` closed trials. The point
 //!   estimate rather than the interval's lower bound: the expected saves are
 //!   linear in the uplift, so the unbiased estimate ranks by expected value;
@@ -40,24 +40,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::{
     pb::Playbook,
     population::UpliftRecord,
     uplift::{ArmCounts, UpliftCounts},
 };
 
-/// `outreach.targeting`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Targeting {
-    /// Rank by risk (version one's behaviour).
-    #[default]
-    Risk,
-    /// Rank by expected value kept.
-    ExpectedSaves,
-}
+pub use crate::vocabulary::Targeting;
 
 /// The uplift in use per playbook, from the measured counts.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -2,7 +2,7 @@
 //! score and the outreach policy. One place for every key, its default (with
 //! where the default comes from) and the cross-field checks.
 //!
-//! The service configuration (`crate::settings`) embeds this as is, so a key
+//! The service configuration (`churnwatch::settings`) embeds this as is, so a key
 //! means the same in `churnwatch replay` and in `churnwatch run`.
 
 use serde::{Deserialize, Serialize};
@@ -12,9 +12,10 @@ use crate::{
     kind::{EventKind, KindSet},
     model::{Family, Params},
     pb::{Channel, Playbook},
-    score::Level,
     time::Span,
 };
+
+pub use crate::vocabulary::{Level, Signals, Targeting, Thresholds};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -168,21 +169,9 @@ impl ModelConfig {
 /// strength in [0, 1]. In `score.learning.mode = "learned"` these are the
 /// prior (used until enough labelled customers exist, and the centre the
 /// fit is regularised towards); in `"fixed"` they are used as they are.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Weights {
-    /// The population model's own log-odds, P(no activity in the horizon).
-    pub base: f64,
-    /// Silence measured against the customer's own typical gap.
-    pub overdue: f64,
-    pub rate_drop: f64,
-    pub satisfaction_drop: f64,
-    pub friction: f64,
-    pub escalation: f64,
-    pub renewal: f64,
-}
+pub type Weights = Signals<f64>;
 
-impl Default for Weights {
+impl Signals<f64> {
     /// The prior. `base` 1 and bias 0: the model's probability as it is.
     /// The signals keep the intent of version one's hand-set weights: one
     /// strong signal of the kind the domain brief says to act on at once (an
@@ -192,8 +181,8 @@ impl Default for Weights {
     /// so with any real companion signal. `overdue` keeps 2.0:
     /// the model knows nothing of regularity (a clockwork buyer missing a
     /// beat), which the overdue signal measures.
-    fn default() -> Self {
-        Weights {
+    pub fn prior() -> Self {
+        Signals {
             base: 1.0,
             overdue: 2.0,
             rate_drop: 1.5,
@@ -203,6 +192,13 @@ impl Default for Weights {
             renewal: 2.5,
         }
     }
+}
+
+/// `score.weights` (and learned weights) as given, each key missing taken
+/// from [`Weights::prior`].
+pub fn weights_over_prior<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Weights, D::Error> {
+    let given = Signals::<Option<f64>>::deserialize(d)?;
+    Ok(given.zip(Weights::prior()).map(|(g, p)| g.unwrap_or(p)))
 }
 
 /// Whether the risk's coefficients are learned from outcomes or fixed.
@@ -248,33 +244,6 @@ impl Default for LearningConfig {
             // 0.25: a quarter of the customers is ample for 8 coefficients at
             // any scale that needs memory bounds (250,000 at 1M customers).
             sample: 0.25,
-        }
-    }
-}
-
-/// Lower bounds of the risk levels.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Thresholds {
-    pub medium: f64,
-    pub high: f64,
-    pub critical: f64,
-}
-
-impl Default for Thresholds {
-    /// Risk is P(no activity in the horizon), so each bound is the share of
-    /// customers at it who would go silent. `high` (the outreach trigger) is
-    /// 0.9: 9 in 10 at it go silent without action, so the team's time goes
-    /// to the surest losses; and a first purchase is not yet `high` where
-    /// most customers buy once (the CDNOW prior gives a new buyer 85% for no
-    /// repeat in 30 days; silence takes them past 90% about a month later).
-    /// `medium` 0.5: silence is the likelier outcome. `critical` 0.97: all
-    /// but certain to be lost, a win-back rather than a check-in.
-    fn default() -> Self {
-        Thresholds {
-            medium: 0.5,
-            high: 0.9,
-            critical: 0.97,
         }
     }
 }
@@ -347,6 +316,7 @@ pub struct ScoreConfig {
     /// Prior (or fixed) intercept of the log-odds, added to `base` x the
     /// model's log-odds.
     pub bias: f64,
+    #[serde(deserialize_with = "weights_over_prior")]
     pub weights: Weights,
     pub learning: LearningConfig,
     pub thresholds: Thresholds,
@@ -362,7 +332,7 @@ impl Default for ScoreConfig {
             // 30 days: the monthly rhythm a customer-success team reviews in.
             horizon: Span::days(30),
             bias: 0.0,
-            weights: Weights::default(),
+            weights: Weights::prior(),
             learning: LearningConfig::default(),
             thresholds: Thresholds::default(),
             signals: SignalConfig::default(),
@@ -437,9 +407,9 @@ pub struct OutreachConfig {
     /// The randomised control group (docs/uplift.md).
     pub holdout: HoldoutConfig,
     /// Whom to contact first: `risk` (the default) or `expected_saves`
-    /// (risk x measured uplift x predicted future value; docs/uplift.md
-    /// "Targeting by expected saves").
-    pub targeting: crate::outreach::targeting::Targeting,
+    /// (risk x measured uplift x predicted future value;
+    /// docs/uplift.md, "Targeting by expected saves").
+    pub targeting: Targeting,
     /// Closed trials needed in each arm of a playbook before its measured
     /// uplift is used by `expected_saves` targeting; below it the playbook
     /// is ranked by risk. 200 per arm bounds the standard error of the
@@ -554,7 +524,7 @@ impl Default for OutreachConfig {
             high_value: 500.0,
             playbooks: PlaybookMap::default(),
             holdout: HoldoutConfig::default(),
-            targeting: crate::outreach::targeting::Targeting::Risk,
+            targeting: Targeting::Risk,
             saves_min_per_arm: 200,
         }
     }
@@ -671,18 +641,12 @@ impl CoreConfig {
                 "need 0 < medium < high < critical < 1",
             ));
         }
-        let w = &s.weights;
-        for (key, v) in [
-            ("score.weights.base", w.base),
-            ("score.weights.overdue", w.overdue),
-            ("score.weights.rate_drop", w.rate_drop),
-            ("score.weights.satisfaction_drop", w.satisfaction_drop),
-            ("score.weights.friction", w.friction),
-            ("score.weights.escalation", w.escalation),
-            ("score.weights.renewal", w.renewal),
-        ] {
+        for (name, &v) in s.weights.iter() {
             if !(v.is_finite() && v >= 0.0) {
-                p.push(ConfigProblem::new(key, "must be a finite number >= 0"));
+                p.push(ConfigProblem::new(
+                    format!("score.weights.{name}"),
+                    "must be a finite number >= 0",
+                ));
             }
         }
         if !s.bias.is_finite() {
@@ -815,9 +779,7 @@ impl CoreConfig {
                 "must be at least 1",
             ));
         }
-        if o.targeting == crate::outreach::targeting::Targeting::ExpectedSaves
-            && !o.holdout.enabled()
-        {
+        if o.targeting == Targeting::ExpectedSaves && !o.holdout.enabled() {
             // Without a control group no uplift is ever measured: the
             // targeting would silently stay the risk ranking.
             p.push(ConfigProblem::new(
@@ -894,7 +856,6 @@ mod tests {
 
     #[test]
     fn targeting_defaults_to_risk_and_expected_saves_needs_a_holdout() {
-        use crate::outreach::targeting::Targeting;
         let d = CoreConfig::default();
         assert_eq!(d.outreach.targeting, Targeting::Risk);
         assert_eq!(d.outreach.saves_min_per_arm, 200);

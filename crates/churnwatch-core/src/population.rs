@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::{ModelConfig, TimeUnit},
+    learn::LearnedRisk,
     model::{self, Family, FitOptions, ModelError, Params, Spend, SpendFit, Triple, TripleCounts},
     pb::Playbook,
-    score::learn::LearnedRisk,
     state::Activity,
     time::{day_of, Day, Span, Timestamp},
     uplift::UpliftCounts,
@@ -158,7 +158,7 @@ impl PopulationModel {
         }
         // Learned coefficients change the risk as much as the parameters do.
         if let Some(r) = &self.risk {
-            for v in crate::score::learn::to_vector(r.bias, &r.weights) {
+            for v in crate::learn::to_vector(r.bias, &r.weights) {
                 h.update(&v.to_bits().to_le_bytes());
             }
         }
