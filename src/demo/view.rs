@@ -400,13 +400,16 @@ impl Counts {
                 .values()
                 .sum(),
             rejected: lower(by("churnwatch_events_rejected_total", "reason")),
-            dropped: ["late", "duplicate", "forgotten"]
-                .iter()
-                .map(|r| {
-                    let n = by("churnwatch_events_dropped_total", "reason");
-                    (r.to_string(), n.get(*r).copied().unwrap_or(0))
-                })
-                .collect(),
+            dropped: {
+                let n = by("churnwatch_events_dropped_total", "reason");
+                crate::metrics::DropReason::ALL
+                    .iter()
+                    .map(|r| {
+                        let r = r.as_str();
+                        (r.to_owned(), n.get(r).copied().unwrap_or(0))
+                    })
+                    .collect()
+            },
             outreach: lower(by("churnwatch_outreach_emitted_total", "playbook")),
             suppressed: lower(by("churnwatch_outreach_suppressed_total", "reason")),
             tracked: m.customers_tracked.get().max(0) as u64,
