@@ -192,6 +192,15 @@ pub struct OutreachHistory {
 }
 
 impl OutreachHistory {
+    /// Adds `counts` to the closed trials of `playbook`, keeping `measured`
+    /// sorted with one entry per playbook.
+    pub fn add_measured(&mut self, playbook: Playbook, counts: &UpliftCounts) {
+        match self.measured.binary_search_by_key(&playbook, |(p, _)| *p) {
+            Ok(i) => self.measured[i].1.merge(counts),
+            Err(i) => self.measured.insert(i, (playbook, *counts)),
+        }
+    }
+
     /// The customer's decision sequence number: decisions so far (sent or
     /// held out). The holdout's "episode" (`outreach::holdout`).
     pub fn decisions(&self) -> u32 {

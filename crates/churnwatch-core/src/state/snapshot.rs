@@ -383,10 +383,7 @@ fn outreach_from(s: &pb::OutreachSnapshot) -> OutreachHistory {
         last: s.last.as_ref().map(|l| OutreachRecord {
             outreach_id: l.outreach_id.clone(),
             decided_at: l.decided_unix,
-            playbook: i32::try_from(l.playbook)
-                .ok()
-                .and_then(|p| pb::Playbook::try_from(p).ok())
-                .unwrap_or(pb::Playbook::Unspecified),
+            playbook: playbook_of(l.playbook).unwrap_or(pb::Playbook::Unspecified),
             channel: channel::from_number(l.channel),
             episode_started_at: l.episode_start_unix,
             outcome: i32::try_from(l.outcome).unwrap_or(0),
@@ -405,15 +402,19 @@ fn outreach_from(s: &pb::OutreachSnapshot) -> OutreachHistory {
         outcomes,
         trial: s.trial.as_ref().map(|t| Trial {
             decided_at: t.decided_unix,
-            playbook: i32::try_from(t.playbook)
-                .ok()
-                .and_then(|p| pb::Playbook::try_from(p).ok())
-                .unwrap_or(pb::Playbook::Unspecified),
+            playbook: playbook_of(t.playbook).unwrap_or(pb::Playbook::Unspecified),
             held_out: t.held_out,
             retained: t.retained,
         }),
         measured: measured_from(&s.measured),
     }
+}
+
+/// A stored playbook number, if it names one.
+fn playbook_of(n: u32) -> Option<pb::Playbook> {
+    i32::try_from(n)
+        .ok()
+        .and_then(|p| pb::Playbook::try_from(p).ok())
 }
 
 /// The closed trials' counts, sorted by playbook with one entry each
@@ -424,24 +425,18 @@ fn measured_from(m: &[pb::MeasuredSnapshot]) -> Vec<(pb::Playbook, UpliftCounts)
         decided,
         retained: retained.min(decided),
     };
-    let mut out: Vec<(pb::Playbook, UpliftCounts)> = Vec::new();
+    let mut h = OutreachHistory::default();
     for x in m {
-        let Some(playbook) = i32::try_from(x.playbook)
-            .ok()
-            .and_then(|p| pb::Playbook::try_from(p).ok())
-        else {
+        let Some(playbook) = playbook_of(x.playbook) else {
             continue;
         };
         let c = UpliftCounts {
             contacted: arm(x.contacted, x.contacted_retained),
             held_out: arm(x.held_out, x.held_out_retained),
         };
-        match out.binary_search_by_key(&playbook, |(p, _)| *p) {
-            Ok(i) => out[i].1.merge(&c),
-            Err(i) => out.insert(i, (playbook, c)),
-        }
+        h.add_measured(playbook, &c);
     }
-    out
+    h.measured
 }
 
 #[cfg(test)]

@@ -64,14 +64,9 @@ pub fn close_due(s: &mut CustomerState, now: Timestamp, horizon: i64) -> Option<
         held_out: t.held_out,
         retained: t.retained,
     };
-    match h.measured.binary_search_by_key(&m.playbook, |(p, _)| *p) {
-        Ok(i) => h.measured[i].1.add(&m),
-        Err(i) => {
-            let mut c = UpliftCounts::default();
-            c.add(&m);
-            h.measured.insert(i, (m.playbook, c));
-        }
-    }
+    let mut c = UpliftCounts::default();
+    c.add(&m);
+    h.add_measured(m.playbook, &c);
     Some(m)
 }
 
