@@ -44,8 +44,7 @@
 //! leave out: ceiling, churnwatch, peer, latency),
 //! PERF_TABLE, KEEP (1 keeps the logs and configs after a successful run).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use churnwatch_testkit as common;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},

@@ -25,7 +25,7 @@ fn t(text: &str) -> i64 {
 
 fn churnwatch<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String, String) {
     let out = must(
-        Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+        Command::new(churnwatch_testkit::churnwatch_bin())
             .args(args)
             .output(),
         "running churnwatch",

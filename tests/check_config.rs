@@ -5,7 +5,7 @@
 use std::process::{Command, Output};
 
 fn check_config(file: &std::path::Path, env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_churnwatch"));
+    let mut c = Command::new(churnwatch_testkit::churnwatch_bin());
     c.arg("check-config").arg(file);
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CHURNWATCH_")) {
         c.env_remove(k);

@@ -84,7 +84,7 @@ fn a_flood_of_new_ids_is_capped_and_silent_customers_are_later_forgotten() {
     let log = dir.path().join("stderr.log");
     let stderr = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
     let mut child = Running(
-        Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+        Command::new(churnwatch_testkit::churnwatch_bin())
             .args(["run", "--config"])
             .arg(&config)
             .env("RUST_LOG", "warn")

@@ -32,7 +32,7 @@ bearer_token = "literal-bearer-c3d9"
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+    let out = Command::new(churnwatch_testkit::churnwatch_bin())
         .arg("check-config")
         // The service names its brokers (none is assumed).
         .env("CHURNWATCH_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -70,7 +70,7 @@ bearer_token = "literal-bearer-c3d9"
     assert!(text.contains("\"***\""), "{text}");
 
     // A token given only in the environment is masked too.
-    let out = Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+    let out = Command::new(churnwatch_testkit::churnwatch_bin())
         .arg("check-config")
         // The service names its brokers (none is assumed).
         .env("CHURNWATCH_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -85,7 +85,7 @@ bearer_token = "literal-bearer-c3d9"
 
     // A reference that cannot be resolved names the key and the variable,
     // and the error says nothing secret.
-    let out = Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+    let out = Command::new(churnwatch_testkit::churnwatch_bin())
         .arg("check-config")
         // The service names its brokers (none is assumed).
         .env("CHURNWATCH_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
