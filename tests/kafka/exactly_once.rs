@@ -7,7 +7,7 @@ use crate::common;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
@@ -26,7 +26,7 @@ use rand_chacha::ChaCha8Rng;
 use rdkafka::{mocking::MockCluster, producer::DefaultProducerContext};
 
 fn spawn(config: &std::path::Path) -> Child {
-    Command::new(churnwatch_testkit::churnwatch_bin())
+    churnwatch_testkit::churnwatch_command()
         .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "warn")

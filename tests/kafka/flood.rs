@@ -5,10 +5,7 @@
 
 use crate::common;
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{process::Stdio, time::Duration};
 
 use churnwatch::{codec::Format, events, pb::InteractionEvent};
 use common::{free_port, scraped, settings, unique, wait_for, Broker, Running};
@@ -84,7 +81,7 @@ fn a_flood_of_new_ids_is_capped_and_silent_customers_are_later_forgotten() {
     let log = dir.path().join("stderr.log");
     let stderr = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
     let mut child = Running(
-        Command::new(churnwatch_testkit::churnwatch_bin())
+        churnwatch_testkit::churnwatch_command()
             .args(["run", "--config"])
             .arg(&config)
             .env("RUST_LOG", "warn")

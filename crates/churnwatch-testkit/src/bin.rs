@@ -1,7 +1,10 @@
 //! Where things are at run time: the `churnwatch` binary under test and the
 //! repository (its scripts/, proto/, benches/peer/).
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 /// The repository's root: this crate is crates/churnwatch-testkit in it.
 pub fn repo_root() -> PathBuf {
@@ -41,4 +44,13 @@ pub fn churnwatch_bin() -> PathBuf {
         );
     }
     bin
+}
+
+/// [`churnwatch_bin`] as a command, without `CHURNWATCH_BIN` in its
+/// environment: the binary takes `CHURNWATCH_*` variables as settings and
+/// would refuse `bin` as an unknown key.
+pub fn churnwatch_command() -> Command {
+    let mut c = Command::new(churnwatch_bin());
+    c.env_remove("CHURNWATCH_BIN");
+    c
 }

@@ -29,7 +29,10 @@ use rdkafka::{
     ClientConfig,
 };
 
-use crate::{churnwatch_bin, free_port, handled_scraped, http_request, kafka_script, Running};
+use crate::{
+    churnwatch_bin, churnwatch_command, free_port, handled_scraped, http_request, kafka_script,
+    Running,
+};
 
 /// Broker settings of the trials: short timeouts, so that a dead or hung
 /// node is noticed (and a test's outage lasts) seconds, not half a minute.
@@ -705,8 +708,10 @@ impl ClusterService {
                 c.arg(churnwatch_bin());
                 (n.service_addr(), c)
             }
-            None => ("127.0.0.1".to_owned(), Command::new(churnwatch_bin())),
+            None => ("127.0.0.1".to_owned(), churnwatch_command()),
         };
+        // The binary takes CHURNWATCH_* variables as settings.
+        c.env_remove("CHURNWATCH_BIN");
         let addr = format!("{host}:{}", free_port());
         let mut s = settings.clone();
         s.http.listen = addr.clone();

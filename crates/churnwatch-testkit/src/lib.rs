@@ -36,7 +36,7 @@ pub mod topics;
 
 use std::time::{Duration, Instant};
 
-pub use bin::{churnwatch_bin, repo_root};
+pub use bin::{churnwatch_bin, churnwatch_command, repo_root};
 pub use broker::{free_port, kafka_script, kafka_version, Broker};
 pub use process::{proc_cpu, proc_mem, signal, sigterm, wait_exit};
 pub use records::{final_states, outreach_ids, unique, Record};

@@ -10,7 +10,7 @@ use std::{
 
 use churnwatch::{codec::Format, pb::InteractionEvent, settings::Settings};
 
-use crate::{churnwatch_bin, free_port, handled_scraped, http_get, month, Broker};
+use crate::{churnwatch_command, free_port, handled_scraped, http_get, month, Broker};
 
 /// Service settings for a test: its own application id, topics and group.
 pub fn settings(broker: &Broker, app: &str, partitions: i32) -> Settings {
@@ -98,7 +98,7 @@ impl Service {
         let config = dir.join(format!("{name}.toml"));
         let text = toml::to_string(&s).unwrap_or_else(|e| panic!("settings as TOML: {e}"));
         std::fs::write(&config, text).unwrap_or_else(|e| panic!("{e}"));
-        let child = Command::new(churnwatch_bin())
+        let child = churnwatch_command()
             .args(["run", "--config"])
             .arg(&config)
             .env(

@@ -64,6 +64,7 @@ impl Churnwatch {
         let log = dir.join(format!("{tag}.log"));
         let f = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let child = Command::new(churnwatch_bin())
+            .env_remove("CHURNWATCH_BIN")
             .args(["run", "--config"])
             .arg(&cfg)
             .stdin(Stdio::null())

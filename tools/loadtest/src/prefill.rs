@@ -19,6 +19,7 @@ pub fn run(cx: &Ctx<'_>, rep: &mut Report) -> Res<(String, u64)> {
     ));
     let t = Instant::now();
     let gen = Command::new(churnwatch_bin())
+        .env_remove("CHURNWATCH_BIN")
         .args([
             "generate",
             "--format",
