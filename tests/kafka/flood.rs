@@ -58,7 +58,8 @@ fn rejected_for_cap(text: &str) -> f64 {
 #[test]
 fn a_flood_of_new_ids_is_capped_and_silent_customers_are_later_forgotten() {
     let broker = Broker::start();
-    let app = unique("cw-flood");
+    // No "flood-" in the topic names: the log check below looks for ids.
+    let app = unique("cw-capped");
     let mut s = settings(&broker, &app, PARTITIONS);
     s.fold.max_customers_per_partition = CAP;
     s.fold.retention = churnwatch::time::Span::days(400);
