@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The end-to-end load harness (benches/pipeline.rs): ceiling, churnwatch,
+# The end-to-end load harness (tools/loadtest, the `loadtest` binary of the
+# churnwatch-loadtest package): ceiling, churnwatch,
 # restore, the Quix Streams peer and latency, through one broker, one table.
 #
 #   bash scripts/perf.sh                                            # the issue's sizes
@@ -9,9 +10,11 @@
 #
 # Creates the peer's Python venv (pinned in benches/peer/requirements.txt)
 # under the churnwatch cache when missing, resolves Apache Kafka's classpath
-# once (scripts/kafka.sh install), then runs `cargo bench --bench pipeline`,
-# which starts its own Apache Kafka node (one KRaft node on loopback, its
-# CPU and memory in the table) unless KAFKA_BOOTSTRAP names a broker. The table is printed and written to
+# once (scripts/kafka.sh install), builds the churnwatch binary (release)
+# and runs the harness with `cargo run --release -p churnwatch-loadtest`,
+# which measures that binary (or CW_BIN) and starts its own Apache Kafka
+# node (one KRaft node on loopback, its CPU and memory in the table) unless
+# KAFKA_BOOTSTRAP names a broker. The table is printed and written to
 # $PERF_TABLE (default $CARGO_TARGET_DIR/perf-table.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,4 +45,5 @@ if [ "${PEER:-1}" != "0" ]; then
   export PEER_PYTHON="$VENV/bin/python"
 fi
 
-cargo bench -p churnwatch --bench pipeline
+cargo build --release -p churnwatch --bin churnwatch
+cargo run --release -p churnwatch-loadtest --

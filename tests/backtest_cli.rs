@@ -25,9 +25,7 @@ fn t(text: &str) -> i64 {
 
 fn churnwatch<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String, String) {
     let out = must(
-        Command::new(env!("CARGO_BIN_EXE_churnwatch"))
-            .args(args)
-            .output(),
+        churnwatch_testkit::churnwatch_command().args(args).output(),
         "running churnwatch",
     );
     (

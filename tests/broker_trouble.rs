@@ -3,7 +3,7 @@
 //! status 2 after `kafka.connect_timeout` with the attempts and last error.
 
 use std::{
-    process::{Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -24,7 +24,7 @@ fn an_unreachable_broker_is_said_once_then_summed_up_and_the_start_gives_up_in_t
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_churnwatch"));
+    let mut c = churnwatch_testkit::churnwatch_command();
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CHURNWATCH_") || k == "RUST_LOG")
     {
         c.env_remove(k);

@@ -2,10 +2,10 @@
 //! file and the environment in one run, each naming where it comes from,
 //! exit status 2.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn check_config(file: &std::path::Path, env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_churnwatch"));
+    let mut c = churnwatch_testkit::churnwatch_command();
     c.arg("check-config").arg(file);
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CHURNWATCH_")) {
         c.env_remove(k);

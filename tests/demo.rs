@@ -1,12 +1,12 @@
 //! `churnwatch demo` as a new user meets it: one command, nothing
 //! installed, and a live view of what the service decides.
 
-mod common;
+use churnwatch_testkit as common;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
-    process::{Command, Stdio},
+    process::Stdio,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -49,7 +49,7 @@ fn the_demo_runs_the_whole_service_and_shows_what_it_decides() {
     let port = free_port();
     let http = format!("127.0.0.1:{port}");
     let mut demo = Running(
-        Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+        churnwatch_testkit::churnwatch_command()
             .args(["demo", "--customers", "300", "--duration", "20s"])
             .args(["--http", &http])
             .stdout(Stdio::piped())

@@ -1,5 +1,5 @@
-//! Faults on a three-node Apache Kafka cluster (tests/common/cluster.rs:
-//! KRaft, every node broker and controller in a process and, where the
+//! Faults on a three-node Apache Kafka cluster (churnwatch-testkit's
+//! `cluster`: KRaft, every node broker and controller in a process and, where the
 //! test runs as root, a network namespace of its own; replication factor 3,
 //! `min.insync.replicas=2`, short broker session and replica lag timeouts:
 //! [`TRIAL_BROKER_PROPERTIES`]), each injected mid-stream while one service
@@ -30,7 +30,7 @@
 //! time. `KAFKA_BOOTSTRAP` does not apply: the trials kill, stop and cut
 //! the nodes of a cluster they run themselves.
 
-mod common;
+use churnwatch_testkit as common;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

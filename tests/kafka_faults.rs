@@ -1,5 +1,5 @@
 //! Faults, against the service binary (`churnwatch run` as a child process)
-//! on Apache Kafka (tests/common: one per test binary, or `KAFKA_BOOTSTRAP`):
+//! on Apache Kafka (churnwatch-testkit: one per test binary, or `KAFKA_BOOTSTRAP`):
 //!
 //! - crash trials: SIGKILL at a seeded random moment, restart, run to the
 //!   end; the outreach ids and every customer's final state equal a clean
@@ -15,7 +15,7 @@
 //! The population model is fixed (refits depend on timing) and idle advance
 //! is off (wall clock never enters), so the outcome is a function of the input.
 
-mod common;
+use churnwatch_testkit as common;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

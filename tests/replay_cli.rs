@@ -5,7 +5,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     fmt::Display,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Output,
 };
 
 use churnwatch::{
@@ -36,7 +36,7 @@ where
     S: AsRef<std::ffi::OsStr>,
 {
     let out: Output = must(
-        Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+        churnwatch_testkit::churnwatch_command()
             .args(args)
             .env("RUST_LOG", "warn")
             .output(),
@@ -710,7 +710,7 @@ fn errors_exit_with_status_2_and_say_what_is_wrong() {
 /// (RLIMIT_AS): returns exit code and stderr.
 fn replay_limited(input: Vec<u8>, extra: &[&str], limit_bytes: u64) -> (i32, String) {
     use std::{io::Write, os::unix::process::CommandExt, process::Stdio};
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_churnwatch"));
+    let mut cmd = churnwatch_testkit::churnwatch_command();
     cmd.args(["replay", "--quiet", "--input", "/dev/stdin"])
         .args(extra)
         .env("RUST_LOG", "warn")

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-mod common;
+use churnwatch_testkit as common;
 
 use churnwatch::{
     codec::Format,
@@ -143,7 +143,7 @@ fn replays_are_deterministic_and_formats_agree() {
     let run = |input: &Path, format: &str, tag: &str| {
         let outreach = dir.path().join(format!("outreach-{tag}.jsonl"));
         let states = dir.path().join(format!("states-{tag}.pb"));
-        let status = std::process::Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+        let status = churnwatch_testkit::churnwatch_command()
             .args(["replay", "--quiet", "--format", format, "--input"])
             .arg(input)
             .arg("--outreach-out")

@@ -1,4 +1,4 @@
-"""The peer of churnwatch in the end-to-end load harness (benches/pipeline.rs):
+"""The peer of churnwatch in the end-to-end load harness (tools/loadtest):
 a small Quix Streams application doing the same kind of stateful work in
 Quix's idiom, over the same input topic.
 

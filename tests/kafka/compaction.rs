@@ -1,4 +1,4 @@
-//! The changelog compacted for real, on Apache Kafka (tests/common: this
+//! The changelog compacted for real, on Apache Kafka (churnwatch-testkit: this
 //! binary's own, or `KAFKA_BOOTSTRAP`): churnwatch creates it with the
 //! settings of `pipeline::topics::CHANGELOG_CONFIG`, refuses one whose
 //! cleanup policy would delete state, and after the broker's log cleaner

@@ -1,4 +1,4 @@
-//! Exactly-once: Kafka transactions, on Apache Kafka (tests/common: this
+//! Exactly-once: Kafka transactions, on Apache Kafka (churnwatch-testkit: this
 //! binary's own, or `KAFKA_BOOTSTRAP`), where aborted transactions are
 //! invisible to read-committed readers, and on librdkafka's mock cluster,
 //! which shows them (its documented limit, kept as evidence).
@@ -7,7 +7,7 @@ use crate::common;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
@@ -26,7 +26,7 @@ use rand_chacha::ChaCha8Rng;
 use rdkafka::{mocking::MockCluster, producer::DefaultProducerContext};
 
 fn spawn(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+    churnwatch_testkit::churnwatch_command()
         .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "warn")

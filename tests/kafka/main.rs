@@ -1,5 +1,5 @@
 //! The Kafka tests that share one broker: this binary's Apache Kafka
-//! (started on first use by `tests/common`, `scripts/kafka.sh run`), or the
+//! (started on first use by churnwatch-testkit, `scripts/kafka.sh run`), or the
 //! cluster `KAFKA_BOOTSTRAP` names. One binary, so one link and one broker
 //! start for all of them; topics and groups are unique per test, so they
 //! run side by side. The trials that stop or kill a broker are binaries of
@@ -8,8 +8,7 @@
 //!
 //! `cargo test --release --test kafka -- pipeline::` runs one module.
 
-#[path = "../common/mod.rs"]
-mod common;
+use churnwatch_testkit as common;
 
 /// The changelog compacted by the broker's cleaner; creation settings.
 mod compaction;

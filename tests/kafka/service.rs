@@ -42,7 +42,7 @@ fn start(broker: &Broker, token: &str) -> (Running, u16, String) {
     broker.produce(&s.kafka.input_topic, &evs, Format::Protobuf, |_| 0);
     let dir = std::env::temp_dir().join(format!("{app}.toml"));
     std::fs::write(&dir, toml::to_string(&s).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
-    let child = Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+    let child = churnwatch_testkit::churnwatch_command()
         .args(["run", "--config"])
         .arg(&dir)
         .env("CW_TEST_TOKEN", token)
@@ -146,7 +146,7 @@ fn spawn_logged(s: &churnwatch::settings::Settings, name: &str) -> (Running, std
     let log = dir.join(format!("{name}.log"));
     std::fs::write(&config, toml::to_string(s).unwrap_or_default())
         .unwrap_or_else(|e| panic!("{e}"));
-    let child = Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+    let child = churnwatch_testkit::churnwatch_command()
         .args(["run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "error,rdkafka::client=off")

@@ -1,6 +1,6 @@
 //! State that outlives instances: restore from the changelog after a
 //! restart, and two instances sharing (then taking over) partitions.
-//! On Apache Kafka (tests/common), whose storage is durable, since consumers resume
+//! On Apache Kafka (churnwatch-testkit), whose storage is durable, since consumers resume
 //! from committed offsets.
 
 use crate::common;

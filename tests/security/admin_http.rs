@@ -4,7 +4,6 @@ use super::support::*;
 use crate::common::{settings, settings_for_topic, unique, Broker};
 use std::{
     net::{SocketAddr, TcpStream},
-    process::Command,
     time::Duration,
 };
 
@@ -28,7 +27,7 @@ fn the_admin_http_binds_to_loopback_by_default() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let config = dir.path().join("c.toml");
     std::fs::write(&config, "application_id = \"x\"\n").unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+    let out = churnwatch_testkit::churnwatch_command()
         .arg("check-config")
         // The service names its brokers (none is assumed).
         .env("CHURNWATCH_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")

@@ -3,7 +3,7 @@
 //! no more than it must, logs without customer data, and erasure that sticks.
 //!
 //! Every test runs the `churnwatch` binary, as ops run it. The SASL and TLS
-//! tests run an Apache Kafka of their own (tests/common, `Broker::own_with`)
+//! tests run an Apache Kafka of their own (churnwatch-testkit, `Broker::own_with`)
 //! with a SASL_PLAINTEXT or SSL listener beside the plaintext one the test
 //! uses to create topics; with `KAFKA_BOOTSTRAP` set they say why they skip.
 //! The others run against this binary's Apache Kafka, or that Kafka.
@@ -14,8 +14,7 @@
 //! - TLS: the broker's own SSL listener with PEM files made by openssl
 //!   (`ssl.keystore.type=PEM`), requiring a client certificate.
 
-#[path = "../common/mod.rs"]
-mod common;
+use churnwatch_testkit as common;
 
 mod admin_http;
 mod erasure;

@@ -1,7 +1,6 @@
 //! Configuration and secrets: `check-config` never prints one.
 
 use super::support::*;
-use std::process::Command;
 
 /// `check-config` prints the effective configuration: every secret, however
 /// it is given, is masked, and `env:`/`file:` references show as references.
@@ -32,7 +31,7 @@ bearer_token = "literal-bearer-c3d9"
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+    let out = churnwatch_testkit::churnwatch_command()
         .arg("check-config")
         // The service names its brokers (none is assumed).
         .env("CHURNWATCH_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -70,7 +69,7 @@ bearer_token = "literal-bearer-c3d9"
     assert!(text.contains("\"***\""), "{text}");
 
     // A token given only in the environment is masked too.
-    let out = Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+    let out = churnwatch_testkit::churnwatch_command()
         .arg("check-config")
         // The service names its brokers (none is assumed).
         .env("CHURNWATCH_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -85,7 +84,7 @@ bearer_token = "literal-bearer-c3d9"
 
     // A reference that cannot be resolved names the key and the variable,
     // and the error says nothing secret.
-    let out = Command::new(env!("CARGO_BIN_EXE_churnwatch"))
+    let out = churnwatch_testkit::churnwatch_command()
         .arg("check-config")
         // The service names its brokers (none is assumed).
         .env("CHURNWATCH_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")

@@ -43,7 +43,7 @@ impl Service {
         std::fs::write(&config, config_text).unwrap_or_else(|e| panic!("{e}"));
         let stderr = dir.path().join("stderr.log");
         let file = std::fs::File::create(&stderr).unwrap_or_else(|e| panic!("{e}"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_churnwatch"));
+        let mut cmd = churnwatch_testkit::churnwatch_command();
         cmd.args(["run", "--config"])
             .arg(&config)
             .env_remove("RUST_LOG")

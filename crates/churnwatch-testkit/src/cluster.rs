@@ -29,7 +29,10 @@ use rdkafka::{
     ClientConfig,
 };
 
-use super::{http_request, scraped, Running};
+use crate::{
+    churnwatch_bin, churnwatch_command, free_port, handled_scraped, http_request, kafka_script,
+    Running,
+};
 
 /// Broker settings of the trials: short timeouts, so that a dead or hung
 /// node is noticed (and a test's outage lasts) seconds, not half a minute.
@@ -277,8 +280,8 @@ impl Drop for KeepLogsOnPanic {
 }
 
 /// Spawns `make()`'s command from a thread that lives as long as the test
-/// process, with the parent-death signal set (see tests/common's
-/// `spawn_node`): the brokers and services die with the test binary.
+/// process, with the parent-death signal set (see the broker
+/// module's `spawn_node`): the brokers and services die with the test binary.
 pub fn spawn_owned(mut c: Command) -> Child {
     use std::os::unix::process::CommandExt;
     use std::sync::{mpsc, Mutex, OnceLock};
@@ -315,10 +318,6 @@ pub fn spawn_owned(mut c: Command) -> Child {
         .unwrap_or_else(|e| panic!("spawn: {e}"))
 }
 
-fn kafka_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh")
-}
-
 /// One node: its process while it runs.
 struct ClusterNode {
     child: Option<Child>,
@@ -351,7 +350,7 @@ impl Cluster {
                 .map(|i| format!("{}.{}:9092:9093", n.subnet, 10 + i))
                 .collect(),
             None => (1..=3)
-                .map(|_| format!("127.0.0.1:{}:{}", super::free_port(), super::free_port()))
+                .map(|_| format!("127.0.0.1:{}:{}", free_port(), free_port()))
                 .collect(),
         };
         let out = Command::new("bash")
@@ -706,15 +705,14 @@ impl ClusterService {
             Some(n) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", &n.service_ns()]);
-                c.arg(env!("CARGO_BIN_EXE_churnwatch"));
+                c.arg(churnwatch_bin());
                 (n.service_addr(), c)
             }
-            None => (
-                "127.0.0.1".to_owned(),
-                Command::new(env!("CARGO_BIN_EXE_churnwatch")),
-            ),
+            None => ("127.0.0.1".to_owned(), churnwatch_command()),
         };
-        let addr = format!("{host}:{}", super::free_port());
+        // The binary takes CHURNWATCH_* variables as settings.
+        c.env_remove("CHURNWATCH_BIN");
+        let addr = format!("{host}:{}", free_port());
         let mut s = settings.clone();
         s.http.listen = addr.clone();
         let config = dir.join(format!("{name}.toml"));
@@ -786,10 +784,5 @@ pub fn metrics_at(addr: &str) -> Option<String> {
 /// Input messages the service at `addr` accounted for (folded, dropped or
 /// dead-lettered), if it answers.
 pub fn handled_at(addr: &str) -> Option<u64> {
-    let t = metrics_at(addr)?;
-    Some(
-        (scraped(&t, "churnwatch_events_consumed_total")
-            + scraped(&t, "churnwatch_events_dropped_total")
-            + scraped(&t, "churnwatch_events_rejected_total")) as u64,
-    )
+    Some(handled_scraped(&metrics_at(addr)?))
 }
