@@ -694,6 +694,7 @@ fn leader_sigkill_exactly_once() {
 /// loop for 255 s on 2026-12-01, until the sink bounded the call and
 /// replaced a wedged producer (`Sink::send_offsets`).
 fn the_controller(c: &mut Cluster) -> Option<i32> {
+    c.elect_preferred();
     Some(c.active_controller() as i32)
 }
 
