@@ -25,8 +25,12 @@
 #                                            namespace per node)
 #   scripts/kafka.sh run-node DIR N          node N of a prepared cluster in
 #                                            the foreground (exec java)
-#   scripts/kafka.sh quorum DIR              the KRaft quorum (Admin API):
-#                                            leader=ID epoch=E hw=H voters=...
+#   scripts/kafka.sh quorum DIR [elect-preferred]
+#                                            the KRaft quorum (Admin API):
+#                                            leader=ID epoch=E hw=H voters=...;
+#                                            elect-preferred first gives each
+#                                            partition back to its preferred
+#                                            leader
 #
 # DIR holds, per node N: nodeN/server.properties, nodeN/data, nodeN/log
 # (stdout and the broker's own log), nodeN/pid; and DIR/bootstrap. Logs stay in
@@ -336,11 +340,13 @@ run_node() {
     >>"$nd/log/stdout.log" 2>&1 </dev/null
 }
 
-# quorum DIR: the quorum's leader (the active controller), epoch, high
-# watermark and each voter's log end offset, through the Admin API
-# (scripts/kafka/Quorum.java, compiled once into the cache).
+# quorum DIR [elect-preferred]: the quorum's leader (the active controller),
+# epoch, high watermark and each voter's log end offset, through the Admin
+# API (scripts/kafka/Quorum.java, compiled once into the cache); with
+# elect-preferred, every partition's leadership first goes back to its
+# preferred replica.
 quorum() {
-  local dir="$1" tools="$HOME_DIR/tools"
+  local dir="$1" elect="${2:-}" tools="$HOME_DIR/tools"
   install
   if [ ! -f "$tools/Quorum.class" ] || [ "$HERE/kafka/Quorum.java" -nt "$tools/Quorum.class" ]; then
     mkdir -p "$tools"
@@ -353,9 +359,9 @@ quorum() {
   fi
   local bootstrap
   bootstrap="$(cat "$dir/bootstrap" 2>/dev/null || cat "$dir/bootstrap.pending")"
-  # shellcheck disable=SC2046
+  # shellcheck disable=SC2046,SC2086
   "$JAVA" $(cds_args format) -Xmx128m -XX:TieredStopAtLevel=1 -Dlog4j2.level=error \
-    -Dlog4j2.rootLogger.level=error -cp "$tools:$LIBS/*" Quorum "$bootstrap" 2>/dev/null
+    -Dlog4j2.rootLogger.level=error -cp "$tools:$LIBS/*" Quorum "$bootstrap" $elect 2>/dev/null
 }
 
 # run DIR: one node, prepared on the first call (ports, properties, format)
@@ -415,7 +421,7 @@ case "$cmd" in
     [ $# -ge 3 ] || die "usage: kafka.sh prepare-cluster DIR HOST:PORT:CPORT..."
     install; cds_prepare; mkdir -p "$2"; d="$(cd "$2" && pwd)"; shift 2; prepare_cluster "$d" "$@"; cat "$d/bootstrap.pending" ;;
   run-node) [ $# -eq 3 ] || die "usage: kafka.sh run-node DIR N"; run_node "$2" "$3" ;;
-  quorum) [ $# -eq 2 ] || die "usage: kafka.sh quorum DIR"; quorum "$2" ;;
+  quorum) [ $# -ge 2 ] || die "usage: kafka.sh quorum DIR [elect-preferred]"; quorum "$2" "${3:-}" ;;
   classpath) install; echo "$LIBS/*" ;;
   *) die "usage: kafka.sh install|start DIR|start-cluster DIR|run DIR|prepare-cluster DIR HOST:PORT:CPORT...|run-node DIR N|quorum DIR|stop DIR|bootstrap DIR|classpath" ;;
 esac

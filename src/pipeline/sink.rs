@@ -13,10 +13,11 @@ use std::{
 
 use prost::Message;
 use rdkafka::{
+    consumer::ConsumerGroupMetadata,
     error::{KafkaError, RDKafkaErrorCode},
     message::{BorrowedMessage, Header, Headers, Message as _, OwnedHeaders, OwnedMessage},
     producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig},
-    ClientContext,
+    ClientContext, TopicPartitionList,
 };
 
 use super::{client, PipelineError};
@@ -178,6 +179,16 @@ fn create_producer(
     acks: &Arc<Acks>,
     keep_undelivered: bool,
 ) -> Result<BaseProducer<DeliveryContext>, PipelineError> {
+    try_create_producer(cfg, metrics, acks, keep_undelivered)
+        .map_err(super::kafka("creating the producer"))
+}
+
+fn try_create_producer(
+    cfg: &rdkafka::ClientConfig,
+    metrics: &Arc<Metrics>,
+    acks: &Arc<Acks>,
+    keep_undelivered: bool,
+) -> Result<BaseProducer<DeliveryContext>, KafkaError> {
     let ctx = DeliveryContext {
         failed: AtomicU64::new(0),
         metrics: metrics.clone(),
@@ -186,7 +197,6 @@ fn create_producer(
         undelivered: Mutex::new(Vec::new()),
     };
     cfg.create_with_context(ctx)
-        .map_err(super::kafka("creating the producer"))
 }
 
 /// Whether sending a refused record again cannot help (it is too large,
@@ -210,7 +220,12 @@ pub fn permanent(e: &KafkaError) -> bool {
 }
 
 pub struct Sink {
-    pub producer: BaseProducer<DeliveryContext>,
+    /// Shared with the thread [`Sink::send_offsets`] runs its call on.
+    pub producer: Arc<BaseProducer<DeliveryContext>>,
+    /// A call of [`Sink::send_offsets`] outlived its timeout and may still
+    /// run: this producer's transactions are unusable until
+    /// [`Sink::replace_transactional`].
+    wedged: bool,
     outreach_topic: String,
     /// Named in the `churnwatch.trigger.topic` header.
     input_topic: String,
@@ -335,9 +350,10 @@ impl Sink {
                 .set("message.timeout.ms", txn_ms.to_string());
         }
         let acks = Arc::new(Acks::default());
-        let producer = create_producer(&cfg, &metrics, &acks, !transactional)?;
+        let producer = Arc::new(create_producer(&cfg, &metrics, &acks, !transactional)?);
         Ok(Sink {
             producer,
+            wedged: false,
             outreach_topic: settings.kafka.outreach_topic.clone(),
             input_topic: settings.kafka.input_topic.clone(),
             dead_letter_topic: settings.kafka.dead_letter_topic.clone(),
@@ -412,8 +428,75 @@ impl Sink {
     /// one (which may be what refused its records, as tansu 0.6 does after
     /// a restart) no longer applies. Its delivery counters start at zero.
     pub fn renew(&mut self) -> Result<(), PipelineError> {
-        self.producer =
-            create_producer(&self.config, &self.metrics, &self.acks, !self.transactional)?;
+        self.producer = Arc::new(create_producer(
+            &self.config,
+            &self.metrics,
+            &self.acks,
+            !self.transactional,
+        )?);
+        Ok(())
+    }
+
+    /// Adds the consumer's offsets to the open transaction, within `timeout`.
+    ///
+    /// librdkafka's own call can outlive its timeout, silently, when the
+    /// group coordinator it has cached left the cluster (a killed broker,
+    /// dropped from the metadata): it then waits for some other broker's
+    /// state to change (confluentinc/librdkafka#5456 and #5511, open in
+    /// 2.12). On the three-node cluster that held the loop for over four
+    /// minutes after the controller, also the group coordinator, was
+    /// killed. So the call runs on a thread of its own and the loop waits
+    /// for it `timeout` and a second more; a call still running then counts
+    /// as timed out (abortable), and the sink is wedged: this producer's
+    /// transactional API stays busy while that call runs, so only
+    /// [`Sink::replace_transactional`] can end the transaction.
+    pub fn send_offsets(
+        &mut self,
+        offsets: &TopicPartitionList,
+        meta: ConsumerGroupMetadata,
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
+        let (producer, offsets) = (self.producer.clone(), offsets.clone());
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("send-offsets".to_owned())
+            .spawn(move || {
+                let _ = done.send(producer.send_offsets_to_transaction(&offsets, &meta, timeout));
+                // The producer is dropped here, after the call: the last
+                // handle of a replaced one is this thread's.
+            })
+            // No thread to be had: as a failed call (the batch is aborted).
+            .map_err(|_| KafkaError::Global(RDKafkaErrorCode::Fail))?;
+        match result.recv_timeout(timeout + Duration::from_secs(1)) {
+            Ok(r) => r,
+            Err(_) => {
+                self.wedged = true;
+                Err(KafkaError::Global(RDKafkaErrorCode::OperationTimedOut))
+            }
+        }
+    }
+
+    /// Whether a call of [`Sink::send_offsets`] outlived its timeout.
+    pub fn wedged(&self) -> bool {
+        self.wedged
+    }
+
+    /// Ends a transaction this producer can no longer end (see
+    /// [`Sink::send_offsets`]): a new producer with the same
+    /// `transactional.id` initialises its transactions, which fences the old
+    /// one (whatever it still sends is refused) and has the broker abort the
+    /// old one's open transaction, within `timeout`. The old producer lives
+    /// on only in the thread of its hung call, and goes with it.
+    pub fn replace_transactional(&mut self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        let producer = try_create_producer(&self.config, &self.metrics, &self.acks, false)?;
+        producer.init_transactions(timeout)?;
+        self.producer = Arc::new(producer);
+        self.wedged = false;
+        // The old producer's records were purged without their reports
+        // being served: nothing of the aborted transaction is awaited.
+        self.acks.clear();
         Ok(())
     }
 
@@ -677,5 +760,71 @@ mod tests {
             acks.through(u64::MAX),
             "a late report of a cleared epoch is ignored"
         );
+    }
+
+    /// librdkafka's `send_offsets_to_transaction` does not return while the
+    /// group coordinator stays down, whatever its timeout (#5456): the
+    /// sink's call returns an abortable failure after the timeout, and a
+    /// replacement producer ends the transaction and can run the next one.
+    #[test]
+    fn sending_offsets_returns_while_the_group_coordinator_is_down() {
+        use rdkafka::{
+            consumer::{BaseConsumer, Consumer},
+            mocking::{MockCluster, MockCoordinator},
+            producer::DefaultProducerContext,
+        };
+        let mock = MockCluster::<DefaultProducerContext>::new(3)
+            .unwrap_or_else(|e| panic!("mock cluster: {e}"));
+        let mut s = Settings::default();
+        s.application_id = "wedge".into();
+        s.kafka.bootstrap_servers = mock.bootstrap_servers();
+        s.kafka.input_topic = "in".into();
+        s.kafka.group_instance_id = Some("i".into());
+        s.processing.guarantee = Guarantee::ExactlyOnce;
+        mock.create_topic("in", 1, 3)
+            .unwrap_or_else(|e| panic!("topic: {e}"));
+        mock.create_topic(&s.changelog_topic(), 1, 3)
+            .unwrap_or_else(|e| panic!("topic: {e}"));
+        mock.coordinator(MockCoordinator::Transaction("wedge-i-0".into()), 1)
+            .unwrap_or_else(|e| panic!("{e}"));
+        mock.coordinator(MockCoordinator::Group(s.group_id().to_owned()), 2)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
+        let mut sink = Sink::new(&s, metrics, 0).unwrap_or_else(|e| panic!("{e}"));
+        let txn = |sink: &Sink| {
+            sink.producer.begin_transaction()?;
+            sink.changelog(0, "c-1", Some(b"state"))
+                .map_err(|_| KafkaError::Global(RDKafkaErrorCode::Fail))?;
+            Ok::<_, KafkaError>(())
+        };
+        sink.producer
+            .init_transactions(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}"));
+        txn(&sink).unwrap_or_else(|e| panic!("{e}"));
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .set("group.id", s.group_id())
+            .create()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let meta = consumer
+            .group_metadata()
+            .unwrap_or_else(|| panic!("no group metadata"));
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("in", 0, rdkafka::Offset::Offset(1))
+            .unwrap_or_else(|e| panic!("{e}"));
+        mock.broker_down(2).unwrap_or_else(|e| panic!("{e}"));
+
+        let sent = sink.send_offsets(&tpl, meta, Duration::from_secs(2));
+        assert!(sent.is_err(), "offsets sent to a coordinator that is down");
+        assert!(sink.wedged(), "the producer's call is still running");
+
+        mock.broker_up(2).unwrap_or_else(|e| panic!("{e}"));
+        sink.replace_transactional(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("replacing the producer: {e}"));
+        assert!(!sink.wedged());
+        txn(&sink).unwrap_or_else(|e| panic!("{e}"));
+        sink.producer
+            .commit_transaction(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("the next transaction: {e}"));
     }
 }

@@ -501,6 +501,24 @@ impl Cluster {
 
     /// The active KRaft controller (the quorum's leader), from the Admin
     /// API's DescribeQuorum (`kafka.sh quorum`); retried for 60 s.
+    /// Moves every partition's leadership back to its preferred replica
+    /// (`kafka.sh quorum DIR elect-preferred`), as the brokers' own leader
+    /// rebalance does only after `leader.imbalance.check.interval.seconds`
+    /// (300 s): after an earlier trial restarted a node, it leads nothing.
+    pub fn elect_preferred(&self) {
+        let out = Command::new("bash")
+            .arg(kafka_script())
+            .arg("quorum")
+            .arg(&self.dir)
+            .arg("elect-preferred")
+            .stderr(Stdio::null())
+            .output();
+        assert!(
+            out.as_ref().is_ok_and(|o| o.status.success()),
+            "kafka.sh quorum elect-preferred failed: {out:?}"
+        );
+    }
+
     pub fn active_controller(&self) -> usize {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

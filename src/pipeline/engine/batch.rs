@@ -96,6 +96,7 @@ impl Engine {
         consumer: &BaseConsumer<C>,
         tpl: &TopicPartitionList,
     ) -> Result<(), (&'static str, rdkafka::error::KafkaError)> {
+        let deadline = Instant::now() + TXN_TIMEOUT;
         if tpl.count() > 0 {
             // Without group metadata (not a member just now) the offsets
             // cannot join the transaction: it is aborted like a refused one.
@@ -106,13 +107,15 @@ impl Engine {
                 ),
             ))?;
             self.sink
-                .producer
-                .send_offsets_to_transaction(tpl, &meta, TXN_TIMEOUT)
+                .send_offsets(tpl, meta, TXN_TIMEOUT)
                 .map_err(|e| ("send offsets", e))?;
         }
+        // The offsets and the commit share one deadline: with the abort
+        // after a failure (as long again), the loop is away from its
+        // consumer for well under `max.poll.interval.ms` (300 s).
         self.sink
             .producer
-            .commit_transaction(TXN_TIMEOUT)
+            .commit_transaction(deadline.saturating_duration_since(Instant::now()))
             .map_err(|e| ("commit", e))
     }
 
@@ -343,15 +346,25 @@ impl Engine {
                 source: e,
             });
         }
-        let mut aborted = self.sink.abort_transaction(TXN_TIMEOUT);
-        for _ in 0..3 {
-            match &aborted {
-                Err(rdkafka::error::KafkaError::Transaction(t)) if t.is_retriable() => {
-                    aborted = self.sink.abort_transaction(TXN_TIMEOUT);
-                }
-                _ => break,
+        // The aborts share one deadline (see send_offsets_and_commit).
+        let deadline = Instant::now() + TXN_TIMEOUT;
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let aborted = if self.sink.wedged() {
+            // The offsets call still holds the producer: its replacement
+            // fences it, and the broker aborts the transaction.
+            tracing::warn!(
+                "sending the offsets outlived its timeout; the transactional producer is replaced to abort"
+            );
+            self.sink.replace_transactional(left())
+        } else {
+            let mut aborted = self.sink.abort_transaction(left());
+            while matches!(&aborted, Err(rdkafka::error::KafkaError::Transaction(t)) if t.is_retriable())
+                && !left().is_zero()
+            {
+                aborted = self.sink.abort_transaction(left());
             }
-        }
+            aborted
+        };
         if let Err(source) = aborted {
             return Err(PipelineError::AbortFailed {
                 op: what,

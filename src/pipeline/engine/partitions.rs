@@ -174,7 +174,11 @@ impl Engine {
     /// their input from the committed offsets.
     pub fn drop_all(&mut self) {
         if self.txn_open {
-            let _ = self.sink.abort_transaction(TXN_TIMEOUT);
+            let _ = if self.sink.wedged() {
+                self.sink.replace_transactional(TXN_TIMEOUT)
+            } else {
+                self.sink.abort_transaction(TXN_TIMEOUT)
+            };
             self.txn_open = false;
         }
         self.rewind_pending = false;
