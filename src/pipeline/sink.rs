@@ -775,8 +775,10 @@ mod tests {
         };
         let mock = MockCluster::<DefaultProducerContext>::new(3)
             .unwrap_or_else(|e| panic!("mock cluster: {e}"));
-        let mut s = Settings::default();
-        s.application_id = "wedge".into();
+        let mut s = Settings {
+            application_id: "wedge".into(),
+            ..Settings::default()
+        };
         s.kafka.bootstrap_servers = mock.bootstrap_servers();
         s.kafka.input_topic = "in".into();
         s.kafka.group_instance_id = Some("i".into());
