@@ -60,44 +60,15 @@ pub fn kafka_version() -> String {
         .to_owned()
 }
 
-/// Starts `kafka.sh run DIR` from a thread that lives as long as the test
-/// process, with the parent-death signal set: when the test binary exits (or
-/// is killed), the broker is killed too, even the shared one nothing drops.
-/// (The signal follows the spawning thread, hence the one long-lived thread.)
+/// Starts `kafka.sh run DIR` (see [`crate::process::spawn_owned`]: the
+/// broker dies with the test binary).
 fn spawn_node(dir: &std::path::Path, env: &[(String, String)]) -> Child {
-    use std::sync::{mpsc, Mutex, OnceLock};
-    type Job = (
-        PathBuf,
-        Vec<(String, String)>,
-        mpsc::Sender<std::io::Result<Child>>,
-    );
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
-    let tx = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::spawn(move || {
-            for (dir, env, back) in rx {
-                let _ = back.send(node_command(&dir).envs(env).spawn());
-            }
-            // The senders live in a static: never reached, so this thread
-            // (the parent the death signal watches) lives until exit.
-            loop {
-                std::thread::park();
-            }
-        });
-        Mutex::new(tx)
-    });
-    let (back, got) = mpsc::channel();
-    tx.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send((dir.to_owned(), env.to_vec(), back))
-        .unwrap_or_else(|e| panic!("the broker spawner is gone: {e}"));
-    got.recv()
-        .unwrap_or_else(|e| panic!("the broker spawner is gone: {e}"))
-        .unwrap_or_else(|e| panic!("starting {}: {e}", kafka_script().display()))
+    let mut c = node_command(dir);
+    c.envs(env.iter().map(|(k, v)| (k, v)));
+    crate::process::spawn_owned(c)
 }
 
 fn node_command(dir: &std::path::Path) -> Command {
-    use std::os::unix::process::CommandExt;
     let mut c = Command::new("bash");
     c.arg(kafka_script())
         .arg("run")
@@ -111,15 +82,6 @@ fn node_command(dir: &std::path::Path) -> Command {
                 .open(dir.join("run.log"))
                 .unwrap_or_else(|e| panic!("{e}")),
         ));
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        c.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     c
 }
 

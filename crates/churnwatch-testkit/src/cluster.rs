@@ -31,7 +31,7 @@ use rdkafka::{
 
 use crate::{
     churnwatch_bin, churnwatch_command, free_port, handled_scraped, http_request, kafka_script,
-    Running,
+    spawn_owned, Running,
 };
 
 /// Broker settings of the trials: short timeouts, so that a dead or hung
@@ -277,45 +277,6 @@ impl Drop for KeepLogsOnPanic {
             FAILED.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     }
-}
-
-/// Spawns `make()`'s command from a thread that lives as long as the test
-/// process, with the parent-death signal set (see the broker
-/// module's `spawn_node`): the brokers and services die with the test binary.
-pub fn spawn_owned(mut c: Command) -> Child {
-    use std::os::unix::process::CommandExt;
-    use std::sync::{mpsc, Mutex, OnceLock};
-    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        c.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let tx = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::spawn(move || {
-            for (mut c, back) in rx {
-                let _ = back.send(c.spawn());
-            }
-            loop {
-                std::thread::park();
-            }
-        });
-        Mutex::new(tx)
-    });
-    let (back, got) = mpsc::channel();
-    tx.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send((c, back))
-        .unwrap_or_else(|e| panic!("the spawner is gone: {e}"));
-    got.recv()
-        .unwrap_or_else(|e| panic!("the spawner is gone: {e}"))
-        .unwrap_or_else(|e| panic!("spawn: {e}"))
 }
 
 /// One node: its process while it runs.

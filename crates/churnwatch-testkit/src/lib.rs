@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 pub use bin::{churnwatch_bin, churnwatch_command, repo_root};
 pub use broker::{free_port, kafka_script, kafka_version, Broker};
-pub use process::{proc_cpu, proc_mem, signal, sigterm, wait_exit};
+pub use process::{proc_cpu, proc_mem, signal, sigterm, spawn_owned, wait_exit};
 pub use records::{final_states, outreach_ids, unique, Record};
 pub use scrape::{
     handled, handled_scraped, http_get, http_request, metric, scraped, scraped_samples,

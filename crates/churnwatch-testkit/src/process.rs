@@ -68,3 +68,47 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let _ = child.wait();
     None
 }
+
+/// Spawns `c` from a thread that lives as long as the test process, with
+/// the parent-death signal set: when the test binary exits (or is killed),
+/// the child is killed too, even a shared broker nothing drops. (The signal
+/// follows the spawning thread, hence the one long-lived thread.) Every
+/// broker, cluster node and service the kit starts goes through it.
+pub fn spawn_owned(mut c: Command) -> Child {
+    let program = c.get_program().to_owned();
+    use std::os::unix::process::CommandExt;
+    use std::sync::{mpsc, Mutex, OnceLock};
+    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::spawn(move || {
+            for (mut c, back) in rx {
+                let _ = back.send(c.spawn());
+            }
+            // The senders live in a static: never reached, so this thread
+            // (the parent the death signal watches) lives until exit.
+            loop {
+                std::thread::park();
+            }
+        });
+        Mutex::new(tx)
+    });
+    let (back, got) = mpsc::channel();
+    tx.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send((c, back))
+        .unwrap_or_else(|e| panic!("the spawner is gone: {e}"));
+    got.recv()
+        .unwrap_or_else(|e| panic!("the spawner is gone: {e}"))
+        .unwrap_or_else(|e| panic!("spawning {:?}: {e}", program))
+}

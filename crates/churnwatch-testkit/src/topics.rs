@@ -191,16 +191,10 @@ impl Broker {
         p.poll(Duration::ZERO);
     }
 
-    /// Reads every message of a topic (all partitions) until `want` are read
-    /// or `timeout` passes; `read_committed` as a transactional consumer would.
-    pub fn read_topic(
-        &self,
-        topic: &str,
-        want: usize,
-        timeout: Duration,
-        read_committed: bool,
-    ) -> Vec<Record> {
-        let c: BaseConsumer = ClientConfig::new()
+    /// A consumer of its own group that commits nothing, read-committed
+    /// or not, for reading topics back.
+    fn reader(&self, read_committed: bool) -> BaseConsumer {
+        ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .set("group.id", format!("reader-{}", unique("g")))
             .set("enable.auto.commit", "false")
@@ -213,7 +207,19 @@ impl Broker {
                 },
             )
             .create()
-            .unwrap_or_else(|e| panic!("reader: {e}"));
+            .unwrap_or_else(|e| panic!("reader: {e}"))
+    }
+
+    /// Reads every message of a topic (all partitions) until `want` are read
+    /// or `timeout` passes; `read_committed` as a transactional consumer would.
+    pub fn read_topic(
+        &self,
+        topic: &str,
+        want: usize,
+        timeout: Duration,
+        read_committed: bool,
+    ) -> Vec<Record> {
+        let c = self.reader(read_committed);
         let md = c
             .fetch_metadata(Some(topic), Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -320,20 +326,7 @@ impl Broker {
     /// (transaction markers may hold a position just short of it).
     pub fn read_to_end(&self, topic: &str, read_committed: bool, timeout: Duration) -> Vec<Record> {
         let end = self.end_offsets(topic);
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .set("group.id", format!("reader-{}", unique("g")))
-            .set("enable.auto.commit", "false")
-            .set(
-                "isolation.level",
-                if read_committed {
-                    "read_committed"
-                } else {
-                    "read_uncommitted"
-                },
-            )
-            .create()
-            .unwrap_or_else(|e| panic!("reader: {e}"));
+        let c = self.reader(read_committed);
         let mut tpl = TopicPartitionList::new();
         for p in 0..end.len() as i32 {
             let _ = tpl.add_partition_offset(topic, p, Offset::Beginning);
