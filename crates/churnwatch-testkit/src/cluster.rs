@@ -633,20 +633,11 @@ impl Cluster {
                 }
             })
             .collect();
-        let r = std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap_or_else(|e| panic!("{e}"));
-                    rt.block_on(admin.create_topics(
-                        &new,
-                        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-                    ))
-                })
-                .join()
-                .unwrap_or_else(|_| panic!("admin thread panicked"))
+        let r = crate::on_runtime(|rt| {
+            rt.block_on(admin.create_topics(
+                &new,
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            ))
         });
         for x in r.unwrap_or_else(|e| panic!("create topics: {e}")) {
             if let Err((n, e)) = x {
@@ -740,16 +731,7 @@ impl ClusterService {
         let _ = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.exited() {
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::wait_for(timeout, || self.exited())
     }
 }
 

@@ -44,6 +44,7 @@ pub use scrape::{
     handled, handled_scraped, http_get, http_request, metric, scraped, scraped_samples,
 };
 pub use service::{replay_ids, settings, settings_for_topic, Running, Service};
+pub use topics::on_runtime;
 
 /// Polls `f` until it returns Some or the timeout passes.
 pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {

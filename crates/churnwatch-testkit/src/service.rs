@@ -5,7 +5,7 @@
 use std::{
     path::PathBuf,
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use churnwatch::{codec::Format, pb::InteractionEvent, settings::Settings};
@@ -154,16 +154,7 @@ impl Service {
     /// then killed).
     pub fn terminate(mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         self.signal("-TERM");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.exited() {
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::wait_for(timeout, || self.exited())
     }
 
     pub fn config_path(&self) -> &std::path::Path {

@@ -29,19 +29,8 @@ impl Broker {
         if compact {
             t = t.set("cleanup.policy", "compact");
         }
-        // A runtime of its own, on a thread of its own: callers may be inside one.
-        let r = std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap_or_else(|e| panic!("{e}"));
-                    rt.block_on(admin.create_topics(&[t], &AdminOptions::new()))
-                })
-                .join()
-                .unwrap_or_else(|_| panic!("admin thread panicked"))
-        });
+        let r =
+            crate::on_runtime(|rt| rt.block_on(admin.create_topics(&[t], &AdminOptions::new())));
         let r = r.unwrap_or_else(|e| panic!("create {name}: {e}"));
         for x in r {
             if let Err((n, e)) = x {
@@ -80,18 +69,8 @@ impl Broker {
         for (k, v) in configs {
             c = c.set(k, v);
         }
-        let r = std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap_or_else(|e| panic!("{e}"));
-                    rt.block_on(admin.alter_configs(&[c], &AdminOptions::new()))
-                })
-                .join()
-                .unwrap_or_else(|_| panic!("admin thread panicked"))
-        });
+        let r =
+            crate::on_runtime(|rt| rt.block_on(admin.alter_configs(&[c], &AdminOptions::new())));
         for x in r.unwrap_or_else(|e| panic!("alter {topic}: {e}")) {
             if let Err((_, e)) = x {
                 panic!("alter {topic} {configs:?}: {e:?}");
@@ -106,22 +85,11 @@ impl Broker {
             .set("bootstrap.servers", &self.bootstrap)
             .create()
             .unwrap_or_else(|e| panic!("admin: {e}"));
-        let r =
-            std::thread::scope(|scope| {
-                scope
-                    .spawn(|| {
-                        let rt = tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                            .unwrap_or_else(|e| panic!("{e}"));
-                        rt.block_on(admin.describe_configs(
-                            &[ResourceSpecifier::Topic(topic)],
-                            &AdminOptions::new(),
-                        ))
-                    })
-                    .join()
-                    .unwrap_or_else(|_| panic!("admin thread panicked"))
-            });
+        let r = crate::on_runtime(|rt| {
+            rt.block_on(
+                admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new()),
+            )
+        });
         match r.as_deref() {
             Ok([ConfigResourceResult::Ok(c)]) => c
                 .entries
@@ -354,4 +322,22 @@ impl Broker {
             }
         }
     }
+}
+
+/// Runs `f` with a tokio runtime of its own, on a thread of its own
+/// (callers may be inside a runtime already): rdkafka's admin calls are
+/// futures, the kit's callers are not.
+pub fn on_runtime<T: Send>(f: impl FnOnce(&tokio::runtime::Runtime) -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap_or_else(|e| panic!("{e}"));
+                f(&rt)
+            })
+            .join()
+            .unwrap_or_else(|_| panic!("admin thread panicked"))
+    })
 }
