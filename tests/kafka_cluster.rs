@@ -693,9 +693,28 @@ fn leader_sigkill_exactly_once() {
 /// hung past its timeout (confluentinc/librdkafka#5456, #5511) and held the
 /// loop for 255 s on 2026-12-01, until the sink bounded the call and
 /// replaced a wedged producer (`Sink::send_offsets`).
+///
+/// The controller must lead a `__consumer_offsets` partition for that: after
+/// an earlier trial's restart it may lead none, so leaders go back to their
+/// preferred replicas first, for up to 60 s. If it still leads none, the
+/// trial runs with any group (said on stderr) rather than fail on placement.
 fn the_controller(c: &mut Cluster) -> Option<i32> {
-    c.elect_preferred();
-    Some(c.active_controller() as i32)
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        c.elect_preferred();
+        let ctl = c.active_controller() as i32;
+        if c.leaders("__consumer_offsets").contains(&ctl) {
+            return Some(ctl);
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "controller-kill: node {ctl} (the controller) leads no __consumer_offsets partition after 60 s \
+                 of preferred elections; the trial runs with any group"
+            );
+            return None;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 #[test]
