@@ -114,7 +114,10 @@ impl Engine {
         let (model, core) = (self.model.clone(), self.core.clone());
         let spawned = std::thread::Builder::new()
             .name("churnwatch-refit".into())
-            .spawn(move || outcomes::refit(&model, &core, &activities, &training, at));
+            .spawn(move || {
+                yield_to_the_loop();
+                outcomes::refit(&model, &core, &activities, &training, at)
+            });
         match spawned {
             Ok(handle) => self.refit = Some(Refit::Fitting { started, handle }),
             Err(e) => {
@@ -221,5 +224,21 @@ impl Engine {
             self.sink.changelog(p, restore::MODEL_KEY, Some(&bytes))?;
         }
         Ok(())
+    }
+}
+
+/// Gives the calling thread (the refit's) the lowest scheduling priority
+/// (nice 19): the fit is background work of a second or two, and on a
+/// machine whose cores are busy it would otherwise take CPU time from the
+/// loop, whose input then waits (measured at 64k events/s on 2 cores beside
+/// the broker: decision latency p99 from the refits alone of about 300 ms).
+/// Linux gives each thread a nice value of its own; elsewhere this does
+/// nothing. A refusal (a sandbox forbidding it) only keeps the priority.
+fn yield_to_the_loop() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on the calling thread (who = 0) has no memory
+    // effects; its result is only a status code.
+    unsafe {
+        let _ = libc::setpriority(libc::PRIO_PROCESS, 0, 19);
     }
 }
