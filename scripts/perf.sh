@@ -7,6 +7,7 @@
 #   EVENTS=200000 CUSTOMERS=40000 LATENCY_SECS=20 bash scripts/perf.sh   # smoke, a few minutes
 #   KAFKA_BOOTSTRAP=host:9092 bash scripts/perf.sh                  # any Kafka instead of our own
 #   PEER=0 bash scripts/perf.sh                                     # without the peer
+#   PERF_TMPDIR=/tmp bash scripts/perf.sh                           # the broker's log on disk
 #
 # Creates the peer's Python venv (pinned in benches/peer/requirements.txt)
 # under the churnwatch cache when missing, resolves Apache Kafka's classpath
@@ -26,6 +27,17 @@ export CUSTOMERS="${CUSTOMERS:-1000000}"
 export PARTITIONS="${PARTITIONS:-8}"
 export LATENCY_SECS="${LATENCY_SECS:-60}"
 export PERF_TABLE="${PERF_TABLE:-$CARGO_TARGET_DIR/perf-table.md}"
+
+# Where the harness's own broker keeps its log, and the run its files:
+# memory (/dev/shm) by default. On this VM the kernel writes the broker's
+# dirty pages back about every 30 s, ~450 MB at once, and fetches then wait:
+# the bare consumer's p99 with churnwatch's write rate beside it was 283 ms
+# on disk against 13 ms in memory (docs/performance.md). PERF_TMPDIR=/tmp
+# measures on disk.
+PERF_TMPDIR="${PERF_TMPDIR:-/dev/shm}"
+if [ -d "$PERF_TMPDIR" ] && [ -w "$PERF_TMPDIR" ]; then
+  export TMPDIR="$PERF_TMPDIR"
+fi
 
 # The broker: the harness starts its own Apache Kafka (`scripts/kafka.sh run`,
 # so its CPU is reported per phase) unless KAFKA_BOOTSTRAP names one.

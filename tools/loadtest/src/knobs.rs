@@ -34,6 +34,16 @@ pub struct Knobs {
 }
 
 impl Knobs {
+    /// CW_PROPERTIES, then FETCH_WAIT_MS as `fetch.wait.max.ms`: the
+    /// consumer settings a run gives churnwatch over its own defaults.
+    pub fn cw_consumer_properties(&self) -> Vec<(String, String)> {
+        let mut props = self.cw_properties.clone();
+        if let Some(ms) = self.fetch_wait_ms {
+            props.push(("fetch.wait.max.ms".to_owned(), ms.to_string()));
+        }
+        props
+    }
+
     pub fn runs(&self, phase: &str) -> bool {
         !self.skip.split(',').any(|s| s.trim() == phase)
     }
@@ -66,7 +76,9 @@ impl Knobs {
             latency_customers: env_u64("LATENCY_CUSTOMERS", customers),
             latency_history_days: env_u64("LATENCY_HISTORY_DAYS", 30),
             latency_silent_share: env_f64("LATENCY_SILENT_SHARE").unwrap_or(0.2),
-            linger_ms: env_u64("LATENCY_LINGER_MS", 1),
+            // librdkafka's own default: the live producer stands for the
+            // services upstream, which batch as their clients do.
+            linger_ms: env_u64("LATENCY_LINGER_MS", 5),
             fetch_wait_ms: std::env::var("FETCH_WAIT_MS")
                 .ok()
                 .and_then(|v| v.parse().ok()),

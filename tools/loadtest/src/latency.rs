@@ -101,10 +101,7 @@ fn latency(cx: &Ctx<'_>, rate: f64) -> Res<Latency> {
     let topic = format!("{run_id}-live-in");
     b.create_topic(&topic, k.partitions, false);
     let app = format!("{run_id}-live");
-    let mut props = k.cw_properties.clone();
-    if let Some(ms) = k.fetch_wait_ms {
-        props.push(("fetch.wait.max.ms".to_owned(), ms.to_string()));
-    }
+    let props = k.cw_consumer_properties();
     let mut cw = Churnwatch::spawn(
         b,
         &CwOptions {
@@ -214,7 +211,13 @@ fn latency(cx: &Ctx<'_>, rate: f64) -> Res<Latency> {
         if load > 0.0 {
             b.create_topic(&load_topic, k.partitions, false);
         }
-        let reader = reader_from_start(&b.bootstrap, &topic, Some(k.partitions), &props);
+        // churnwatch's own consumer settings, under the run's overrides.
+        let mut fetch: Vec<(String, String)> = churnwatch::pipeline::CONSUMER_DEFAULTS
+            .iter()
+            .map(|(key, v)| ((*key).to_owned(), (*v).to_owned()))
+            .collect();
+        fetch.extend(props.iter().cloned());
+        let reader = reader_from_start(&b.bootstrap, &topic, Some(k.partitions), &fetch);
         // Let the reader connect and start fetching before the first send.
         let warm = Instant::now() + Duration::from_secs(2);
         while Instant::now() < warm {
@@ -312,7 +315,7 @@ fn latency(cx: &Ctx<'_>, rate: f64) -> Res<Latency> {
 /// `since_ms`. Reads until `want` records are seen or 60 s pass.
 fn outreach_latencies(bootstrap: &str, topic: &str, want: usize, since_ms: i64) -> Vec<i64> {
     let c = reader_from_start(bootstrap, topic, None, &[]);
-    let (mut seen, mut out) = (0usize, vec![]);
+    let (mut seen, mut timeline) = (0usize, vec![]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen < want && Instant::now() < deadline {
         let Some(Ok(m)) = c.poll(Duration::from_millis(200)) else {
@@ -326,10 +329,22 @@ fn outreach_latencies(bootstrap: &str, topic: &str, want: usize, since_ms: i64) 
         });
         if let (Some(tr), Some(ts)) = (trigger, m.timestamp().to_millis()) {
             if tr >= since_ms {
-                out.push(ts - tr);
+                timeline.push((tr - since_ms, ts - tr));
             }
         }
     }
+    if let Some(path) = std::env::var_os("LATENCY_SAMPLES") {
+        // The samples in trigger order, for a plot: when in the live window
+        // (ms from its start) and how long.
+        timeline.sort_unstable();
+        let csv: String = std::iter::once("since_start_ms,latency_ms\n".to_owned())
+            .chain(timeline.iter().map(|(at, l)| format!("{at},{l}\n")))
+            .collect();
+        if let Err(e) = std::fs::write(&path, csv) {
+            progress(format!("latency: could not write LATENCY_SAMPLES: {e}"));
+        }
+    }
+    let mut out: Vec<i64> = timeline.into_iter().map(|(_, l)| l).collect();
     out.sort_unstable();
     out
 }

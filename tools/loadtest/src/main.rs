@@ -39,7 +39,10 @@
 //! PEER (0 skips), PEER_PYTHON, LATENCY_SECS (0 skips), LATENCY_CUSTOMERS,
 //! LATENCY_HISTORY_DAYS (30),
 //! LATENCY_RATE (default: half of churnwatch's rate here), LATENCY_SILENT_SHARE,
-//! LATENCY_LINGER_MS, FETCH_WAIT_MS (churnwatch's fetch.wait.max.ms),
+//! LATENCY_LINGER_MS (the live producer's linger.ms, 5), LATENCY_SAMPLES (a
+//! CSV of every decision-latency sample: ms since the live window started,
+//! latency), FETCH_WAIT_MS (churnwatch's fetch.wait.max.ms; the bare
+//! readers take churnwatch's consumer defaults under the same overrides),
 //! CW_PROPERTIES (`key=value,...`: librdkafka properties for every churnwatch
 //! instance), CW_BIN (another churnwatch build to measure), SKIP (phases to
 //! leave out: ceiling, churnwatch, peer, latency),

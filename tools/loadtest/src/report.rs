@@ -246,9 +246,9 @@ pub fn render(k: &Knobs, rep: &Report, b: &Broker) -> String {
         line(format!("- {}", l.floor_note));
         line(format!("- {}", l.loaded_note));
         line(format!(
-            "- latency producer: linger.ms={}, CreateTime stamped by librdkafka at send; churnwatch fetch.wait.max.ms: {}",
+            "- latency producer: linger.ms={}, CreateTime stamped by librdkafka at send; churnwatch's consumer and the bare reader: {}",
             k.linger_ms,
-            k.fetch_wait_ms.map_or("default".into(), |m| m.to_string())
+            fetch_settings(k)
         ));
     }
     if let Some((rss, hwm)) = b.mem() {
@@ -260,4 +260,16 @@ pub fn render(k: &Knobs, rep: &Report, b: &Broker) -> String {
     }
     line("- CPU = utime + stime of the contender's process (/proc/PID/stat) from start to done; RSS = VmRSS at done (VmHWM in parentheses); wall from process start to done.".into());
     s
+}
+
+/// churnwatch's consumer defaults under the run's overrides, as `k=v, ...`.
+fn fetch_settings(k: &Knobs) -> String {
+    let overrides = k.cw_consumer_properties();
+    let mut out: Vec<String> = churnwatch::pipeline::CONSUMER_DEFAULTS
+        .iter()
+        .filter(|(key, _)| !overrides.iter().any(|(o, _)| o == key))
+        .map(|(key, v)| format!("{key}={v}"))
+        .collect();
+    out.extend(overrides.iter().map(|(key, v)| format!("{key}={v} (set)")));
+    out.join(", ")
 }
