@@ -134,7 +134,10 @@ fn latency(cx: &Ctx<'_>, rate: f64) -> Res<Latency> {
     p.flush(Duration::from_secs(300))
         .map_err(|e| e.to_string())?;
     cw.wait_handled(history, Duration::from_secs(3600))?;
-    progress("latency: history processed; live now");
+    let settled = settle(&cw);
+    progress(format!(
+        "latency: history processed, settled after {settled:.1} s; live now"
+    ));
 
     let p = producer(k.linger_ms);
     let log_mark = std::fs::metadata(&cw.log).map_or(0, |m| m.len());
@@ -295,11 +298,13 @@ fn latency(cx: &Ctx<'_>, rate: f64) -> Res<Latency> {
             floor_broker.map_or("?".into(), |c| format!("{c:.1}"))
         ),
         backlog: format!(
-            "backlog (sent, not yet handled) at most {max_backlog} messages ({:.2} s of input) during the live window, \
+            "live from {settled:.1} s after the history was handled (its changelog written, its refits done: \
+             those counters unchanged for {} s); backlog (sent, not yet handled) at most {max_backlog} messages ({:.2} s of input) during the live window, \
              {backlog_end} when the last was sent, drained {drain_secs:.1} s later; over the {sent_secs:.1} s of sending \
              the broker used {} CPU s and the harness (producer, generator) {own:.1} CPU s; {refits} refits of the model \
              (one per day of event time), gathered in steps and fitted beside \
              the loop, {refit_ms} ms from start to use in all",
+            SETTLED_FOR.as_secs(),
             max_backlog as f64 / rate,
             broker.map_or("?".into(), |c| format!("{c:.1}"))
         ),
@@ -309,6 +314,34 @@ fn latency(cx: &Ctx<'_>, rate: f64) -> Res<Latency> {
         what,
     })
 }
+
+/// How long the changelog-records and refit counters of `cw`'s metrics
+/// take to stay unchanged for [`SETTLED_FOR`] (at most 180 s), in seconds:
+/// live events then meet a service that has finished the history's work
+/// (its last batches written out, the refits the history's days queued
+/// fitted), as a running service is between bursts, not one still
+/// catching up after a restart.
+fn settle(cw: &Churnwatch) -> f64 {
+    let t0 = Instant::now();
+    let mark = |m: &str| {
+        (
+            scraped(m, "churnwatch_changelog_records_written_total"),
+            scraped(m, "churnwatch_model_refits_total"),
+        )
+    };
+    let (mut last, mut since) = (mark(&cw.metrics()), Instant::now());
+    while since.elapsed() < SETTLED_FOR && t0.elapsed() < Duration::from_secs(180) {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = mark(&cw.metrics());
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+    t0.elapsed().as_secs_f64()
+}
+
+/// See [`settle`]: longer than a refit of a million customers (3-4 s).
+const SETTLED_FOR: Duration = Duration::from_secs(5);
 
 /// Kafka timestamp minus `churnwatch.trigger.timestamp`, in ms, for every
 /// outreach record triggered by an input message produced at or after
