@@ -44,6 +44,21 @@ impl Knobs {
         props
     }
 
+    /// What churnwatch's input consumer runs with: its defaults
+    /// ([`churnwatch::pipeline::CONSUMER_DEFAULTS`]) not overridden, then
+    /// [`Knobs::cw_consumer_properties`]; each with whether the run set it.
+    /// The bare readers of the latency phase take the same.
+    pub fn consumer_settings(&self) -> Vec<(String, String, bool)> {
+        let overrides = self.cw_consumer_properties();
+        let mut settings: Vec<(String, String, bool)> = churnwatch::pipeline::CONSUMER_DEFAULTS
+            .iter()
+            .filter(|(key, _)| !overrides.iter().any(|(o, _)| o == key))
+            .map(|(key, v)| ((*key).to_owned(), (*v).to_owned(), false))
+            .collect();
+        settings.extend(overrides.into_iter().map(|(key, v)| (key, v, true)));
+        settings
+    }
+
     pub fn runs(&self, phase: &str) -> bool {
         !self.skip.split(',').any(|s| s.trim() == phase)
     }

@@ -206,6 +206,12 @@ fn latency(cx: &Ctx<'_>, rate: f64) -> Res<Latency> {
     // fresh topic, read by a bare consumer with churnwatch's fetch settings;
     // then again with churnwatch's own writes (its changelog and outreach
     // records, at the rate it wrote them) going to the broker beside it.
+    // churnwatch's own consumer settings, under the run's overrides.
+    let fetch: Vec<(String, String)> = k
+        .consumer_settings()
+        .into_iter()
+        .map(|(key, v, _)| (key, v))
+        .collect();
     let floor_run = |tag: &str, load: f64| -> (Vec<i64>, f64, Option<f64>) {
         progress(format!("latency: the broker path, {tag}"));
         let topic = format!("{run_id}-floor-{tag}");
@@ -214,12 +220,6 @@ fn latency(cx: &Ctx<'_>, rate: f64) -> Res<Latency> {
         if load > 0.0 {
             b.create_topic(&load_topic, k.partitions, false);
         }
-        // churnwatch's own consumer settings, under the run's overrides.
-        let mut fetch: Vec<(String, String)> = churnwatch::pipeline::CONSUMER_DEFAULTS
-            .iter()
-            .map(|(key, v)| ((*key).to_owned(), (*v).to_owned()))
-            .collect();
-        fetch.extend(props.iter().cloned());
         let reader = reader_from_start(&b.bootstrap, &topic, Some(k.partitions), &fetch);
         // Let the reader connect and start fetching before the first send.
         let warm = Instant::now() + Duration::from_secs(2);

@@ -262,14 +262,12 @@ pub fn render(k: &Knobs, rep: &Report, b: &Broker) -> String {
     s
 }
 
-/// churnwatch's consumer defaults under the run's overrides, as `k=v, ...`.
+/// churnwatch's consumer settings, as `k=v, ...` (`(set)` where the run
+/// set them).
 fn fetch_settings(k: &Knobs) -> String {
-    let overrides = k.cw_consumer_properties();
-    let mut out: Vec<String> = churnwatch::pipeline::CONSUMER_DEFAULTS
+    k.consumer_settings()
         .iter()
-        .filter(|(key, _)| !overrides.iter().any(|(o, _)| o == key))
-        .map(|(key, v)| format!("{key}={v}"))
-        .collect();
-    out.extend(overrides.iter().map(|(key, v)| format!("{key}={v} (set)")));
-    out.join(", ")
+        .map(|(key, v, set)| format!("{key}={v}{}", if *set { " (set)" } else { "" }))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
